@@ -1,0 +1,37 @@
+"""Packaging for mtl_ehrnet: one network for bottom-up pose estimation and semantic segmentation."""
+from setuptools import find_packages, setup
+
+setup(
+    name="mtl_ehrnet",
+    version="0.1.0",
+    description=(
+        "EfficientHRNet multi-task pose estimation + semantic segmentation in one network, "
+        "trained by knowledge distillation from single-task teachers"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["mtl_ehrnet*", "teachers*", "distill*", "evaluation*"]),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "segmentation-models-pytorch>=0.3",
+        "pycocotools>=2.0.7",
+        "cityscapesscripts>=2.2",
+        "numpy>=1.23",
+        "onnx>=1.14",
+        "onnxruntime>=1.16",  # ONNX parity checks and CPU deployment
+        "tqdm>=4.60",
+        "scipy>=1.10",  # Hungarian matching in pose grouping
+        "Pillow>=9.0",  # image I/O for the dataset formats
+        "PyYAML>=6.0",  # run configs (safe_load only)
+    ],
+    extras_require={"test": ["pytest>=7"], "plot": ["matplotlib>=3.6"]},
+    entry_points={
+        "console_scripts": ["mtl-ehrnet=mtl_ehrnet.cli:main"],
+        # Each package registers its own subcommands so that the core never imports upward.
+        "mtl_ehrnet.commands": [
+            "info=evaluation.commands.info:register",
+        ],
+    },
+)
