@@ -1,0 +1,271 @@
+"""Associative-embedding grouping of joint detections into people (HigherHRNet parser semantics).
+
+Same decisions as HigherHRNet's ``HeatmapParser`` (max-pool NMS, top-k per joint, detection and tag
+thresholds, matching joints to people on ``round(tag distance) * 100 - value``, adjust, refine, score =
+mean joint value) plus thesis 4.4.3's removal of redundant poses, but run at map resolution with
+sub-pixel refinement instead of on maps upsampled to the input size, with the map-sized work in torch
+and ``scipy.optimize.linear_sum_assignment`` for the matching.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+# HigherHRNet matches head, shoulders and hips first: they are found most reliably and seed people.
+COCO_JOINT_ORDER: Tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+
+def group_poses(
+    heatmaps: ArrayLike,
+    tags: ArrayLike,
+    *,
+    max_people: int = 30,
+    detection_threshold: float = 0.1,
+    tag_threshold: float = 1.0,
+    nms_kernel: int = 5,
+    joint_order: Sequence[int] = COCO_JOINT_ORDER,
+    use_detection_value: bool = True,
+    adjust: bool = True,
+    refine: bool = True,
+    subpixel: str = "quadratic",
+    redundant_distance: float = 1.5,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Groups one image's joint detections into poses.
+
+    Args:
+        heatmaps: (J, H, W) joint heatmaps, torch tensor (any device) or numpy array.
+        tags: (J, H, W) tag maps, or (J, H, W, D) for D tags per joint (flip test concatenates the
+            flipped image's tags, D = 2). Same H, W as ``heatmaps``.
+        max_people: top-k detections kept per joint, and most people that can receive joints.
+        detection_threshold: joints with a peak value at or below this are ignored.
+        tag_threshold: a joint joins a person only if its tag is closer than this to the person's
+            mean tag.
+        nms_kernel: max-pool window of the non-maximum suppression (map pixels).
+        joint_order: order in which joints are matched; used when it covers all J joints, else
+            0..J-1.
+        use_detection_value: match on ``round(distance) * 100 - value`` (reference) rather than on
+            the plain distance.
+        adjust: sub-pixel refinement of detected joints.
+        refine: fill each person's missing joints with the best map location whose tag is near the
+            person's mean tag (the score is computed before this, as in the reference).
+        subpixel: ``"quadratic"`` (parabola through the log values of the peak and its neighbours:
+            exact for Gaussian peaks) or ``"quarter"`` (the reference's quarter-pixel step toward the
+            higher neighbour).
+        redundant_distance: a pose whose joints lie on average closer than this (map pixels) to
+            those of a higher-scoring pose is dropped (thesis 4.4.3: 3 input pixels = 1.5 at the
+            stride-2 maps). 0 disables it.
+
+    Returns:
+        keypoints: (N, J, 3) float32, (x, y, value) in map pixel coordinates (pixel centres at
+            integers), sorted by descending score; value 0 marks a joint that was not found.
+        scores: (N,) float32, mean joint value over all J joints.
+
+    Raises:
+        ValueError: on mismatched or malformed shapes, or an unknown ``subpixel``.
+    """
+    det = torch.as_tensor(heatmaps).float()
+    tag = torch.as_tensor(tags).float().to(det.device)
+    if det.dim() != 3:
+        raise ValueError(f"heatmaps must be (J, H, W), got {tuple(det.shape)}")
+    if tag.dim() == 3:
+        tag = tag.unsqueeze(-1)
+    if tag.dim() != 4 or tag.shape[:3] != det.shape:
+        raise ValueError(f"tags must be (J, H, W) or (J, H, W, D) matching heatmaps {tuple(det.shape)}, got {tuple(tags.shape)}")
+    if subpixel not in ("quadratic", "quarter"):
+        raise ValueError(f"subpixel must be 'quadratic' or 'quarter', got {subpixel!r}")
+    num_joints, height, width = det.shape
+    order = list(joint_order) if sorted(joint_order) == list(range(num_joints)) else list(range(num_joints))
+
+    with torch.no_grad():
+        vals, inds, tag_k = _top_k(det, tag, max_people, nms_kernel, detection_threshold)
+    vals, inds, tag_k = vals.cpu().numpy(), inds.cpu().numpy(), tag_k.cpu().numpy()
+
+    members, tag_sum, count = _match(vals, tag_k, order, max_people, detection_threshold, tag_threshold, use_detection_value)
+    num_people = members.shape[0]
+    if num_people == 0:
+        return np.zeros((0, num_joints, 3), np.float32), np.zeros((0,), np.float32)
+
+    found = members >= 0
+    joint_idx = np.broadcast_to(np.arange(num_joints), members.shape)
+    flat = np.where(found, inds[joint_idx, np.maximum(members, 0)], 0)
+    value = np.where(found, vals[joint_idx, np.maximum(members, 0)], 0.0).astype(np.float32)
+    scores = value.mean(axis=1)
+    ys, xs = flat // width, flat % width
+
+    det_cpu = det.cpu().numpy()
+    keypoints = np.zeros((num_people, num_joints, 3), np.float32)
+    keypoints[..., 0], keypoints[..., 1], keypoints[..., 2] = xs, ys, value
+    if adjust:
+        dx, dy = _subpixel_offsets(det_cpu, joint_idx[found], ys[found], xs[found], subpixel)
+        keypoints[found, 0] += dx
+        keypoints[found, 1] += dy
+    if refine:
+        with torch.no_grad():
+            _refine_missing(det, tag, det_cpu, keypoints, tag_sum / count[:, None], subpixel)
+
+    order_by_score = np.argsort(-scores, kind="stable")
+    keypoints, scores = keypoints[order_by_score], scores[order_by_score]
+    if redundant_distance > 0:
+        keep = _non_redundant(keypoints, redundant_distance)
+        keypoints, scores = keypoints[keep], scores[keep]
+    return keypoints, scores.astype(np.float32)
+
+
+def _top_k(det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, threshold: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k strongest NMS peaks above ``threshold`` per joint.
+
+    Only peaks above the detection threshold survive matching, so the max-pool test runs on those
+    pixels alone (a few percent of a real map); a map with many pixels above it falls back to a dense
+    max-pool. Same peaks as max-pool NMS then top-k then thresholding.
+
+    Returns:
+        values (J, k) (0 where a joint has fewer peaks), flat indices (J, k), tags (J, k, D).
+    """
+    num_joints, height, width = det.shape
+    above = det > threshold
+    num_above = int(above.sum())
+    if num_above * 8 > det.numel():
+        pooled = F.max_pool2d(det[None], nms_kernel, stride=1, padding=nms_kernel // 2)[0]
+        joint, flat = ((pooled == det) & above).view(num_joints, -1).nonzero(as_tuple=True)
+    else:
+        joint, y, x = above.nonzero(as_tuple=True)
+        r = nms_kernel // 2
+        padded = F.pad(det, (r, r, r, r), value=float("-inf"))
+        row = width + 2 * r
+        base = joint * padded[0].numel() + y * row + x
+        window = (torch.arange(nms_kernel, device=det.device)[:, None] * row + torch.arange(nms_kernel, device=det.device)).view(-1)
+        neighbourhood_max = padded.view(-1)[base[:, None] + window[None]].amax(dim=1)
+        peak = neighbourhood_max == det[joint, y, x]
+        joint, flat = joint[peak], (y * width + x)[peak]
+    value = det.view(num_joints, -1)[joint, flat]
+    # Group by joint, strongest first; the rank within a joint decides who is in the top k.
+    by_value = torch.argsort(value, descending=True, stable=True)
+    order = by_value[torch.argsort(joint[by_value], stable=True)]
+    joint, flat, value = joint[order], flat[order], value[order]
+    first = torch.searchsorted(joint, torch.arange(num_joints, device=det.device))
+    rank = torch.arange(joint.numel(), device=det.device) - first[joint]
+    keep = rank < k
+    vals = torch.zeros((num_joints, k), device=det.device)
+    inds = torch.zeros((num_joints, k), dtype=torch.long, device=det.device)
+    vals[joint[keep], rank[keep]] = value[keep]
+    inds[joint[keep], rank[keep]] = flat[keep]
+    flat_tags = tag.view(num_joints, height * width, tag.shape[-1])
+    tag_k = torch.gather(flat_tags, 1, inds[..., None].expand(-1, -1, tag.shape[-1]))
+    return vals, inds, tag_k
+
+
+def _match(
+    vals: np.ndarray,
+    tag_k: np.ndarray,
+    order: Sequence[int],
+    max_people: int,
+    detection_threshold: float,
+    tag_threshold: float,
+    use_detection_value: bool,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Assigns detections to people joint by joint.
+
+    Args:
+        vals: (J, K) peak values; tag_k: (J, K, D) their tags.
+
+    Returns:
+        members: (P, J) int, index into K of each person's joint, -1 if none.
+        tag_sum: (P, D) sum of the person's joint tags; count: (P,) number of joints.
+    """
+    num_joints, k = vals.shape
+    dim = tag_k.shape[-1]
+    capacity = num_joints * k
+    members = np.full((capacity, num_joints), -1, np.int64)
+    tag_sum = np.zeros((capacity, dim), np.float64)
+    count = np.zeros((capacity,), np.int64)
+    num_people = 0
+    for joint in order:
+        rows = np.flatnonzero(vals[joint] > detection_threshold)
+        if rows.size == 0:
+            continue
+        tags = tag_k[joint, rows].astype(np.float64)
+        new_rows = rows
+        if num_people > 0:
+            grouped = min(num_people, max_people)
+            means = tag_sum[:grouped] / count[:grouped, None]
+            dist = np.linalg.norm(tags[:, None, :] - means[None, :, :], axis=2)
+            cost = np.round(dist) * 100 - vals[joint, rows][:, None] if use_detection_value else dist
+            r, c = linear_sum_assignment(cost)
+            ok = dist[r, c] < tag_threshold
+            members[c[ok], joint] = rows[r[ok]]
+            tag_sum[c[ok]] += tags[r[ok]]
+            count[c[ok]] += 1
+            unmatched = np.ones(rows.size, bool)
+            unmatched[r[ok]] = False
+            new_rows, tags = rows[unmatched], tags[unmatched]
+        new = slice(num_people, num_people + new_rows.size)
+        members[new, joint] = new_rows
+        tag_sum[new] = tags
+        count[new] = 1
+        num_people += new_rows.size
+    return members[:num_people], tag_sum[:num_people], count[:num_people]
+
+
+def _subpixel_offsets(det: np.ndarray, joint: np.ndarray, y: np.ndarray, x: np.ndarray, method: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel offsets (dx, dy) of peaks at integer (y, x) of ``det[joint]`` (det: (J, H, W))."""
+    _, height, width = det.shape
+    centre = det[joint, y, x]
+    left, right = det[joint, y, np.maximum(x - 1, 0)], det[joint, y, np.minimum(x + 1, width - 1)]
+    up, down = det[joint, np.maximum(y - 1, 0), x], det[joint, np.minimum(y + 1, height - 1), x]
+    if method == "quarter":
+        return np.where(right > left, 0.25, -0.25), np.where(down > up, 0.25, -0.25)
+    return _parabola_offset(left, centre, right), _parabola_offset(up, centre, down)
+
+
+def _parabola_offset(before: np.ndarray, centre: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Vertex of the parabola through the log values at -1, 0, +1, clipped to half a pixel."""
+    eps = 1e-6
+    lb, lc, la = (np.log(np.maximum(v, eps)) for v in (before, centre, after))
+    curvature = lb - 2 * lc + la
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(curvature < -1e-9, 0.5 * (lb - la) / curvature, 0.0)
+    return np.clip(offset, -0.5, 0.5)
+
+
+def _refine_missing(det: torch.Tensor, tag: torch.Tensor, det_cpu: np.ndarray, keypoints: np.ndarray, mean_tags: np.ndarray, subpixel: str) -> None:
+    """Fills missing joints in place with argmax over the map of ``det - round(|tag - mean tag|)``.
+
+    Args:
+        det: (J, H, W); tag: (J, H, W, D); det_cpu: det as numpy; keypoints: (P, J, 3) edited in
+            place; mean_tags: (P, D) each person's mean joint tag.
+    """
+    num_joints, height, width = det.shape
+    flat_tags = tag.view(num_joints, height * width, -1)
+    means = torch.as_tensor(mean_tags, dtype=torch.float32, device=det.device)
+    for joint in range(num_joints):
+        people = np.flatnonzero(keypoints[:, joint, 2] <= 0)
+        if people.size == 0:
+            continue
+        dist = torch.cdist(means[people], flat_tags[joint])
+        best = (det[joint].view(1, -1) - dist.round()).argmax(dim=1).cpu().numpy()
+        ys, xs = best // width, best % width
+        value = det_cpu[joint, ys, xs]
+        dx, dy = _subpixel_offsets(det_cpu, np.full_like(ys, joint), ys, xs, subpixel)
+        fill = value > 0
+        keypoints[people[fill], joint] = np.stack((xs + dx, ys + dy, value), axis=1)[fill]
+
+
+def _non_redundant(keypoints: np.ndarray, min_distance: float) -> np.ndarray:
+    """Indices of poses kept when each pose (in the given order) is dropped if its joints lie on
+    average closer than ``min_distance`` to a pose already kept; only joints both poses have count."""
+    present = keypoints[..., 2] > 0
+    dist = np.linalg.norm(keypoints[:, None, :, :2] - keypoints[None, :, :, :2], axis=-1)
+    both = present[:, None, :] & present[None, :, :]
+    n_both = both.sum(-1)
+    mean_dist = np.where(n_both > 0, (dist * both).sum(-1) / np.maximum(n_both, 1), np.inf)
+    keep = []
+    for i in range(keypoints.shape[0]):
+        if all(mean_dist[i, j] >= min_distance for j in keep):
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)

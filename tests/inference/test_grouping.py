@@ -1,0 +1,115 @@
+"""group_poses: planted people are recovered, no spurious poses, duplicates removed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from planted_people import SKELETON, match_people, people_on_grid, plant, render
+from mtl_ehrnet.inference import group_poses
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def assert_recovered(keypoints: np.ndarray, scores: np.ndarray, joints: np.ndarray, tol: float) -> None:
+    """Exactly one pose per planted person, every joint within ``tol`` map pixels."""
+    assert keypoints.shape == (joints.shape[0], 17, 3)
+    assert scores.shape == (joints.shape[0],)
+    who = match_people(keypoints, joints)
+    assert sorted(who.tolist()) == list(range(joints.shape[0])), "a person is missed or found twice"
+    err = np.linalg.norm(keypoints[..., :2] - joints[who], axis=-1)
+    assert err.max() < tol, f"max joint error {err.max():.3f} px"
+    assert np.all(keypoints[..., 2] > 0.9)
+    assert np.all(np.diff(scores) <= 0), "poses are sorted by score"
+
+
+@pytest.mark.parametrize("num_people", [1, 10, 30])
+@pytest.mark.parametrize("flip_tags", [False, True])
+def test_planted_people_recovered(num_people: int, flip_tags: bool) -> None:
+    size = (256, 256) if num_people == 30 else (128, 128)
+    joints, heatmaps, tags = plant(num_people, size=size, flip_tags=flip_tags, seed=num_people)
+    keypoints, scores = group_poses(heatmaps, tags)
+    # Sub-pixel: the log-parabola vertex is exact on an isolated Gaussian.
+    assert_recovered(keypoints, scores, joints, tol=0.05)
+    np.testing.assert_allclose(scores, 1.0, atol=0.05)
+
+
+def test_torch_input_matches_numpy() -> None:
+    _, heatmaps, tags = plant(5, flip_tags=True)
+    from_numpy = group_poses(heatmaps, tags)
+    from_torch = group_poses(torch.from_numpy(heatmaps), torch.from_numpy(tags))
+    for a, b in zip(from_numpy, from_torch):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_quarter_pixel_adjust_is_the_reference_step() -> None:
+    joints, heatmaps, tags = plant(3)
+    keypoints, _ = group_poses(heatmaps, tags, subpixel="quarter")
+    who = match_people(keypoints, joints)
+    frac = keypoints[..., :2] - np.round(keypoints[..., :2])
+    np.testing.assert_allclose(np.abs(frac), 0.25)
+    assert np.abs(keypoints[..., :2] - joints[who]).max() <= 0.75 + 1e-6
+
+
+def test_overlapping_people_separated_by_tags(rng) -> None:
+    base = 64 + SKELETON
+    # Every joint of B lies 3 px right and 3 px down of A's: inside a 7 px window of each other.
+    joints = np.stack((base, base + np.array([3.0, 3.0]))) + rng.uniform(-0.3, 0.3, (2, 17, 2))
+    heatmaps, tags = render(joints, np.array([0.0, 3.0]), (128, 128), rng)
+    keypoints, scores = group_poses(heatmaps, tags)
+    assert_recovered(keypoints, scores, joints, tol=0.35)
+
+
+def test_empty_and_subthreshold_maps_give_no_poses(rng) -> None:
+    for heatmaps in (np.zeros((17, 64, 64), np.float32), rng.uniform(0, 0.1, (17, 64, 64)).astype(np.float32)):
+        keypoints, scores = group_poses(heatmaps, rng.normal(size=(17, 64, 64)))
+        assert keypoints.shape == (0, 17, 3) and scores.shape == (0,)
+
+
+def test_refine_fills_a_weak_joint_near_the_persons_tag(rng) -> None:
+    joints = np.stack((40 + SKELETON, 90 + SKELETON))
+    values = np.ones((2, 17))
+    values[0, 9] = 0.08  # left wrist of person 0 below the detection threshold
+    heatmaps, tags = render(joints, np.array([0.0, 4.0]), (128, 128), rng, values=values)
+    keypoints, scores = group_poses(heatmaps, tags)
+    who = match_people(keypoints, joints)
+    p0 = keypoints[who == 0][0]
+    assert p0[9, 2] == pytest.approx(0.08, abs=1e-3)
+    assert np.linalg.norm(p0[9, :2] - joints[0, 9]) < 0.05
+    # The score is the mean value of the joints found before refinement, as in the reference.
+    assert scores[who == 0][0] == pytest.approx(16 / 17, abs=1e-3)
+    unrefined, _ = group_poses(heatmaps, tags, refine=False)
+    assert unrefined[match_people(unrefined, joints) == 0][0][9, 2] == 0
+
+
+def test_split_person_is_a_redundant_pose_and_removed(rng) -> None:
+    joints = (64 + SKELETON)[None]
+    # Upper body (matched first) and lower body carry tags 2 apart: grouping makes two people, and
+    # refinement completes both into the same pose (thesis 4.4.3).
+    heatmaps, _ = render(joints, np.zeros(1), (128, 128), rng)
+    tags = np.zeros((17, 128, 128), np.float32)
+    tags[[7, 8, 9, 10, 13, 14, 15, 16]] = 2.0
+    kept, _ = group_poses(heatmaps, tags)
+    both, _ = group_poses(heatmaps, tags, redundant_distance=0)
+    assert both.shape[0] == 2
+    assert kept.shape[0] == 1
+    assert np.linalg.norm(kept[0, :, :2] - joints[0], axis=-1).max() < 0.05
+
+
+def test_max_people_keeps_the_strongest_people(rng) -> None:
+    joints = people_on_grid(12, (128, 128), rng)
+    strength = np.linspace(1.0, 0.5, 12)
+    heatmaps, tags = render(joints, 2.0 * np.arange(12), (128, 128), rng, values=np.repeat(strength[:, None], 17, 1))
+    keypoints, scores = group_poses(heatmaps, tags, max_people=5)
+    assert keypoints.shape[0] == 5
+    assert sorted(match_people(keypoints, joints).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(ValueError):
+        group_poses(np.zeros((17, 8, 8)), np.zeros((17, 8, 9)))
+    with pytest.raises(ValueError):
+        group_poses(np.zeros((8, 8)), np.zeros((8, 8)))
