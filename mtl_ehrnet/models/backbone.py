@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 from functools import partial
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn
 from torchvision.models.efficientnet import _efficientnet_conf
 from torchvision.ops.misc import Conv2dNormActivation
 
+from mtl_ehrnet.models.init import init_conv_bn
 from mtl_ehrnet.models.scaling import depth_multiplier, width_multiplier
 
 # Indices into ``features`` whose outputs are the stride 4, 8, 16 and 32 taps (MBConv stages 2, 3, 5, 7).
@@ -71,7 +72,7 @@ class EfficientNetBackbone(nn.Module):
         if lite:
             _replace_modules(self.features, nn.SiLU, partial(nn.ReLU6, inplace=True))
         self.out_channels: Tuple[int, ...] = tuple(setting[i - 1].out_channels for i in TAP_INDICES)
-        _init_weights(self)
+        init_conv_bn(self)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         taps = []
@@ -88,23 +89,3 @@ def _replace_modules(root: nn.Module, kind: type, factory: "partial[nn.Module]")
             setattr(root, name, factory())
         else:
             _replace_modules(child, kind, factory)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """torchvision's EfficientNet initialisation."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def backbone_channels(phi: float) -> Dict[str, Tuple[int, ...]]:
-    """Tap channels of the EfficientNet of coefficient ``phi``, without building it."""
-    setting, _ = _efficientnet_conf(
-        "efficientnet_b0", width_mult=width_multiplier(phi), depth_mult=depth_multiplier(phi)
-    )
-    return {"out_channels": tuple(setting[i - 1].out_channels for i in TAP_INDICES)}

@@ -1,7 +1,7 @@
 """HigherHRNet heatmap + associative-embedding head (thesis fig. 3.1, Heatmap Prediction Network)."""
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -41,6 +41,10 @@ class PoseHead(nn.Module):
             *(BasicBlock(deconv_channels, deconv_channels) for _ in range(deconv_blocks)),
         )
         self.final_hr = nn.Conv2d(deconv_channels, num_keypoints, 1)
+
+    def prediction_layers(self) -> Tuple[nn.Conv2d, ...]:
+        """The convs that emit heatmaps and tags."""
+        return (self.final_lr, self.final_hr)
 
     def forward(self, branches: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         x = branches[0]

@@ -1,7 +1,7 @@
 """HRNet-V2 style segmentation head (thesis fig. 3.2, Segmentation Network)."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,10 @@ class SegHead(nn.Module):
         self.num_classes = num_classes
         self.mix = Conv2dNormActivation(width, width, 1, activation_layer=nn.ReLU)
         self.classifier = nn.Conv2d(width, num_classes, 1)
+
+    def prediction_layers(self) -> Tuple[nn.Conv2d, ...]:
+        """The conv that emits class logits."""
+        return (self.classifier,)
 
     def forward(self, branches: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
         size = branches[0].shape[-2:]

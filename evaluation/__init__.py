@@ -1,0 +1,5 @@
+"""Evaluation: complexity counts, metrics, latency, export and report tables."""
+from evaluation.coco_eval import coco_keypoint_ap
+from evaluation.complexity import complexity, count_parameters
+
+__all__ = ["coco_keypoint_ap", "complexity", "count_parameters"]

@@ -1,0 +1,1 @@
+"""Subcommands of ``mtl-ehrnet`` owned by the evaluation package (registered in setup.py)."""

@@ -1,0 +1,22 @@
+"""mtl_ehrnet: EfficientHRNet pose estimation + segmentation in one network, distilled from teachers."""
+from mtl_ehrnet.models import (
+    EfficientHRNet,
+    ModelConfig,
+    create_model,
+    list_models,
+    load_backbone_weights,
+    model_config,
+    pad_to_multiple,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EfficientHRNet",
+    "ModelConfig",
+    "create_model",
+    "list_models",
+    "load_backbone_weights",
+    "model_config",
+    "pad_to_multiple",
+]

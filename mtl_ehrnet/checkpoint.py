@@ -1,0 +1,95 @@
+"""Model checkpoints: atomic writes, safe reads, architecture stored beside the weights.
+
+A checkpoint is a dict ``{"format", "config", "model", ...}`` where ``config`` is
+``ModelConfig.to_dict()`` (plain data) and ``model`` the state dict; training adds its own keys
+(optimizer, scheduler, epoch...). It is always read with ``torch.load(weights_only=True)``: a checkpoint
+is untrusted input and nothing in it may run code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from torch import nn
+
+from mtl_ehrnet.models.config import ModelConfig
+from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
+
+FORMAT = "mtl_ehrnet/1"
+PathLike = Union[str, Path]
+
+
+def save_checkpoint(path: PathLike, model: EfficientHRNet, **extra: Any) -> Path:
+    """Writes ``model`` (config + weights) and ``extra`` entries atomically to ``path``.
+
+    The file is written to a temporary name in the same folder and renamed, so a crash never leaves a
+    half-written checkpoint under ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inner = _unwrap(model)
+    payload: Dict[str, Any] = {"format": FORMAT, "config": inner.config.to_dict(), "model": inner.state_dict()}
+    payload.update(extra)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Reads a checkpoint safely (``weights_only=True``) and checks its layout.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a readable mtl_ehrnet checkpoint (corrupt, or it holds objects that would run
+            code on load).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"refusing to load {path}: not a plain tensor checkpoint ({err})") from err
+    if not isinstance(data, dict) or "config" not in data or "model" not in data:
+        raise ValueError(f"{path} is not an mtl_ehrnet checkpoint (expected keys 'config' and 'model')")
+    return data
+
+
+def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> EfficientHRNet:
+    """Builds the model stored in a checkpoint and loads its weights; returns it in eval mode."""
+    data = read_checkpoint(path, map_location)
+    model = EfficientHRNet(ModelConfig.from_dict(data["config"]))
+    model.load_state_dict(data["model"])
+    return model.eval()
+
+
+def load_weights(model: EfficientHRNet, path: PathLike, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Loads a checkpoint's weights into an existing model of the same architecture.
+
+    Raises:
+        ValueError: the checkpoint holds another architecture; the message names both configs.
+    """
+    data = read_checkpoint(path) if data is None else data
+    stored = ModelConfig.from_dict(data["config"])
+    own = _unwrap(model).config
+    if stored != own:
+        raise ValueError(f"checkpoint {path} holds another architecture:\n  checkpoint: {stored.describe()}\n  model:      {own.describe()}")
+    _unwrap(model).load_state_dict(data["model"])
+    return data
+
+
+def _unwrap(model: nn.Module) -> EfficientHRNet:
+    """The model inside a DistributedDataParallel / compiled wrapper."""
+    inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, EfficientHRNet) else model  # type: ignore[return-value]

@@ -1,0 +1,90 @@
+"""Loading backbone weights from a local file, with a clear report of what matched."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Mapping, NamedTuple, Union
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Prefixes stripped from checkpoint keys: DDP's "module.", a whole model's "backbone.".
+_PREFIXES = ("module.", "backbone.")
+# Wrappers a state dict is commonly stored under.
+_WRAPPERS = ("model", "state_dict", "model_state_dict")
+
+
+class LoadReport(NamedTuple):
+    """Keys of the backbone the file did not provide, and keys of the file the backbone does not have."""
+
+    loaded: List[str]
+    missing: List[str]
+    unexpected: List[str]
+
+
+def read_state_dict(source: Union[str, Path, Mapping[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Reads a state dict from a file (``torch.load(weights_only=True)``) or passes a mapping through.
+
+    A state dict wrapped under ``"model"``, ``"state_dict"`` or ``"model_state_dict"`` is unwrapped.
+    """
+    if isinstance(source, Mapping):
+        data: object = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a corrupt or unsafe pickle
+            raise ValueError(f"cannot read weights from {path}: {err}") from err
+    for key in _WRAPPERS:
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(f"{source}: expected a state dict of tensors, got {type(data).__name__}")
+    return data
+
+
+def load_backbone_weights(
+    backbone: nn.Module, source: Union[str, Path, Mapping[str, torch.Tensor]], strict: bool = False
+) -> LoadReport:
+    """Loads matching keys of ``source`` into ``backbone`` and reports the rest.
+
+    Keys are matched after stripping ``module.`` and ``backbone.`` prefixes, so a torchvision
+    ``efficientnet_b*`` classification state dict, one of our checkpoints or a bare backbone state dict
+    all work; the classifier and the 1280-channel head come back as ``unexpected``.
+
+    Raises:
+        ValueError: when a key matches with another shape (a backbone of another phi, say), when no key
+            matches at all, or when ``strict`` and any key is missing or unexpected.
+    """
+    state = {}
+    for key, value in read_state_dict(source).items():
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        state[key] = value
+    own = backbone.state_dict()
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if mismatched:
+        raise ValueError(
+            f"backbone weights {source if not isinstance(source, Mapping) else '(state dict)'} do not fit this "
+            f"backbone ({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); is it another phi or variant?"
+        )
+    loaded = [k for k in own if k in state]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if not loaded:
+        raise ValueError(
+            f"no key of the weights matches the backbone (file keys like {list(state)[:3]}, expected keys like "
+            f"{list(own)[:3]})"
+        )
+    if strict and (missing or unexpected):
+        raise ValueError(f"strict load: {len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}")
+    backbone.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    logger.info("backbone weights: %d loaded, %d missing, %d unexpected", len(loaded), len(missing), len(unexpected))
+    if missing:
+        logger.warning("backbone keys not in the weights (left at init): %s", missing[:10])
+    return LoadReport(loaded, missing, unexpected)
