@@ -1,5 +1,6 @@
 """Evaluation: complexity counts, metrics, latency, export and report tables."""
 from evaluation.coco_eval import coco_keypoint_ap
 from evaluation.complexity import complexity, count_parameters
+from evaluation.seg_metrics import mean_iou
 
-__all__ = ["coco_keypoint_ap", "complexity", "count_parameters"]
+__all__ = ["coco_keypoint_ap", "complexity", "count_parameters", "mean_iou"]
