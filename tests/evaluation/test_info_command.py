@@ -1,0 +1,27 @@
+"""``mtl-ehrnet info`` prints and writes the model table and the joint-vs-separate saving."""
+import json
+from pathlib import Path
+
+import pytest
+
+from mtl_ehrnet.cli import main
+
+
+def test_info_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "info.json"
+    assert main(["info", "--models", "*_h-4", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| pose_h-4 | pose | 384x384 |" in printed and "thesis convention" in printed
+    data = json.loads(out.read_text())
+    rows = {r["name"]: r for r in data["models"]}
+    assert set(rows) == {"pose_h-4", "seg_h-4", "mtl_h-4"}
+    assert rows["pose_h-4"]["thesis_params"] == 3.7e6 and rows["seg_h-4"]["thesis_params"] is None
+    (sharing,) = data["sharing"]
+    assert sharing["phi"] == -4
+    assert sharing["macs_ratio"] == pytest.approx(rows["mtl_h-4"]["macs"] / (rows["pose_h-4"]["macs"] + rows["seg_h-4"]["macs"]))
+    assert sharing["macs_ratio"] < 0.65
+
+
+def test_info_unknown_pattern_is_an_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", "--models", "resnet*"]) == 1
+    assert "no model matches 'resnet*'" in capsys.readouterr().err

@@ -1,0 +1,46 @@
+"""Checkpoints round-trip, refuse code-carrying pickles and name mismatched architectures."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtl_ehrnet import create_model
+from mtl_ehrnet.checkpoint import load_model, load_weights, read_checkpoint, save_checkpoint
+
+
+def test_round_trip_restores_architecture_and_weights(tmp_path: Path) -> None:
+    model = create_model("mtl_h-4", num_classes=5, share="s1")
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, epoch=7)
+    loaded = load_model(path)
+    assert loaded.config == model.config and not loaded.training
+    for (ka, a), (kb, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert ka == kb and torch.equal(a, b)
+    assert read_checkpoint(path)["epoch"] == 7
+    assert not list(path.parent.glob("*.tmp")), "atomic write must leave no temporary file"
+
+
+class _RunsCode:
+    def __reduce__(self):  # pickling this makes unpickling call print(...)
+        return (print, ("this ran",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"config": {}, "model": {}, "payload": _RunsCode()}, path)
+    with pytest.raises(ValueError, match="refusing to load"):
+        read_checkpoint(path)
+
+
+def test_other_architecture_error_names_both_configs(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4"))
+    with pytest.raises(ValueError, match=r"(?s)checkpoint: pose_h-4.*model: +seg_h-4"):
+        load_weights(create_model("seg_h-4"), path)
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not an mtl_ehrnet checkpoint"):
+        load_model(path)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "absent.pt")
