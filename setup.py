@@ -31,6 +31,8 @@ setup(
         "console_scripts": ["mtl-ehrnet=mtl_ehrnet.cli:main"],
         # Each package registers its own subcommands so that the core never imports upward.
         "mtl_ehrnet.commands": [
+            "synth=mtl_ehrnet.data.commands:register_synth",
+            "data-benchmark=mtl_ehrnet.data.commands:register_benchmark",
             "info=evaluation.commands.info:register",
         ],
     },

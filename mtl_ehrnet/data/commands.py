@@ -1,0 +1,60 @@
+"""``mtl-ehrnet synth`` and ``mtl-ehrnet data-benchmark`` (registered in setup.py's entry points)."""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Tuple
+
+from mtl_ehrnet.data.benchmark import benchmark_pipeline
+from mtl_ehrnet.data.synthetic import DEFAULT_SIZE, generate_synthetic
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """Parses ``WxH`` (e.g. ``320x240``) into (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH, e.g. 320x240") from None
+    return width, height
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    layout = generate_synthetic(args.out, args.images, args.seed, args.size, progress=True)
+    print(f"wrote COCO keypoints to {layout.root / 'coco'}, Cityscapes to {layout.cityscapes_root}, "
+          f"joint/val to {layout.joint_root}")
+    return 0
+
+
+def register_synth(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``synth OUT --images N --seed S [--size WxH]``."""
+    parser = subparsers.add_parser(
+        "synth", help="write the synthetic street-scene dataset (COCO keypoints + Cityscapes formats)",
+        description="Writes OUT/coco, OUT/cityscapes and OUT/joint (val split with both label kinds). "
+                    "Deterministic: the same seed gives the same files.")
+    parser.add_argument("out", metavar="OUT", help="output directory")
+    parser.add_argument("--images", type=int, default=200, help="images per task set (20%% go to val)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH",
+                        help=f"image size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    parser.set_defaults(func=run_synth)
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    rate = benchmark_pipeline(args.data, input_size=args.input_size, workers=args.workers,
+                              batch_size=args.batch_size, batches=args.batches)
+    print(f"data pipeline: {rate:.1f} samples/s at input {args.input_size} with {args.workers} workers, "
+          f"batch {args.batch_size} ({os.cpu_count()} CPU cores)")
+    return 0
+
+
+def register_benchmark(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``data-benchmark [--data DIR] [--input-size 512] [--workers 2] ...``."""
+    parser = subparsers.add_parser(
+        "data-benchmark", help="samples/s of the training data pipeline (task-mixed, augmented)")
+    parser.add_argument("--data", default=None, help="synthetic root from `mtl-ehrnet synth` "
+                        "(default: generate 64 images of 640x480 in a temporary directory)")
+    parser.add_argument("--input-size", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches")
+    parser.set_defaults(func=run_benchmark)

@@ -1,0 +1,12 @@
+"""Shared fixtures: one tiny synthetic dataset per test session."""
+from __future__ import annotations
+
+import pytest
+
+from mtl_ehrnet.data import SyntheticLayout, generate_synthetic
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> SyntheticLayout:
+    return generate_synthetic(tmp_path_factory.mktemp("synth"), images=12, seed=3, size=(128, 96))
+
