@@ -8,12 +8,14 @@ from mtl_ehrnet.models import (
     model_config,
     pad_to_multiple,
 )
+from mtl_ehrnet.inference import Predictor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EfficientHRNet",
     "ModelConfig",
+    "Predictor",
     "create_model",
     "list_models",
     "load_backbone_weights",

@@ -69,8 +69,8 @@ def group_poses(
     Raises:
         ValueError: on mismatched or malformed shapes, or an unknown ``subpixel``.
     """
-    det = torch.as_tensor(heatmaps).float()
-    tag = torch.as_tensor(tags).float().to(det.device)
+    det = torch.as_tensor(heatmaps).float().contiguous()
+    tag = torch.as_tensor(tags).float().to(det.device).contiguous()
     if det.dim() != 3:
         raise ValueError(f"heatmaps must be (J, H, W), got {tuple(det.shape)}")
     if tag.dim() == 3:

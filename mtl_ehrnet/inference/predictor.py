@@ -1,0 +1,220 @@
+"""Image-level inference: resize and pad any image, run the network (flip / multi-scale optional),
+group poses, and map poses and the class map back to the original image.
+
+Coordinates follow the data layer: keypoints have pixel centres at integers, and a stride-``t`` map
+is the network input scaled by ``1/t`` in corner coordinates (pixel ``i`` spans ``[i, i + 1)``), so
+map position ``u`` is image position ``(u + 0.5) * t / f - 0.5`` for a resize factor ``f``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
+from mtl_ehrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mtl_ehrnet.inference.grouping import group_poses
+
+ImageLike = Union[np.ndarray, "PIL.Image.Image"]  # noqa: F821  (Pillow images are accepted too)
+STRIDE = 32
+
+
+@dataclass
+class Prediction:
+    """One image's result.
+
+    Attributes:
+        poses: (N, K, 3) float32 (x, y, value) in image pixels, best first; None without a pose head.
+        scores: (N,) float32 pose scores; None without a pose head.
+        seg: (H, W) int64 class map at the image's full resolution; None without a seg head.
+    """
+
+    poses: Optional[np.ndarray]
+    scores: Optional[np.ndarray]
+    seg: Optional[np.ndarray]
+
+
+class Predictor:
+    """Runs a pose / segmentation / multi-task model on images of any size and aspect.
+
+    Each image is resized so that its short side is ``input_size * scale`` and padded with black
+    (bottom, right) to a multiple of 32; a batch is padded to its largest member. Heatmaps average the stride-2 map
+    with the upsampled stride-4 map; flip test averages the mirrored pass's heatmaps (joints swapped
+    by ``flip_index``) and concatenates its tags; multi-scale averages heatmaps and segmentation
+    logits over scales in the first scale's frame and concatenates tags.
+
+    Args:
+        model: returns the dict of the output contract (``"heatmaps"``, ``"heatmaps_lr"``, ``"tags"``,
+            ``"seg"``); put in eval mode.
+        input_size: short side fed to the network; default the short side of ``model.input_size``.
+        flip: flip test.
+        scales: factors on ``input_size``; the first is the frame maps are averaged in.
+        flip_index: joint permutation under a horizontal mirror (COCO default).
+        batch_size: images per forward pass.
+        device: default the model's.
+        grouping: keyword overrides for :func:`group_poses`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        input_size: Optional[int] = None,
+        flip: bool = False,
+        scales: Sequence[float] = (1.0,),
+        flip_index: Sequence[int] = COCO_FLIP_INDEX,
+        batch_size: int = 8,
+        device: Union[str, torch.device, None] = None,
+        grouping: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        if input_size is None:
+            input_size = min(getattr(model, "input_size", (512, 512)))
+        if input_size <= 0 or not scales or any(s <= 0 for s in scales) or batch_size < 1:
+            raise ValueError(f"need input_size > 0, positive scales and batch_size >= 1; got {input_size}, {scales}, {batch_size}")
+        first = next(model.parameters(), None)
+        self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+        self.model = model.eval().to(self.device)
+        self.input_size = int(input_size)
+        self.flip = flip
+        self.scales = tuple(float(s) for s in scales)
+        self.flip_index = torch.as_tensor(list(flip_index), dtype=torch.long, device=self.device)
+        self.batch_size = batch_size
+        self.grouping = dict(grouping or {})
+        self._mean = torch.as_tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1) * 255
+        self._std = torch.as_tensor(IMAGENET_STD, device=self.device).view(3, 1, 1) * 255
+
+    def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> Union[Prediction, List[Prediction]]:
+        """Predicts poses and class maps.
+
+        Args:
+            images: one uint8 RGB image (H, W, 3) (numpy or Pillow) or a sequence of them, any sizes.
+
+        Returns:
+            A ``Prediction`` for one image, a list of them for a sequence.
+        """
+        single = (isinstance(images, np.ndarray) and images.ndim == 3) or hasattr(images, "getbands")
+        batch = [images] if single else list(images)
+        results: List[Prediction] = []
+        for start in range(0, len(batch), self.batch_size):
+            results += self._predict_batch([_to_tensor(im) for im in batch[start : start + self.batch_size]])
+        return results[0] if single else results
+
+    @torch.inference_mode()
+    def _predict_batch(self, images: List[torch.Tensor]) -> List[Prediction]:
+        sizes = [tuple(im.shape[-2:]) for im in images]
+        normalised = [(im.to(self.device).float() - self._mean) / self._std for im in images]
+        heat_sum, tags, seg_sum, base = None, [], None, None
+        for scale in self.scales:
+            out, factors = self._forward_scale(normalised, scale)
+            heat, tag, seg = self._merge_flip(out, len(images))
+            if base is None:
+                base = factors
+                heat_shape = heat.shape[-2:] if heat is not None else None
+                seg_shape = seg.shape[-2:] if seg is not None else None
+            else:
+                heat = _to_frame(heat, factors, base, heat_shape) if heat is not None else None
+                seg = _to_frame(seg, factors, base, seg_shape) if seg is not None else None
+                if tag is not None:
+                    b, k, d = tag.shape[0], tag.shape[1], tag.shape[-1]
+                    flat = _to_frame(tag.movedim(-1, 2).flatten(1, 2), factors, base, heat_shape)
+                    tag = flat.view(b, k, d, *heat_shape).movedim(2, -1)
+            heat_sum = heat if heat_sum is None else heat_sum + heat
+            seg_sum = seg if seg_sum is None else seg_sum + seg
+            if tag is not None:
+                tags.append(tag)
+        n = len(self.scales)
+        heat = heat_sum / n if heat_sum is not None else None
+        tag = torch.cat(tags, dim=-1) if tags else None
+        results = []
+        for i, (height, width) in enumerate(sizes):
+            fy, fx = base[i]
+            poses = scores = class_map = None
+            if heat is not None:
+                rows, cols = math.ceil(height * fy / 2), math.ceil(width * fx / 2)
+                kps, scores = group_poses(heat[i, :, :rows, :cols], tag[i, :, :rows, :cols], **self.grouping)
+                poses = kps.copy()
+                poses[..., 0] = (kps[..., 0] + 0.5) * 2 / fx - 0.5
+                poses[..., 1] = (kps[..., 1] + 0.5) * 2 / fy - 0.5
+            if seg_sum is not None:
+                class_map = _full_resolution_argmax(seg_sum[i], (height, width), (fy, fx), 4)
+            results.append(Prediction(poses, scores, class_map))
+        return results
+
+    def _forward_scale(self, images: List[torch.Tensor], scale: float) -> Tuple[Dict[str, torch.Tensor], List[Tuple[float, float]]]:
+        """Resizes (short side ``input_size * scale``), pads and runs the model (and its mirror)."""
+        short = self.input_size * scale
+        resized, factors = [], []
+        for im in images:
+            height, width = im.shape[-2:]
+            f = short / min(height, width)
+            size = (max(1, round(height * f)), max(1, round(width * f)))
+            resized.append(F.interpolate(im[None], size=size, mode="bilinear", align_corners=False, antialias=f < 1)[0])
+            factors.append((size[0] / height, size[1] / width))
+        pad_h = math.ceil(max(r.shape[-2] for r in resized) / STRIDE) * STRIDE
+        pad_w = math.ceil(max(r.shape[-1] for r in resized) / STRIDE) * STRIDE
+        # Pad with black, as the reference's warp and the data layer's letterbox do.
+        batch = (-self._mean / self._std).expand(len(resized), 3, pad_h, pad_w).clone()
+        for i, r in enumerate(resized):
+            batch[i, :, : r.shape[-2], : r.shape[-1]] = r
+        if self.flip:
+            # Mirroring the padded tensor keeps every map pixel aligned with its mirror exactly.
+            batch = torch.cat((batch, batch.flip(-1)))
+        return self.model(batch), factors
+
+    def _merge_flip(self, out: Dict[str, torch.Tensor], n: int) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Heatmaps (B, K, H/2, W/2), tags (B, K, H/2, W/2, D) and seg logits (B, C, H/4, W/4)."""
+        heat = tag = seg = None
+        if "heatmaps" in out:
+            hr = out["heatmaps"]
+            size = hr.shape[-2:]
+            heat = (hr + F.interpolate(out["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)) / 2
+            tag = F.interpolate(out["tags"], size=size, mode="bilinear", align_corners=False)[..., None]
+            if self.flip:
+                heat = (heat[:n] + heat[n:].flip(-1)[:, self.flip_index]) / 2
+                tag = torch.cat((tag[:n], tag[n:].flip(-2)[:, self.flip_index]), dim=-1)
+        if "seg" in out:
+            seg = out["seg"]
+            if self.flip:
+                seg = (seg[:n] + seg[n:].flip(-1)) / 2
+        return heat, tag, seg
+
+
+def _to_tensor(image: ImageLike) -> torch.Tensor:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def _sampling_grid(out_hw: Tuple[int, int], in_hw: Tuple[int, int], ratio: Tuple[float, float], device: torch.device) -> torch.Tensor:
+    """grid_sample grid (1, H, W, 2) for a map whose position u reads u' = (u + 0.5) * ratio - 0.5
+    of an input map of size ``in_hw`` (align_corners=False normalisation)."""
+    axes = []
+    for n_out, n_in, r in zip(out_hw, in_hw, ratio):
+        u = (torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * r - 0.5
+        axes.append((2 * u + 1) / n_in - 1)
+    gy, gx = torch.meshgrid(axes[0], axes[1], indexing="ij")
+    return torch.stack((gx, gy), dim=-1)[None]
+
+
+def _to_frame(maps: torch.Tensor, factors: List[Tuple[float, float]], base: List[Tuple[float, float]], out_hw: torch.Size) -> torch.Tensor:
+    """Resamples each image's maps (B, C, h, w) from its resize factors into the base factors' frame."""
+    out = []
+    for i in range(maps.shape[0]):
+        ratio = (factors[i][0] / base[i][0], factors[i][1] / base[i][1])
+        grid = _sampling_grid(tuple(out_hw), tuple(maps.shape[-2:]), ratio, maps.device)
+        out.append(F.grid_sample(maps[i : i + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    return torch.cat(out)
+
+
+def _full_resolution_argmax(logits: torch.Tensor, image_hw: Tuple[int, int], factor: Tuple[float, float], stride: int) -> np.ndarray:
+    """Class map (H, W) of the image from stride-``stride`` logits (C, h, w) of its resized copy."""
+    ratio = (factor[0] / stride, factor[1] / stride)
+    grid = _sampling_grid(image_hw, tuple(logits.shape[-2:]), ratio, logits.device)
+    upsampled = F.grid_sample(logits[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return upsampled[0].argmax(dim=0).cpu().numpy().astype(np.int64)
