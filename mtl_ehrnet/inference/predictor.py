@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
+from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, check_flip_index
 from mtl_ehrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mtl_ehrnet.inference.grouping import group_poses
 
@@ -82,7 +82,7 @@ class Predictor:
         self.input_size = int(input_size)
         self.flip = flip
         self.scales = tuple(float(s) for s in scales)
-        self.flip_index = torch.as_tensor(list(flip_index), dtype=torch.long, device=self.device)
+        self.flip_index = torch.as_tensor(check_flip_index(flip_index, len(flip_index)), device=self.device)
         self.batch_size = batch_size
         self.grouping = dict(grouping or {})
         self._mean = torch.as_tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1) * 255
