@@ -149,7 +149,7 @@ def collate_samples(samples: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.T
     for sample in samples[1:]:
         if set(sample) != keys:
             raise ValueError(f"samples have different keys: {sorted(keys ^ set(sample))}")
-    for key in keys:
+    for key in samples[0]:
         shapes = {tuple(s[key].shape) for s in samples}
         if len(shapes) > 1:
             raise ValueError(f"samples disagree on the shape of '{key}': {sorted(shapes)}")
