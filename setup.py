@@ -25,8 +25,9 @@ setup(
         "scipy>=1.10",  # Hungarian matching in pose grouping
         "Pillow>=9.0",  # image I/O for the dataset formats
         "PyYAML>=6.0",  # run configs (safe_load only)
+        "matplotlib>=3.6",  # training curves and the accuracy-vs-MACs plot
     ],
-    extras_require={"test": ["pytest>=7"], "plot": ["matplotlib>=3.6"]},
+    extras_require={"test": ["pytest>=7"]},
     entry_points={
         "console_scripts": ["mtl-ehrnet=mtl_ehrnet.cli:main"],
         # Each package registers its own subcommands so that the core never imports upward.
@@ -34,6 +35,7 @@ setup(
             "synth=mtl_ehrnet.data.commands:register_synth",
             "data-benchmark=mtl_ehrnet.data.commands:register_benchmark",
             "info=evaluation.commands.info:register",
+            "train-teacher=teachers.commands:register",
         ],
     },
 )

@@ -29,6 +29,8 @@ def to_coco_results(image_id: int, keypoints: np.ndarray, scores: Sequence[float
     Returns:
         N dicts ``{"image_id", "category_id", "keypoints": [x1, y1, v1, ...], "score"}``.
     """
+    if len(scores) == 0:
+        return []
     keypoints = np.asarray(keypoints, dtype=np.float64).reshape(len(scores), -1, 3)
     return [
         {

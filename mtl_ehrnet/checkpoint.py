@@ -22,8 +22,8 @@ FORMAT = "mtl_ehrnet/1"
 PathLike = Union[str, Path]
 
 
-def save_checkpoint(path: PathLike, model: EfficientHRNet, **extra: Any) -> Path:
-    """Writes ``model`` (config + weights) and ``extra`` entries atomically to ``path``.
+def save_checkpoint(path: PathLike, model: nn.Module, **extra: Any) -> Path:
+    """Writes ``model`` (``model.config.to_dict()`` + weights) and ``extra`` entries atomically to ``path``.
 
     The file is written to a temporary name in the same folder and renamed, so a crash never leaves a
     half-written checkpoint under ``path``.
@@ -69,27 +69,44 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> EfficientHRNet:
     """Builds the model stored in a checkpoint and loads its weights; returns it in eval mode."""
     data = read_checkpoint(path, map_location)
+    if "kind" in data["config"]:
+        raise ValueError(f"{path} holds a {data['config']['kind']!r} model, not an EfficientHRNet; load it with teachers.load_teacher")
     model = EfficientHRNet(ModelConfig.from_dict(data["config"]))
     model.load_state_dict(data["model"])
     return model.eval()
 
 
-def load_weights(model: EfficientHRNet, path: PathLike, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def load_weights(model: nn.Module, path: PathLike, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Loads a checkpoint's weights into an existing model of the same architecture.
+
+    Works for any model with a ``config`` that has ``to_dict()`` (EfficientHRNet, wrapped teachers).
 
     Raises:
         ValueError: the checkpoint holds another architecture; the message names both configs.
     """
     data = read_checkpoint(path) if data is None else data
-    stored = ModelConfig.from_dict(data["config"])
-    own = _unwrap(model).config
-    if stored != own:
-        raise ValueError(f"checkpoint {path} holds another architecture:\n  checkpoint: {stored.describe()}\n  model:      {own.describe()}")
-    _unwrap(model).load_state_dict(data["model"])
+    inner = _unwrap(model)
+    own = inner.config.to_dict()  # type: ignore[union-attr]
+    if data["config"] != own:
+        raise ValueError(
+            f"checkpoint {path} holds another architecture:\n  checkpoint: {_describe(data['config'])}\n"
+            f"  model:      {_describe(own)}"
+        )
+    inner.load_state_dict(data["model"])
     return data
 
 
-def _unwrap(model: nn.Module) -> EfficientHRNet:
+def _describe(config: Dict[str, Any]) -> str:
+    try:
+        return ModelConfig.from_dict(config).describe()
+    except (ValueError, TypeError, KeyError):
+        return ", ".join(f"{k}={v}" for k, v in config.items())
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel / compiled wrapper."""
-    inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-    return inner if isinstance(inner, EfficientHRNet) else model  # type: ignore[return-value]
+    for attribute in ("module", "_orig_mod"):
+        inner = getattr(model, attribute, None)
+        if isinstance(inner, nn.Module):
+            return inner
+    return model

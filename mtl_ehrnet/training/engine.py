@@ -1,0 +1,223 @@
+"""The one training loop. Teachers (ground-truth losses) and the distilled student plug in their loss;
+nothing else differs.
+
+``fit`` owns: optimizer and LR schedule from the run config, AMP on CUDA, gradient clipping, DDP under
+``torchrun`` (only rank 0 writes), seeded data order and augmentation, a tqdm bar with the loss terms and
+throughput, a JSON-lines log of every term and metric, per-epoch validation through a callable,
+``last.pt`` (atomic, every N steps and at each epoch end) and ``best.pt``, exact resume, and skipping of
+non-finite steps.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Union
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from mtl_ehrnet.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
+from mtl_ehrnet.training import distributed
+from mtl_ehrnet.training.metric_log import MetricLog
+from mtl_ehrnet.training.optim import build_optimizer, build_scheduler
+from mtl_ehrnet.training.run_config import RunConfig
+from mtl_ehrnet.training.seeding import EpochBatchSampler, SeededDataset, rng_state, seed_everything, set_rng_state
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
+ValidateFn = Callable[[EfficientHRNet], Dict[str, float]]
+# Settings that must not change when a run is resumed (the data order or the model would differ).
+_FIXED_ON_RESUME = ("batch_size", "seed", "optimizer", "schedule", "steps_per_epoch")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after ``max_nonfinite`` consecutive steps with a NaN or infinite loss."""
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    last_checkpoint: Path
+    best_checkpoint: Optional[Path]
+    best_value: Optional[float]
+    history: List[Dict[str, float]] = field(default_factory=list)
+    skipped_steps: int = 0
+
+
+def fit(
+    model: EfficientHRNet,
+    loss_fn: LossFn,
+    train_set: Dataset,
+    config: RunConfig,
+    out_dir: Union[str, Path],
+    *,
+    validate: Optional[ValidateFn] = None,
+    resume: bool = False,
+) -> FitResult:
+    """Trains ``model`` on ``train_set`` with ``loss_fn``; see the module docstring.
+
+    Args:
+        model: the network (its parameters are optimised; modules inside ``loss_fn``, such as frozen
+            teachers, are not).
+        loss_fn: ``(outputs, batch) -> {name: weighted scalar term}``; the loss is the sum.
+        train_set: map-style dataset of training-sample dicts (see ``mtl_ehrnet.data.sample``).
+        config: run settings.
+        out_dir: where ``last.pt``, ``best.pt`` and ``log.jsonl`` go.
+        validate: ``model -> {metric: value}``, run on rank 0 after each ``val_every`` epochs.
+        resume: continue from ``out_dir/last.pt`` exactly where it stopped.
+    """
+    ctx = distributed.setup(config.device)
+    seed_everything(config.seed)
+    out_dir = Path(out_dir)
+    last, best = out_dir / "last.pt", out_dir / "best.pt"
+    use_amp = config.amp and ctx.device.type == "cuda"
+    model.to(ctx.device)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(ctx.device)
+    net: nn.Module = model
+    if ctx.world > 1:
+        net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    data = SeededDataset(train_set, config.seed)
+    steps_per_epoch = EpochBatchSampler(
+        len(data), config.batch_size, config.seed, 0, ctx.rank, ctx.world, max_batches=config.steps_per_epoch
+    ).batches_per_epoch()
+    optimizer = build_optimizer(model.parameters(), config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    epoch, skip, global_step, skipped_total = 0, 0, 0, 0
+    best_value: Optional[float] = None
+    history: List[Dict[str, float]] = []
+    if resume:
+        epoch, skip, global_step, best_value, history = _resume(last, model, optimizer, scheduler, scaler, config)
+    log = MetricLog(out_dir, enabled=ctx.is_main)
+    if ctx.is_main:
+        log.write("event", epoch, global_step, {"event": "resume" if resume else "start", "world": ctx.world, "device": str(ctx.device)})
+
+    def save(path: Path, epoch_: int, step_in_epoch: int) -> None:
+        if ctx.is_main:
+            save_checkpoint(
+                path, model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                epoch=epoch_, step_in_epoch=step_in_epoch, global_step=global_step, rng=rng_state(),
+                run_config=config.to_dict(), best_value=best_value, history=history,
+            )
+
+    consecutive_bad = 0
+    while epoch < config.epochs:
+        data.set_epoch(epoch)
+        sampler = EpochBatchSampler(len(data), config.batch_size, config.seed, epoch, ctx.rank, ctx.world,
+                                    skip=skip, max_batches=config.steps_per_epoch)
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=config.workers, pin_memory=ctx.device.type == "cuda")
+        net.train()
+        sums: Dict[str, float] = {}
+        steps_done, started = 0, time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, initial=skip, disable=not ctx.is_main, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        for step_in_epoch, batch in enumerate(loader, start=skip):
+            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(ctx.device.type, enabled=use_amp):
+                terms = loss_fn(net(batch["image"]), batch)
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+            if not distributed.all_true(bool(torch.isfinite(loss)), ctx):
+                consecutive_bad += 1
+                skipped_total += 1
+                optimizer.zero_grad(set_to_none=True)
+                logger.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, step_in_epoch)
+                if ctx.is_main:
+                    log.write("event", epoch, global_step, {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch,
+                                                            **{k: float(v) for k, v in terms.items()}})
+                if consecutive_bad >= config.max_nonfinite:
+                    raise NonFiniteLossError(
+                        f"{consecutive_bad} consecutive non-finite losses (last at epoch {epoch + 1}, step {step_in_epoch}); "
+                        f"lower the learning rate or check the data; the last good checkpoint is {last}"
+                    )
+                continue
+            consecutive_bad = 0
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            global_step += 1
+            steps_done += 1
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            values["loss"] = float(loss.detach())
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            rate = steps_done * config.batch_size * ctx.world / max(1e-9, time.perf_counter() - started)
+            bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{rate:.1f}")
+            bar.update()
+            if ctx.is_main:
+                log.write("train", epoch, global_step, {**values, "lr": optimizer.param_groups[0]["lr"]})
+            if config.checkpoint_every and global_step % config.checkpoint_every == 0:
+                save(last, epoch, step_in_epoch + 1)
+        bar.close()
+        epoch, skip = epoch + 1, 0
+        summary = {k: v / max(1, steps_done) for k, v in sums.items()}
+        summary.update(seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
+        summary["images_per_s"] = steps_done * config.batch_size * ctx.world / max(1e-9, summary["seconds"])
+        if ctx.is_main:
+            log.write("epoch", epoch, global_step, summary)
+        if validate is not None and config.val_every and (epoch % config.val_every == 0 or epoch == config.epochs):
+            best_value = _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value, best, save)
+        save(last, epoch, 0)
+        if ctx.is_main:
+            tqdm.write(_epoch_line(epoch, config.epochs, summary, history[-1] if history and history[-1].get("epoch") == epoch else None))
+    in_sync = distributed.parameters_in_sync(model, ctx)
+    if ctx.is_main:
+        log.write("event", epoch, global_step, {"event": "finished", "ranks_in_sync": in_sync, "world": ctx.world,
+                                                 "skipped_steps": skipped_total})
+    log.close()
+    distributed.cleanup()
+    return FitResult(out_dir, last, best if best.is_file() else None, best_value, history, skipped_total)
+
+
+def _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value, best, save):  # noqa: ANN001
+    if ctx.world > 1:
+        torch.distributed.barrier()
+    if ctx.is_main:
+        model.eval()
+        with torch.inference_mode():
+            metrics = {k: float(v) for k, v in validate(model).items()}
+        metrics["epoch"] = epoch
+        history.append(metrics)
+        log.write("val", epoch, global_step, metrics)
+        value = metrics.get(config.monitor)
+        if value is not None and math.isfinite(value) and (best_value is None or value > best_value):
+            best_value = value
+            save(best, epoch, 0)
+    if ctx.world > 1:
+        torch.distributed.barrier()
+    return best_value
+
+
+def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig):  # noqa: ANN001
+    if not last.is_file():
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {last}")
+    state = read_checkpoint(last)
+    stored = RunConfig.from_dict(state["run_config"])
+    changed = {k: (getattr(stored, k), getattr(config, k)) for k in _FIXED_ON_RESUME if getattr(stored, k) != getattr(config, k)}
+    if changed:
+        raise ValueError(f"cannot resume {last}: these settings differ from the stored run (stored, now): {changed}")
+    load_weights(model, last, state)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return state["epoch"], state["step_in_epoch"], state["global_step"], state.get("best_value"), list(state.get("history", []))
+
+
+def _epoch_line(epoch: int, epochs: int, summary: Dict[str, float], metrics: Optional[Dict[str, float]]) -> str:
+    parts = [f"epoch {epoch}/{epochs}", f"loss {summary.get('loss', float('nan')):.4g}", f"{summary['images_per_s']:.1f} img/s"]
+    if metrics:
+        parts += [f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"]
+    return "  ".join(parts)

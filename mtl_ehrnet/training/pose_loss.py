@@ -1,0 +1,52 @@
+"""Ground-truth pose losses of HigherHRNet (DESIGN section 4): masked heatmap MSE and the
+associative-embedding pull/push loss. Every function returns one value per image so that task-mixed
+batches can average over the images that carry pose labels only."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+
+def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean squared error per image.
+
+    Args:
+        pred, target: (B, K, H, W) heatmaps.
+        mask: (B, H, W) weights, 0 on crowd regions and unlabelled people.
+    Returns:
+        (B,) mean over K, H, W of ``(pred - target)**2 * mask``.
+    """
+    return ((pred - target).square() * mask[:, None]).mean(dim=(1, 2, 3))
+
+
+def associative_embedding(tags: torch.Tensor, joints: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pull and push losses of associative embedding (Newell et al. 2017), one tag per joint.
+
+    pull = mean over people of the mean squared distance of their joints' tags to their mean tag;
+    push = (sum_{i,j} exp(-(ref_i - ref_j)**2) - N) / (N (N - 1)) * 0.5 over the N people's mean tags.
+    Images with no person, or one (push), give exactly 0, never NaN.
+
+    Args:
+        tags: (B, K, H, W) tag maps at stride 4.
+        joints: (B, M, K, 2) int64, per person and joint the flat index ``y * W + x`` into that joint's
+            tag map and a visible flag (0/1).
+    Returns:
+        pull, push: (B,) each (unscaled; HigherHRNet weights both by 1e-3).
+    """
+    batch, k = tags.shape[:2]
+    flat = tags.reshape(batch, k, -1)  # (B, K, HW)
+    index = joints[..., 0].clamp(min=0, max=flat.shape[-1] - 1)  # (B, M, K)
+    visible = (joints[..., 1] > 0).to(tags.dtype)  # (B, M, K)
+    # values[b, m, j] = flat[b, j, index[b, m, j]]
+    values = torch.gather(flat, 2, index.permute(0, 2, 1)).permute(0, 2, 1)  # (B, M, K)
+    count = visible.sum(dim=2)  # (B, M)
+    present = (count > 0).to(tags.dtype)
+    mean = (values * visible).sum(dim=2) / count.clamp(min=1)  # (B, M)
+    spread = ((values - mean[..., None]).square() * visible).sum(dim=2) / count.clamp(min=1)
+    people = present.sum(dim=1)  # (B,)
+    pull = (spread * present).sum(dim=1) / people.clamp(min=1)
+    diff = mean[:, :, None] - mean[:, None, :]
+    pair = present[:, :, None] * present[:, None, :]
+    push = ((torch.exp(-diff.square()) * pair).sum(dim=(1, 2)) - people) / (people * (people - 1)).clamp(min=1) * 0.5
+    return pull, push

@@ -1,0 +1,104 @@
+"""Run configuration of a training job, with the thesis's recipes as defaults."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import yaml
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs besides the model, the data and the loss.
+
+    Attributes:
+        epochs: epochs to train.
+        batch_size: images per step per process.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        lr, weight_decay, momentum: optimizer settings (momentum for SGD).
+        schedule: ``"step"`` (x ``gamma`` at each of ``milestones``, in epochs), ``"poly"``
+            (``(1 - t/T)**poly_power`` per step) or ``"constant"``; ``warmup_epochs`` of linear warm-up.
+        grad_clip: max gradient norm, or None.
+        amp: mixed precision on CUDA (ignored on CPU).
+        workers: DataLoader worker processes.
+        seed: seeds initialisation, data order and augmentation.
+        checkpoint_every: also write ``last.pt`` every N optimizer steps (0: only at epoch ends).
+        max_nonfinite: stop after this many consecutive steps with a non-finite loss.
+        val_every: validate every N epochs (0: never).
+        monitor: validation metric whose maximum selects ``best.pt`` (e.g. ``"AP"`` or ``"mIoU"``).
+        steps_per_epoch: cap on steps per epoch (None: the whole dataset).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        extra: free-form fields a caller stores with the run (model name, data paths...).
+    """
+
+    epochs: int = 300
+    batch_size: int = 8
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "step"
+    milestones: Tuple[float, ...] = (200, 260)
+    gamma: float = 0.1
+    poly_power: float = 0.9
+    warmup_epochs: float = 0.0
+    grad_clip: Optional[float] = None
+    amp: bool = True
+    workers: int = 2
+    seed: int = 0
+    checkpoint_every: int = 0
+    max_nonfinite: int = 20
+    val_every: int = 1
+    monitor: str = ""
+    steps_per_epoch: Optional[int] = None
+    device: str = "auto"
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
+        if self.schedule not in ("step", "poly", "constant"):
+            raise ValueError(f"schedule must be step, poly or constant, got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
+        self.milestones = tuple(self.milestones)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown run config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "RunConfig":
+        """Reads a YAML run config (``yaml.safe_load``: no code runs)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"run config not found: {path}")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+def pose_recipe(epochs: int = 300, **changes: Any) -> RunConfig:
+    """Thesis 4.2: Adam, lr 1e-3, wd 1e-4, x0.1 at 2/3 and 13/15 of training (epochs 200, 260 of 300)."""
+    base = dict(optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="step",
+                milestones=(round(epochs * 200 / 300), round(epochs * 260 / 300)), monitor="AP")
+    base.update(changes)
+    return RunConfig(epochs=epochs, **base)
+
+
+def seg_recipe(epochs: int = 450, **changes: Any) -> RunConfig:
+    """Thesis 4.3 / HRNet-V2: SGD lr 0.01, momentum 0.9, wd 5e-4, poly 0.9."""
+    base = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="poly", monitor="mIoU")
+    base.update(changes)
+    return RunConfig(epochs=epochs, **base)

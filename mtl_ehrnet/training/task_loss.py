@@ -1,0 +1,67 @@
+"""The ground-truth training loss of a pose, segmentation or multi-task model: a named, weighted sum."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from mtl_ehrnet.training.pose_loss import associative_embedding, heatmap_mse
+from mtl_ehrnet.training.seg_loss import segmentation_ce
+
+
+@dataclass(frozen=True)
+class GroundTruthWeights:
+    """Weights of the ground-truth terms (HigherHRNet: heatmaps 1 at both resolutions, pull/push 1e-3)."""
+
+    heatmaps: float = 1.0
+    heatmaps_lr: float = 1.0
+    pull: float = 1e-3
+    push: float = 1e-3
+    seg: float = 1.0
+
+
+def labelled_mean(per_image: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Mean of (B,) per-image losses over the images whose ``labelled`` flag is set; 0 when none is."""
+    weights = labelled.to(per_image.dtype)
+    return (per_image * weights).sum() / weights.sum().clamp(min=1)
+
+
+class GroundTruthLoss(nn.Module):
+    """Loss terms against labels for the heads of ``tasks``.
+
+    Each image contributes to the terms of the tasks it has labels for (``has_pose`` / ``has_seg``), so
+    the same loss serves single-task teachers and task-mixed student batches.
+
+    Args:
+        tasks: ``("pose",)``, ``("seg",)`` or both.
+        weights: per-term weights.
+        ohem_threshold: enables OHEM cross-entropy for segmentation.
+
+    Returns (forward): dict of weighted scalar terms named ``"pose/heatmaps"``, ``"pose/heatmaps_lr"``,
+        ``"pose/pull"``, ``"pose/push"``, ``"seg/ce"``; the training loss is their sum.
+    """
+
+    def __init__(self, tasks: Sequence[str], weights: GroundTruthWeights = GroundTruthWeights(), ohem_threshold: Optional[float] = None) -> None:
+        super().__init__()
+        self.tasks = tuple(tasks)
+        self.weights = weights
+        self.ohem_threshold = ohem_threshold
+
+    def forward(self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        terms: Dict[str, torch.Tensor] = {}
+        w = self.weights
+        if "pose" in self.tasks:
+            has = batch["has_pose"]
+            hm = heatmap_mse(outputs["heatmaps"].float(), batch["heatmaps"], batch["masks"])
+            hm_lr = heatmap_mse(outputs["heatmaps_lr"].float(), batch["heatmaps_lr"], batch["masks_lr"])
+            pull, push = associative_embedding(outputs["tags"].float(), batch["joints"])
+            terms["pose/heatmaps"] = w.heatmaps * labelled_mean(hm, has)
+            terms["pose/heatmaps_lr"] = w.heatmaps_lr * labelled_mean(hm_lr, has)
+            terms["pose/pull"] = w.pull * labelled_mean(pull, has)
+            terms["pose/push"] = w.push * labelled_mean(push, has)
+        if "seg" in self.tasks:
+            # Images without seg labels carry all-255 labels and add nothing to the mean.
+            terms["seg/ce"] = w.seg * segmentation_ce(outputs["seg"].float(), batch["seg"], self.ohem_threshold)
+        return terms

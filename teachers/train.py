@@ -1,0 +1,99 @@
+"""Training a standalone single-task teacher with ground-truth losses on the shared engine."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Tuple, Union
+
+from torch import nn
+
+from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
+from mtl_ehrnet import create_model
+from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
+from mtl_ehrnet.training import FitResult, GroundTruthLoss, RunConfig, fit, pose_recipe, seg_recipe
+from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
+
+PathLike = Union[str, Path]
+TASKS = ("pose", "seg")
+
+
+def build_teacher(task: str, model: str, input_size: Optional[int] = None, **overrides: Any) -> nn.Module:
+    """A single-task model for ``task``: a registered name (``pose_h0``, ``higherhrnet_w32``,
+    ``hrnet_w18_small_v2_seg``...) or ``smp:ARCH:ENCODER`` for a segmentation-models-pytorch teacher."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if model.startswith("smp:"):
+        if task != "seg":
+            raise ValueError(f"{model} is a segmentation model; it cannot be a {task} teacher")
+        arch, encoder = parse_smp_name(model)
+        size = (input_size, input_size) if input_size else (512, 512)
+        return SmpSegmentationTeacher(SmpConfig(arch, encoder, overrides.pop("num_classes", 19), size, model),
+                                      encoder_weights=overrides.pop("encoder_weights", None))
+    if input_size is not None:
+        overrides["input_size"] = input_size
+    net = create_model(model, **overrides)
+    if net.tasks != (task,):
+        raise ValueError(f"{model} has heads {net.tasks}; a {task} teacher needs a single-task {task} model")
+    return net
+
+
+def train(
+    task: str,
+    model: str,
+    out: PathLike,
+    *,
+    coco: Optional[Tuple[PathLike, PathLike]] = None,
+    coco_val: Optional[Tuple[PathLike, PathLike]] = None,
+    cityscapes: Optional[PathLike] = None,
+    input_size: Optional[int] = None,
+    epochs: int = 300,
+    resume: bool = False,
+    run: Optional[RunConfig] = None,
+    **changes: Any,
+) -> FitResult:
+    """Trains a pose teacher on COCO keypoints or a segmentation teacher on Cityscapes.
+
+    Args:
+        task: ``"pose"`` or ``"seg"``.
+        model: model name (see :func:`build_teacher`).
+        out: run directory (``last.pt``, ``best.pt``, ``log.jsonl``, ``curves.png``).
+        coco: (annotation json, image dir) of the pose training set.
+        coco_val: (annotation json, image dir) validated on after each epoch (AP).
+        cityscapes: Cityscapes root; trains on ``train`` and validates on ``val`` (mIoU).
+        input_size: training crop; default the model's native size.
+        epochs: epochs (the thesis recipe's LR milestones scale with it).
+        resume: continue ``out/last.pt``.
+        run: a full run config (overrides the recipe); ``changes`` adjust the recipe otherwise.
+    """
+    net = build_teacher(task, model, input_size)
+    size = net.input_size
+    if task == "pose":
+        if coco is None:
+            raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
+        train_set = CocoKeypoints(coco[1], coco[0], TrainTransform(size), skip_empty=True)
+        config = run or pose_recipe(epochs, **changes)
+        validate = (lambda m: evaluate_coco(m, coco_val[0], coco_val[1], progress=False)) if coco_val else None
+    else:
+        if cityscapes is None:
+            raise ValueError("a segmentation teacher needs --cityscapes ROOT")
+        train_set = Cityscapes(cityscapes, "train", TrainTransform(size))
+        config = run or seg_recipe(epochs, **changes)
+        validate = _seg_validator(cityscapes)
+    config.extra.update(task=task, model=model, input_size=list(size))
+    result = fit(net, GroundTruthLoss((task,)), train_set, config, out, validate=validate, resume=resume)
+    _plot(Path(out))
+    return result
+
+
+def _seg_validator(root: PathLike):  # noqa: ANN202
+    def validate(model: nn.Module) -> dict:
+        metrics = evaluate_cityscapes(model, root, "val", progress=False)
+        return {"mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"]}
+
+    return validate
+
+
+def _plot(out: Path) -> None:
+    from evaluation.plots import plot_training_log
+
+    if (out / "log.jsonl").is_file():
+        plot_training_log(out / "log.jsonl", out / "curves.png")
