@@ -127,8 +127,11 @@ class TaskMixBatchSampler(Sampler[List[int]]):
         streams = []
         for size, count in zip(self.sizes, self.counts):
             need = total * count
-            perms = [torch.randperm(size, generator=generator) for _ in range(math.ceil(need / size))] if count else []
-            streams.append(torch.cat(perms)[:need] if perms else torch.zeros(0, dtype=torch.int64))
+            if not need:
+                streams.append(torch.zeros(0, dtype=torch.int64))
+                continue
+            perms = [torch.randperm(size, generator=generator) for _ in range(math.ceil(need / size))]
+            streams.append(torch.cat(perms)[:need])
         for batch in range(self.rank, total, self.num_replicas):
             indices: List[int] = []
             for stream, count, offset in zip(streams, self.counts, self.offsets):

@@ -94,3 +94,11 @@ def test_collate_names_the_mismatching_key():
         collate_samples([a, b])
     with pytest.raises(ValueError, match="different keys"):
         collate_samples([a, {"image": torch.zeros(3, 8, 8)}])
+
+
+def test_a_zero_ratio_task_may_be_empty():
+    dataset = MixedTaskDataset([_Range(5), _Range(0)])
+    batches = list(TaskMixBatchSampler(dataset, 2, (1, 0), seed=0))
+    assert {i for b in batches for i in b} == {0, 1, 2, 3, 4}
+    with pytest.raises(ValueError, match="empty dataset"):
+        TaskMixBatchSampler(dataset, 2, (1, 1))
