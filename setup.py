@@ -35,6 +35,8 @@ setup(
             "synth=mtl_ehrnet.data.commands:register_synth",
             "data-benchmark=mtl_ehrnet.data.commands:register_benchmark",
             "info=evaluation.commands.info:register",
+            "evaluate=evaluation.commands.evaluate:register",
+            "benchmark=evaluation.commands.benchmark:register",
             "train-teacher=teachers.commands:register",
         ],
     },

@@ -3,7 +3,7 @@ split. The ``evaluate`` command and per-epoch validation during training both ca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from pycocotools.coco import COCO
 from torch import nn
@@ -27,6 +27,8 @@ def evaluate_coco(
     batch_size: int = 8,
     results_file: Optional[PathLike] = None,
     progress: bool = True,
+    limit: Optional[int] = None,
+    **predictor_options: Any,
 ) -> Dict[str, float]:
     """COCO keypoint AP of ``model``'s grouped poses on every image of ``ann_file``.
 
@@ -38,6 +40,8 @@ def evaluate_coco(
         batch_size: images per forward pass.
         results_file: also write the results in the official COCO format there.
         progress: show a tqdm bar.
+        limit: evaluate the first ``limit`` images (by id) only.
+        **predictor_options: more :class:`Predictor` options (``input_size``, ``scales``, ``device``).
 
     Returns:
         AP, AP50, AP75, APM, APL, AR, ... as :func:`evaluation.coco_keypoint_ap` computes them.
@@ -45,8 +49,8 @@ def evaluate_coco(
     if "pose" not in getattr(model, "tasks", ("pose",)):
         raise ValueError(f"the model has no pose head (tasks {model.tasks}); it cannot be evaluated on COCO keypoints")
     coco = COCO(str(ann_file))
-    predictor = Predictor(model.eval(), flip=flip, batch_size=batch_size)
-    image_ids = sorted(coco.getImgIds())
+    predictor = Predictor(model.eval(), flip=flip, batch_size=batch_size, **predictor_options)
+    image_ids = sorted(coco.getImgIds())[:limit]
     results = []
     for start in tqdm(range(0, len(image_ids), batch_size), desc="COCO keypoints", unit="batch", disable=not progress):
         ids = image_ids[start:start + batch_size]
@@ -64,14 +68,18 @@ def evaluate_cityscapes(
     split: str = "val",
     *,
     num_classes: int = 19,
+    flip: bool = False,
     batch_size: int = 8,
     progress: bool = True,
+    limit: Optional[int] = None,
+    **predictor_options: Any,
 ) -> Dict[str, Union[float, list]]:
-    """mIoU, per-class IoU and pixel accuracy of ``model`` on a Cityscapes split, at full label resolution."""
+    """mIoU, per-class IoU and pixel accuracy of ``model`` on a Cityscapes split, at full label resolution
+    (the first ``limit`` pairs only when given; ``flip`` and ``predictor_options`` go to :class:`Predictor`)."""
     if "seg" not in getattr(model, "tasks", ("seg",)):
         raise ValueError(f"the model has no segmentation head (tasks {model.tasks}); it cannot be evaluated on Cityscapes")
-    pairs = list_cityscapes_pairs(root, split)
-    predictor = Predictor(model.eval(), batch_size=batch_size)
+    pairs = list_cityscapes_pairs(root, split)[:limit]
+    predictor = Predictor(model.eval(), flip=flip, batch_size=batch_size, **predictor_options)
     confusion = ConfusionMatrix(num_classes)
     for start in tqdm(range(0, len(pairs), batch_size), desc=f"Cityscapes {split}", unit="batch", disable=not progress):
         chunk = pairs[start:start + batch_size]

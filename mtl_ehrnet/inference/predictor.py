@@ -170,18 +170,33 @@ class Predictor:
         """Heatmaps (B, K, H/2, W/2), tags (B, K, H/2, W/2, D) and seg logits (B, C, H/4, W/4)."""
         heat = tag = seg = None
         if "heatmaps" in out:
-            hr = out["heatmaps"]
-            size = hr.shape[-2:]
-            heat = (hr + F.interpolate(out["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)) / 2
-            tag = F.interpolate(out["tags"], size=size, mode="bilinear", align_corners=False)[..., None]
-            if self.flip:
-                heat = (heat[:n] + heat[n:].flip(-1)[:, self.flip_index]) / 2
-                tag = torch.cat((tag[:n], tag[n:].flip(-2)[:, self.flip_index]), dim=-1)
+            heat, tag = pose_maps(out, self.flip_index if self.flip else None)
         if "seg" in out:
             seg = out["seg"]
             if self.flip:
                 seg = (seg[:n] + seg[n:].flip(-1)) / 2
         return heat, tag, seg
+
+
+def pose_maps(outputs: Dict[str, torch.Tensor], flip_index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The maps grouping reads, from the model's outputs.
+
+    Args:
+        outputs: ``"heatmaps"`` (B, K, H/2, W/2), ``"heatmaps_lr"`` and ``"tags"`` (B, K, H/4, W/4).
+        flip_index: when given, the second half of the batch is the mirrored pass of the first.
+
+    Returns:
+        heatmaps (B', K, H/2, W/2): the stride-2 map averaged with the upsampled stride-4 map (and
+        with the mirrored pass); tags (B', K, H/2, W/2, D), upsampled, D = 2 with a mirrored pass.
+    """
+    size = outputs["heatmaps"].shape[-2:]
+    heat = (outputs["heatmaps"] + F.interpolate(outputs["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)) / 2
+    tag = F.interpolate(outputs["tags"], size=size, mode="bilinear", align_corners=False)[..., None]
+    if flip_index is not None:
+        n = heat.shape[0] // 2
+        heat = (heat[:n] + heat[n:].flip(-1)[:, flip_index]) / 2
+        tag = torch.cat((tag[:n], tag[n:].flip(-2)[:, flip_index]), dim=-1)
+    return heat, tag
 
 
 def _to_tensor(image: ImageLike) -> torch.Tensor:
