@@ -165,11 +165,12 @@ def build_sample(
             if stride == 4:
                 sample["joints"] = torch.from_numpy(joint_targets(moved, *hw, max_people=max_people))
     else:
-        sample["heatmaps"] = torch.zeros((num_joints, *half))
-        sample["heatmaps_lr"] = torch.zeros((num_joints, *quarter))
-        sample["masks"] = torch.zeros(half)
-        sample["masks_lr"] = torch.zeros(quarter)
-        sample["joints"] = torch.zeros((max_people, num_joints, 2), dtype=torch.int64)
+        # np.zeros gets lazily zeroed pages from calloc; torch.zeros would write every byte.
+        sample["heatmaps"] = torch.from_numpy(np.zeros((num_joints, *half), dtype=np.float32))
+        sample["heatmaps_lr"] = torch.from_numpy(np.zeros((num_joints, *quarter), dtype=np.float32))
+        sample["masks"] = torch.from_numpy(np.zeros(half, dtype=np.float32))
+        sample["masks_lr"] = torch.from_numpy(np.zeros(quarter, dtype=np.float32))
+        sample["joints"] = torch.from_numpy(np.zeros((max_people, num_joints, 2), dtype=np.int64))
     if has_seg:
         sample["seg"] = torch.from_numpy(warp_labels(raw.seg, matrix, out_hw).astype(np.int64))
     else:
