@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,18 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         generate_synthetic(tmp_path / "file", images=1)
+
+
+def test_joint_dataset_needs_a_label_for_every_image(synth, tmp_path):
+    root = tmp_path / "joint"
+    shutil.copytree(synth.joint_root, root)
+    json_path = root / "annotations" / "person_keypoints_val.json"
+    document = json.loads(json_path.read_text())
+    extra = dict(document["images"][0], id=99, file_name="elsewhere/x_leftImg8bit.png")
+    document["images"].append(extra)
+    (root / "leftImg8bit" / "val" / "elsewhere").mkdir()
+    shutil.copy(root / "leftImg8bit" / "val" / document["images"][0]["file_name"],
+                root / "leftImg8bit" / "val" / "elsewhere" / "x_leftImg8bit.png")
+    json_path.write_text(json.dumps(document))
+    with pytest.raises(FileNotFoundError, match="x_gtFine_labelIds.png"):
+        JointDataset(root, "val")

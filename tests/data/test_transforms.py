@@ -117,3 +117,14 @@ def test_bad_input_size(size):
 def test_bad_flip_index():
     with pytest.raises(ValueError, match="flip_index"):
         TrainTransform(32, flip_index=[0, 1, 1])
+
+
+def test_letterbox_keeps_every_keypoint_and_maps_it_through_the_affine():
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :4] = [[0, 0, 2], [99, 49, 2], [50, 25, 1], [10, 40, 2]]
+    sample = TestTransform(64)(RawSample(image=np.zeros((50, 100, 3), np.uint8), image_id=3, keypoints=kp))
+    expected = _expected(sample, kp[0, :4, :2].astype(np.float64), 4)
+    for k, (x, y) in enumerate(expected):
+        heat = sample["heatmaps_lr"][k]
+        assert heat[y, x] == 1.0 and heat.max() == 1.0
+    assert sample["joints"][0, :4, 1].tolist() == [1, 1, 1, 1] and sample["joints"][0, 4:, 1].sum() == 0
