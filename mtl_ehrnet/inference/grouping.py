@@ -19,6 +19,8 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 # HigherHRNet matches head, shoulders and hips first: they are found most reliably and seed people.
 COCO_JOINT_ORDER: Tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+# Pixels per joint tried first when filling missing joints (see _refine_missing).
+_REFINE_SHORTLIST = 1024
 
 
 def group_poses(
@@ -241,14 +243,26 @@ def _refine_missing(det: torch.Tensor, tag: torch.Tensor, det_cpu: np.ndarray, k
             place; mean_tags: (P, D) each person's mean joint tag.
     """
     num_joints, height, width = det.shape
+    flat_det = det.view(num_joints, -1)
     flat_tags = tag.view(num_joints, height * width, -1)
     means = torch.as_tensor(mean_tags, dtype=torch.float32, device=det.device)
+    shortlist = min(_REFINE_SHORTLIST, height * width)
     for joint in range(num_joints):
         people = np.flatnonzero(keypoints[:, joint, 2] <= 0)
         if people.size == 0:
             continue
-        dist = torch.cdist(means[people], flat_tags[joint])
-        best = (det[joint].view(1, -1) - dist.round()).argmax(dim=1).cpu().numpy()
+        # Exact shortcut: no pixel outside the strongest ``shortlist`` can score above the weakest of
+        # them (round(distance) >= 0), so only people whose best shortlisted score is lower than that
+        # need the whole map.
+        top_val, top_idx = flat_det[joint].topk(shortlist)
+        score = top_val[None] - torch.cdist(means[people], flat_tags[joint, top_idx]).round()
+        best_score, best_at = score.max(dim=1)
+        best = top_idx[best_at]
+        full = (best_score < top_val[-1]).nonzero(as_tuple=True)[0]
+        for chunk in full.split(64):
+            dist = torch.cdist(means[people[chunk.cpu().numpy()]], flat_tags[joint])
+            best[chunk] = (flat_det[joint][None] - dist.round()).argmax(dim=1)
+        best = best.cpu().numpy()
         ys, xs = best // width, best % width
         value = det_cpu[joint, ys, xs]
         dx, dy = _subpixel_offsets(det_cpu, np.full_like(ys, joint), ys, xs, subpixel)

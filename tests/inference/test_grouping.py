@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from planted_people import SKELETON, match_people, people_on_grid, plant, render
-from mtl_ehrnet.inference import group_poses
+from mtl_ehrnet.inference import group_poses, grouping
 
 
 @pytest.fixture
@@ -113,3 +113,17 @@ def test_bad_shapes_raise() -> None:
         group_poses(np.zeros((17, 8, 8)), np.zeros((17, 8, 9)))
     with pytest.raises(ValueError):
         group_poses(np.zeros((8, 8)), np.zeros((8, 8)))
+
+
+@pytest.mark.parametrize("flip_tags", [False, True])
+def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool) -> None:
+    # Noisy maps with many weak peaks and people missing joints: the shortlist shortcut must choose
+    # the same pixels as the argmax over the whole map.
+    joints, heatmaps, tags = plant(8, size=(96, 96), flip_tags=flip_tags, seed=3)
+    heatmaps = heatmaps * rng.uniform(0, 1, (17, 1, 1)).astype(np.float32) + rng.uniform(0, 0.3, heatmaps.shape).astype(np.float32)
+    shortcut = group_poses(heatmaps, tags)
+    monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 96 * 96)
+    whole_map = group_poses(heatmaps, tags)
+    assert shortcut[0].shape[0] > 8
+    for a, b in zip(shortcut, whole_map):
+        np.testing.assert_array_equal(a, b)
