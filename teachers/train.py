@@ -10,6 +10,7 @@ from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
 from mtl_ehrnet.training import FitResult, GroundTruthLoss, RunConfig, fit, pose_recipe, seg_recipe
+from mtl_ehrnet.training.seeding import seed_everything
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
 
 PathLike = Union[str, Path]
@@ -64,19 +65,19 @@ def train(
         resume: continue ``out/last.pt``.
         run: a full run config (overrides the recipe); ``changes`` adjust the recipe otherwise.
     """
+    if task == "pose" and coco is None:
+        raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
+    if task == "seg" and cityscapes is None:
+        raise ValueError("a segmentation teacher needs --cityscapes ROOT")
+    config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
+    seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
     net = build_teacher(task, model, input_size)
     size = net.input_size
     if task == "pose":
-        if coco is None:
-            raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
         train_set = CocoKeypoints(coco[1], coco[0], TrainTransform(size), skip_empty=True)
-        config = run or pose_recipe(epochs, **changes)
         validate = (lambda m: evaluate_coco(m, coco_val[0], coco_val[1], progress=False)) if coco_val else None
     else:
-        if cityscapes is None:
-            raise ValueError("a segmentation teacher needs --cityscapes ROOT")
         train_set = Cityscapes(cityscapes, "train", TrainTransform(size))
-        config = run or seg_recipe(epochs, **changes)
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
     result = fit(net, GroundTruthLoss((task,)), train_set, config, out, validate=validate, resume=resume)

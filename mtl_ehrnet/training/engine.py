@@ -114,7 +114,10 @@ def fit(
         data.set_epoch(epoch)
         sampler = EpochBatchSampler(len(data), config.batch_size, config.seed, epoch, ctx.rank, ctx.world,
                                     skip=skip, max_batches=config.steps_per_epoch)
-        loader = DataLoader(data, batch_sampler=sampler, num_workers=config.workers, pin_memory=ctx.device.type == "cuda")
+        # Its own generator: creating the iterator must not draw from the global RNG, which drives
+        # stochastic depth and is restored exactly on resume.
+        loader = DataLoader(data, batch_sampler=sampler, num_workers=config.workers, pin_memory=ctx.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(config.seed + epoch))
         net.train()
         sums: Dict[str, float] = {}
         steps_done, started = 0, time.perf_counter()
@@ -131,7 +134,7 @@ def fit(
                 logger.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, step_in_epoch)
                 if ctx.is_main:
                     log.write("event", epoch, global_step, {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch,
-                                                            **{k: float(v) for k, v in terms.items()}})
+                                                            **{k: float(v.detach()) for k, v in terms.items()}})
                 if consecutive_bad >= config.max_nonfinite:
                     raise NonFiniteLossError(
                         f"{consecutive_bad} consecutive non-finite losses (last at epoch {epoch + 1}, step {step_in_epoch}); "

@@ -47,6 +47,8 @@ def associative_embedding(tags: torch.Tensor, joints: torch.Tensor) -> Tuple[tor
     people = present.sum(dim=1)  # (B,)
     pull = (spread * present).sum(dim=1) / people.clamp(min=1)
     diff = mean[:, :, None] - mean[:, None, :]
-    pair = present[:, :, None] * present[:, None, :]
-    push = ((torch.exp(-diff.square()) * pair).sum(dim=(1, 2)) - people) / (people * (people - 1)).clamp(min=1) * 0.5
+    # Off-diagonal pairs only: the same as subtracting N from the full sum, without float cancellation.
+    off_diagonal = 1 - torch.eye(mean.shape[1], dtype=tags.dtype, device=tags.device)
+    pair = present[:, :, None] * present[:, None, :] * off_diagonal
+    push = (torch.exp(-diff.square()) * pair).sum(dim=(1, 2)) / (people * (people - 1)).clamp(min=1) * 0.5
     return pull, push
