@@ -278,8 +278,8 @@ def _non_redundant(keypoints: np.ndarray, min_distance: float) -> np.ndarray:
     both = present[:, None, :] & present[None, :, :]
     n_both = both.sum(-1)
     mean_dist = np.where(n_both > 0, (dist * both).sum(-1) / np.maximum(n_both, 1), np.inf)
-    keep = []
+    close = mean_dist < min_distance
+    kept = np.zeros(keypoints.shape[0], bool)
     for i in range(keypoints.shape[0]):
-        if all(mean_dist[i, j] >= min_distance for j in keep):
-            keep.append(i)
-    return np.asarray(keep, dtype=np.int64)
+        kept[i] = not close[i, kept].any()
+    return np.flatnonzero(kept)
