@@ -79,7 +79,8 @@ def fit(
     out_dir = Path(out_dir)
     last, best = out_dir / "last.pt", out_dir / "best.pt"
     use_amp = config.amp and ctx.device.type == "cuda"
-    model.to(ctx.device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(ctx.device, memory_format=memory_format)
     if isinstance(loss_fn, nn.Module):
         loss_fn.to(ctx.device)
     net: nn.Module = model
@@ -124,6 +125,7 @@ def fit(
         bar = tqdm(total=steps_per_epoch, initial=skip, disable=not ctx.is_main, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for step_in_epoch, batch in enumerate(loader, start=skip):
             batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+            batch["image"] = batch["image"].contiguous(memory_format=memory_format)
             with torch.autocast(ctx.device.type, enabled=use_amp):
                 terms = loss_fn(net(batch["image"]), batch)
             loss = torch.stack([t.float() for t in terms.values()]).sum()

@@ -21,6 +21,8 @@ class RunConfig:
             (``(1 - t/T)**poly_power`` per step) or ``"constant"``; ``warmup_epochs`` of linear warm-up.
         grad_clip: max gradient norm, or None.
         amp: mixed precision on CUDA (ignored on CPU).
+        channels_last: NHWC memory format for the model and images (about 20 % faster on CPU with oneDNN,
+            and what tensor cores want on CUDA).
         workers: DataLoader worker processes.
         seed: seeds initialisation, data order and augmentation.
         checkpoint_every: also write ``last.pt`` every N optimizer steps (0: only at epoch ends).
@@ -45,6 +47,7 @@ class RunConfig:
     warmup_epochs: float = 0.0
     grad_clip: Optional[float] = None
     amp: bool = True
+    channels_last: bool = True
     workers: int = 2
     seed: int = 0
     checkpoint_every: int = 0
