@@ -6,9 +6,10 @@ strings, numbers, booleans and lists, so checkpoints can store it and be read wi
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Literal, Tuple
 
+from mtl_ehrnet.config_keys import reject_unknown_keys
 from mtl_ehrnet.models.hrnet import BodyConfig
 
 TASKS = ("pose", "seg")
@@ -76,10 +77,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ModelConfig":
         """Inverse of :meth:`to_dict`; unknown keys raise a ValueError naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; expected a subset of {sorted(known)}")
+        reject_unknown_keys(cls, data, "model config")
         body = dict(data["body"])
         body["widths"] = tuple(body["widths"])
         body["modules"] = tuple(body["modules"])

@@ -1,11 +1,13 @@
 """Run configuration of a training job, with the thesis's recipes as defaults."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import yaml
+
+from mtl_ehrnet.config_keys import reject_unknown_keys
 
 
 @dataclass
@@ -74,10 +76,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown run config keys {unknown}; known keys: {sorted(known)}")
+        reject_unknown_keys(cls, data, "run config")
         return cls(**data)
 
     @classmethod
