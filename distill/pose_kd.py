@@ -1,0 +1,106 @@
+"""Pose knowledge distillation: heatmaps to the teacher's, tags through teacher-grouped pseudo-keypoints
+or relationally (tags mean nothing in absolute value, only which of them are alike)."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from mtl_ehrnet.inference.grouping import group_poses
+from mtl_ehrnet.training.pose_loss import associative_embedding
+
+
+def heatmap_kd(student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-image MSE to the teacher's heatmaps at both resolutions (summed, weight 1 each, as the GT loss).
+
+    Args:
+        student, teacher: dicts with ``"heatmaps"`` (B, K, H/2, W/2) and ``"heatmaps_lr"`` (B, K, H/4, W/4).
+        mask: optional (B, H/4, W/4) weights at stride 4 (upsampled for stride 2), e.g. 0 on padding.
+    Returns:
+        (B,); 0 when the student equals the teacher.
+    """
+    total = 0
+    for key in ("heatmaps", "heatmaps_lr"):
+        error = (student[key].float() - teacher[key].float()).square()
+        if mask is not None:
+            m = mask if mask.shape[-2:] == error.shape[-2:] else nn.functional.interpolate(mask[:, None], size=error.shape[-2:], mode="nearest")[:, 0]
+            error = error * m[:, None]
+        total = total + error.mean(dim=(1, 2, 3))
+    return total
+
+
+def pseudo_joints(
+    heatmaps: torch.Tensor,
+    tags: torch.Tensor,
+    min_score: float = 0.3,
+    min_joint_value: float = 0.3,
+    max_people: int = 30,
+) -> torch.Tensor:
+    """Teacher-grouped pseudo-keypoints as associative-embedding targets at stride 4.
+
+    The teacher's stride-4 maps are grouped (:func:`group_poses`); people whose score is below
+    ``min_score`` are dropped and joints whose value is below ``min_joint_value`` marked invisible.
+
+    Args:
+        heatmaps, tags: (B, K, h, w) teacher maps at stride 4.
+    Returns:
+        (B, max_people, K, 2) int64: flat index ``y * w + x`` and visible flag — the ``joints`` format.
+    """
+    batch, k, h, w = heatmaps.shape
+    joints = torch.zeros(batch, max_people, k, 2, dtype=torch.long)
+    for b in range(batch):
+        keypoints, scores = group_poses(heatmaps[b].float(), tags[b].float(), max_people=max_people)
+        keypoints = torch.as_tensor(keypoints)
+        scores = torch.as_tensor(scores)
+        people = keypoints[scores >= min_score][:max_people]
+        if len(people) == 0:
+            continue
+        x = people[..., 0].round().long().clamp(0, w - 1)
+        y = people[..., 1].round().long().clamp(0, h - 1)
+        joints[b, : len(people), :, 0] = y * w + x
+        joints[b, : len(people), :, 1] = (people[..., 2] >= min_joint_value).long()
+    return joints.to(heatmaps.device)
+
+
+def tag_kd_pseudo(student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], **thresholds: float) -> torch.Tensor:
+    """AE pull + push of the student's tags on the teacher's confident pseudo-keypoints.
+
+    Returns:
+        (B,) pull + push (unscaled; weight like the GT AE terms, 1e-3).
+    """
+    joints = pseudo_joints(teacher["heatmaps_lr"].detach(), teacher["tags"].detach(), **thresholds)
+    pull, push = associative_embedding(student_tags.float(), joints)
+    return pull + push
+
+
+def tag_kd_relational(
+    student_tags: torch.Tensor, teacher_tags: torch.Tensor, teacher_heatmaps: torch.Tensor, threshold: float = 0.3, max_points: int = 256
+) -> torch.Tensor:
+    """Relational tag distillation: the student's pairwise tag affinities ``exp(-(t_i - t_j)^2)`` match the
+    teacher's over the locations where the teacher sees a joint (heatmap above ``threshold``).
+
+    Invariant to any shift of the tag values, which carry no meaning by themselves.
+
+    Args:
+        student_tags, teacher_tags, teacher_heatmaps: (B, K, h, w) at stride 4.
+    Returns:
+        (B,) mean squared affinity difference over confident pairs; 0 when the student equals the teacher
+        (or differs by a constant), 0 when fewer than two points are confident.
+    """
+    batch = student_tags.shape[0]
+    s = student_tags.float().flatten(1)
+    t = teacher_tags.float().flatten(1)
+    conf = teacher_heatmaps.float().flatten(1)
+    losses = []
+    for b in range(batch):
+        scores, index = conf[b].topk(min(max_points, conf.shape[1]))
+        index = index[scores > threshold]
+        if index.numel() < 2:
+            losses.append(s[b].sum() * 0)
+            continue
+        sv, tv = s[b, index], t[b, index]
+        affinity_s = torch.exp(-(sv[:, None] - sv[None, :]).square())
+        affinity_t = torch.exp(-(tv[:, None] - tv[None, :]).square())
+        losses.append((affinity_s - affinity_t).square().mean())
+    return torch.stack(losses)
