@@ -38,6 +38,7 @@ setup(
             "evaluate=evaluation.commands.evaluate:register",
             "benchmark=evaluation.commands.benchmark:register",
             "train-teacher=teachers.commands:register",
+            "distill=distill.commands:register",
         ],
     },
 )

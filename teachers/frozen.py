@@ -46,9 +46,9 @@ class FrozenTeacher(nn.Module):
     def input_size(self):  # noqa: ANN201
         return self.model.input_size
 
-    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, **kwargs: bool) -> Dict[str, torch.Tensor]:
         with torch.no_grad():
-            return self.model(images)
+            return self.model(images, **kwargs)
 
 
 def load_teacher(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> FrozenTeacher:

@@ -19,6 +19,8 @@ from mtl_ehrnet.models.init import init_conv_bn, init_prediction_layers
 from mtl_ehrnet.models.pose_head import PoseHead
 from mtl_ehrnet.models.seg_head import SegHead
 from mtl_ehrnet.models.size_check import check_input_size
+from mtl_ehrnet.models.timm_backbone import TimmBackbone
+from mtl_ehrnet.models.torchvision_backbone import TorchvisionBackbone
 
 STRIDE = 32
 
@@ -99,14 +101,25 @@ class EfficientHRNet(nn.Module):
             outputs.update(head(branches))
         return outputs
 
-    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.forward_heads(self.forward_features(images))
+    def forward(self, images: torch.Tensor, return_features: bool = False) -> Dict[str, torch.Tensor]:
+        """The output contract; with ``return_features`` also ``"trunk"``: the shared branches (a list),
+        for feature-hint distillation (one forward pass, and DDP sees it)."""
+        features = self.forward_features(images)
+        outputs = self.forward_heads(features)
+        if return_features:
+            outputs["trunk"] = features.branches  # type: ignore[assignment]
+        return outputs
 
 
 def _build_backbone(config: ModelConfig) -> nn.Module:
     if config.backbone == "efficientnet":
         return EfficientNetBackbone(config.phi, lite=config.lite)
-    return HRNetStemBackbone(stage1_blocks=config.stage1_blocks)
+    if config.backbone == "hrnet_stem":
+        return HRNetStemBackbone(stage1_blocks=config.stage1_blocks)
+    library, _, name = config.backbone.partition(":")
+    if library == "timm":
+        return TimmBackbone(name)
+    return TorchvisionBackbone(name)
 
 
 def _pose_head(config: ModelConfig, channels: Tuple[int, ...]) -> nn.Module:

@@ -90,14 +90,18 @@ def fit(
     steps_per_epoch = EpochBatchSampler(
         len(data), config.batch_size, config.seed, 0, ctx.rank, ctx.world, max_batches=config.steps_per_epoch
     ).batches_per_epoch()
-    optimizer = build_optimizer(model.parameters(), config)
+    # A loss module may train parameters of its own (hint adapters, learned loss weights); frozen
+    # teachers inside it have requires_grad=False and stay out.
+    loss_parameters = [p for p in loss_fn.parameters() if p.requires_grad] if isinstance(loss_fn, nn.Module) else []
+    optimizer = build_optimizer(list(model.parameters()) + loss_parameters, config)
+    forward_kwargs = dict(getattr(loss_fn, "forward_kwargs", {}))
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     epoch, skip, global_step, skipped_total = 0, 0, 0, 0
     best_value: Optional[float] = None
     history: List[Dict[str, float]] = []
     if resume:
-        epoch, skip, global_step, best_value, history = _resume(last, model, optimizer, scheduler, scaler, config)
+        epoch, skip, global_step, best_value, history = _resume(last, model, optimizer, scheduler, scaler, config, loss_fn)
     log = MetricLog(out_dir, enabled=ctx.is_main)
     if ctx.is_main:
         log.write("event", epoch, global_step, {"event": "resume" if resume else "start", "world": ctx.world, "device": str(ctx.device)})
@@ -108,6 +112,7 @@ def fit(
                 path, model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                 epoch=epoch_, step_in_epoch=step_in_epoch, global_step=global_step, rng=rng_state(),
                 run_config=config.to_dict(), best_value=best_value, history=history,
+                loss_state=loss_fn.training_state_dict() if hasattr(loss_fn, "training_state_dict") else {},
             )
 
     consecutive_bad = 0
@@ -127,7 +132,7 @@ def fit(
             batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
             batch["image"] = batch["image"].contiguous(memory_format=memory_format)
             with torch.autocast(ctx.device.type, enabled=use_amp):
-                terms = loss_fn(net(batch["image"]), batch)
+                terms = loss_fn(net(batch["image"], **forward_kwargs), batch)
             loss = torch.stack([t.float() for t in terms.values()]).sum()
             if not distributed.all_true(bool(torch.isfinite(loss)), ctx):
                 consecutive_bad += 1
@@ -166,6 +171,8 @@ def fit(
             if config.checkpoint_every and global_step % config.checkpoint_every == 0:
                 save(last, epoch, step_in_epoch + 1)
         bar.close()
+        if hasattr(loss_fn, "end_epoch"):
+            loss_fn.end_epoch()
         epoch, skip = epoch + 1, 0
         summary = {k: v / max(1, steps_done) for k, v in sums.items()}
         summary.update(seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
@@ -205,7 +212,7 @@ def _validate(validate, model, config, ctx, log, epoch, global_step, history, be
     return best_value
 
 
-def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig):  # noqa: ANN001
+def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, loss_fn):  # noqa: ANN001
     if not last.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {last}")
     state = read_checkpoint(last)
@@ -218,6 +225,8 @@ def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig):
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
+    if hasattr(loss_fn, "load_training_state_dict"):
+        loss_fn.load_training_state_dict(state.get("loss_state", {}))
     return state["epoch"], state["step_in_epoch"], state["global_step"], state.get("best_value"), list(state.get("history", []))
 
 

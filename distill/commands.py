@@ -1,0 +1,59 @@
+"""``mtl-ehrnet distill``: train the multi-task student from standalone teachers."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="train a multi-task student on pose + segmentation data with frozen teachers",
+        description="Each COCO image uses its keypoint labels, each Cityscapes image its segmentation labels, "
+        "and the frozen teachers supply the task it lacks (and, weighted, the one it has). Without teachers "
+        "this trains the ground-truth-only joint baseline. Writes OUT/student.pt (no teacher weights).",
+    )
+    p.add_argument("--student", required=True, help="multi-task model, e.g. mtl_h-4")
+    p.add_argument("--pose-teacher", metavar="CKPT", help="pose teacher checkpoint (train-teacher pose)")
+    p.add_argument("--seg-teacher", metavar="CKPT", help="segmentation teacher checkpoint (train-teacher seg)")
+    p.add_argument("--coco", nargs=2, required=True, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose training set")
+    p.add_argument("--cityscapes", required=True, metavar="ROOT", help="segmentation training set (train split)")
+    p.add_argument("--joint-val", metavar="ROOT", help="split labelled for both tasks (synth's joint/), validated each epoch")
+    p.add_argument("--cache", metavar="DIR", help="teacher-output cache (teachers run once per image)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--device")
+    p.add_argument("--labelled-kd-weight", type=float, default=0.5, help="teacher weight on samples that have that task's labels")
+    p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
+    p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
+    p.add_argument("--tag-kd", choices=("pseudo", "relational", "none"), default="pseudo")
+    p.add_argument("--hints", action="store_true", help="feature hints from the shared trunk (online teachers)")
+    p.add_argument("--balancing", choices=("fixed", "uncertainty", "dwa"), default="fixed")
+    p.set_defaults(func=run)
+
+
+_FLAGS = ("batch_size", "lr", "workers", "seed", "val_every", "checkpoint_every", "steps_per_epoch", "device")
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.objective import KDSettings
+    from distill.student import train_student
+
+    settings = KDSettings(labelled_kd_weight=args.labelled_kd_weight, temperature=args.temperature, seg_kd=args.seg_kd,
+                          tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing)
+    changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    result = train_student(
+        args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
+        seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size,
+        epochs=args.epochs, settings=settings, resume=args.resume, **changes,
+    )
+    print(f"student: {result.out_dir / 'student.pt'}")
+    return 0

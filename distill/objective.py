@@ -1,0 +1,174 @@
+"""The student's training loss: ground truth for the task a sample has, the frozen teachers for every
+task (soft targets for the task it lacks, weighted ones for the task it has), optional feature hints,
+balanced into one named, weighted sum."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from distill.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting
+from distill.hints import FeatureHints
+from distill.pose_kd import heatmap_kd, tag_kd_pseudo, tag_kd_relational
+from distill.replay import replay_affine
+from distill.seg_kd import channel_wise, pixel_kl
+from distill.teacher_cache import cached_outputs
+from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
+from mtl_ehrnet.training.task_loss import GroundTruthLoss
+
+TAG_WEIGHT = 1e-3  # as the ground-truth associative-embedding terms
+
+
+@dataclass(frozen=True)
+class KDSettings:
+    """How the student learns from its teachers.
+
+    Attributes:
+        labelled_kd_weight: weight of a teacher's term on samples that carry that task's labels (those
+            that lack them get weight 1).
+        temperature: segmentation KD temperature T.
+        seg_kd: ``"kl"`` (pixel-wise KL) or ``"cwd"`` (channel-wise distillation).
+        tag_kd: ``"pseudo"`` (AE loss on teacher-grouped confident keypoints), ``"relational"`` or ``"none"``.
+        hints: feature hints from the shared trunk to the teachers' HRNet branches.
+        balancing: ``"fixed"``, ``"uncertainty"`` or ``"dwa"``.
+        weights: fixed weights per term name (``"pose/kd_heatmaps"``, ``"seg/kd"``...).
+    """
+
+    labelled_kd_weight: float = 0.5
+    temperature: float = 1.0
+    seg_kd: str = "kl"
+    tag_kd: str = "pseudo"
+    hints: bool = False
+    balancing: str = "fixed"
+    weights: Dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("seg_kd", self.seg_kd, ("kl", "cwd")), ("tag_kd", self.tag_kd, ("pseudo", "relational", "none")),
+                                     ("balancing", self.balancing, ("fixed", "uncertainty", "dwa"))):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+class DistillationObjective(nn.Module):
+    """``(student outputs, batch) -> {term name: weighted term}`` for the shared training engine.
+
+    Args:
+        student_channels: channels of the student's shared trunk branches (for hints).
+        pose_teacher, seg_teacher: frozen teachers (``teachers.load_teacher``); either may be None.
+        settings: see :class:`KDSettings`.
+        flip_index: joint permutation of mirrored samples (for cached teacher maps).
+
+    Teacher maps come from the batch when it carries cached ones (``teacher_*`` keys, see
+    :mod:`distill.teacher_cache`), otherwise the teachers run online on the student's input.
+    """
+
+    def __init__(
+        self,
+        student_channels: Sequence[int],
+        pose_teacher: Optional[nn.Module],
+        seg_teacher: Optional[nn.Module],
+        settings: KDSettings = KDSettings(),
+        flip_index: Sequence[int] = COCO_FLIP_INDEX,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.flip_index = list(flip_index)
+        self.gt = GroundTruthLoss(("pose", "seg"))
+        self.teachers = nn.ModuleDict({k: v for k, v in (("pose", pose_teacher), ("seg", seg_teacher)) if v is not None})
+        self.hints: Optional[FeatureHints] = None
+        if settings.hints:
+            teacher = pose_teacher if pose_teacher is not None else seg_teacher
+            teacher_channels = _trunk_channels(teacher)
+            self.hints = FeatureHints(list(student_channels)[: len(teacher_channels)], teacher_channels)
+        names = self.term_names()
+        if settings.balancing == "uncertainty":
+            self.balancer: nn.Module = UncertaintyWeighting(names)
+        elif settings.balancing == "dwa":
+            self.balancer = DynamicWeightAverage(names)
+        else:
+            self.balancer = FixedWeights(settings.weights)
+        self.forward_kwargs = {"return_features": True} if self.hints is not None else {}
+
+    def term_names(self) -> list:
+        names = ["pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce"]
+        if "pose" in self.teachers:
+            names.append("pose/kd_heatmaps")
+            if self.settings.tag_kd != "none":
+                names.append("pose/kd_tags")
+        if "seg" in self.teachers:
+            names.append("seg/kd")
+        if self.hints is not None:
+            names.append("trunk/hints")
+        return names
+
+    def current_weights(self) -> Dict[str, float]:
+        """The balancer's weight per term now (logged beside the terms)."""
+        return self.balancer.current(self.term_names())  # type: ignore[operator]
+
+    def forward(self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        terms = self.gt(outputs, batch)
+        teacher = self._teacher_outputs(batch)
+        s = self.settings
+        if "pose" in self.teachers:
+            weight = torch.where(batch["has_pose"], s.labelled_kd_weight, 1.0)
+            terms["pose/kd_heatmaps"] = (heatmap_kd(outputs, teacher, teacher.get("valid_lr")) * weight).mean()
+            if s.tag_kd == "pseudo":
+                terms["pose/kd_tags"] = TAG_WEIGHT * (tag_kd_pseudo(outputs["tags"], teacher) * weight).mean()
+            elif s.tag_kd == "relational":
+                terms["pose/kd_tags"] = TAG_WEIGHT * (tag_kd_relational(outputs["tags"], teacher["tags"], teacher["heatmaps_lr"]) * weight).mean()
+        if "seg" in self.teachers:
+            weight = torch.where(batch["has_seg"], s.labelled_kd_weight, 1.0)
+            if s.seg_kd == "cwd":
+                per_image = channel_wise(outputs["seg"], teacher["seg"], max(s.temperature, 1.0))
+            else:
+                per_image = pixel_kl(outputs["seg"], teacher["seg"], s.temperature, teacher.get("valid_lr"))
+            terms["seg/kd"] = (per_image * weight).mean()
+        if self.hints is not None:
+            terms["trunk/hints"] = self.hints(list(outputs["trunk"]), teacher["trunk"]).mean()
+        return self.balancer(terms)
+
+    def _teacher_outputs(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        cached = cached_outputs(batch)
+        if cached is None or self.hints is not None:
+            merged: Dict[str, torch.Tensor] = {}
+            for teacher in self.teachers.values():
+                merged.update(teacher(batch["image"], **({"return_features": True} if self.hints is not None else {})))
+            return merged
+        replayed: Dict[str, torch.Tensor] = {}
+        height, width = batch["image"].shape[-2:]
+        for key, value in cached.items():
+            if key == "affine":
+                continue
+            out_stride = 2 if key == "heatmaps" else 4
+            flip = self.flip_index if key in ("heatmaps", "heatmaps_lr", "tags") else None
+            out_hw = (height // out_stride, width // out_stride)
+            replayed[key], valid = replay_affine(value, cached["affine"], batch["affine"], out_hw, out_stride, out_stride, flip)
+            if out_stride == 4:
+                replayed["valid_lr"] = valid
+        return replayed
+
+    def training_state_dict(self) -> Dict[str, torch.Tensor]:
+        """What a checkpoint must hold to resume this objective (never the teachers' weights)."""
+        state = {f"balancer.{k}": v for k, v in self.balancer.state_dict().items()}
+        if self.hints is not None:
+            state.update({f"hints.{k}": v for k, v in self.hints.state_dict().items()})
+        return state
+
+    def load_training_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.balancer.load_state_dict({k[len("balancer."):]: v for k, v in state.items() if k.startswith("balancer.")})
+        if self.hints is not None:
+            self.hints.load_state_dict({k[len("hints."):]: v for k, v in state.items() if k.startswith("hints.")})
+
+    def end_epoch(self) -> None:
+        if isinstance(self.balancer, DynamicWeightAverage):
+            self.balancer.end_epoch()
+
+
+def _trunk_channels(teacher: nn.Module) -> list:
+    model = getattr(teacher, "model", teacher)
+    body = getattr(model, "body", None)
+    if body is None:
+        raise ValueError("feature hints need EfficientHRNet teachers (an smp teacher has no HRNet branches)")
+    return list(body.out_channels)

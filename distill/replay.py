@@ -1,0 +1,71 @@
+"""Replaying a sample's geometric augmentation on teacher maps computed before augmentation.
+
+Teacher outputs are cached for the letterboxed, un-augmented image (affine ``A_t``: original pixels ->
+teacher input pixels). A training sample carries its own affine ``A`` (original -> student input). A
+student map at stride ``s`` therefore reads the teacher map at ``A_t A^-1`` of its pixel centres; a
+mirrored sample (det A < 0) also swaps left and right joint channels.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+def _homogeneous(affine: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) -> (B, 3, 3)."""
+    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=affine.dtype, device=affine.device).expand(affine.shape[0], 1, 3)
+    return torch.cat([affine, bottom], dim=1)
+
+
+def _stride_to_input(stride: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Map pixel centre u at stride s -> input pixel (u + 0.5) * s - 0.5 (the data layer's convention)."""
+    offset = 0.5 * stride - 0.5
+    return torch.tensor([[stride, 0.0, offset], [0.0, stride, offset], [0.0, 0.0, 1.0]], dtype=dtype, device=device)
+
+
+def replay_affine(
+    maps: torch.Tensor,
+    cached_affine: torch.Tensor,
+    sample_affine: torch.Tensor,
+    out_hw: Tuple[int, int],
+    out_stride: int,
+    cached_stride: int,
+    flip_index: Optional[Sequence[int]] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Warps cached teacher maps into the frame of augmented student maps.
+
+    Args:
+        maps: (B, C, h, w) cached teacher maps at stride ``cached_stride`` of the teacher's input.
+        cached_affine: (B, 2, 3) original -> teacher input pixels.
+        sample_affine: (B, 2, 3) original -> student input pixels (the sample's ``affine``).
+        out_hw: (H, W) of the student map, at stride ``out_stride`` of the student input.
+        flip_index: channel permutation applied to mirrored samples (joint maps); None for class maps.
+    Returns:
+        warped (B, C, H, W) and valid (B, H, W): 1 where the student pixel falls inside the cached map.
+    """
+    dtype, device = torch.float32, maps.device
+    b = maps.shape[0]
+    height, width = out_hw
+    h_t, w_t = maps.shape[-2:]
+    # student map pixel -> student input -> original -> teacher input -> teacher map pixel
+    chain = (
+        torch.linalg.inv(_stride_to_input(cached_stride, dtype, device))
+        @ _homogeneous(cached_affine.to(device, dtype))
+        @ torch.linalg.inv(_homogeneous(sample_affine.to(device, dtype)))
+        @ _stride_to_input(out_stride, dtype, device)
+    )  # (B, 3, 3)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3, 1)  # (1, HW, 3, 1)
+    source = (chain[:, None] @ points)[..., :2, 0]  # (B, HW, 2) teacher map pixel coordinates
+    grid = torch.stack([(2 * source[..., 0] + 1) / w_t - 1, (2 * source[..., 1] + 1) / h_t - 1], dim=-1)
+    grid = grid.reshape(b, height, width, 2)
+    warped = F.grid_sample(maps.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    valid = ((grid.abs() <= 1).all(dim=-1)).to(dtype)
+    if flip_index is not None:
+        mirrored = torch.linalg.det(sample_affine[:, :, :2].to(dtype)) < 0
+        if mirrored.any():
+            index = torch.as_tensor(list(flip_index), device=device)
+            warped = torch.where(mirrored[:, None, None, None], warped[:, index], warped)
+    return warped, valid

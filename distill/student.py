@@ -1,0 +1,96 @@
+"""Training the multi-task student on task-mixed data with its teachers, on the shared engine."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from distill.objective import DistillationObjective, KDSettings
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
+from mtl_ehrnet import create_model
+from mtl_ehrnet.checkpoint import load_weights, save_checkpoint
+from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
+from mtl_ehrnet.training import FitResult, GroundTruthLoss, RunConfig, fit, pose_recipe
+from mtl_ehrnet.training.seeding import seed_everything
+from teachers.frozen import load_teacher
+
+PathLike = Union[str, Path]
+
+
+def joint_validator(joint_root: PathLike):  # noqa: ANN201
+    """Validation on a split labelled for both tasks (the synthetic ``joint/`` layout): AP, mIoU and
+    their mean ``score``."""
+    root = Path(joint_root)
+
+    def validate(model: nn.Module) -> Dict[str, float]:
+        ap = evaluate_coco(model, root / "annotations" / "person_keypoints_val.json", root / "leftImg8bit" / "val", progress=False)["AP"]
+        miou = evaluate_cityscapes(model, root, "val", num_classes=model.config.num_classes, progress=False)["mIoU"]
+        return {"AP": ap, "mIoU": miou, "score": (ap + miou) / 2}
+
+    return validate
+
+
+def train_student(
+    student: str,
+    out: PathLike,
+    *,
+    coco: Tuple[PathLike, PathLike],
+    cityscapes: PathLike,
+    pose_teacher: Optional[PathLike] = None,
+    seg_teacher: Optional[PathLike] = None,
+    joint_val: Optional[PathLike] = None,
+    cache: Optional[PathLike] = None,
+    input_size: Optional[int] = None,
+    epochs: int = 300,
+    settings: KDSettings = KDSettings(),
+    resume: bool = False,
+    run: Optional[RunConfig] = None,
+    **changes: Any,
+) -> FitResult:
+    """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
+
+    Without teachers this is the ground-truth-only joint baseline. The result directory holds
+    ``student.pt``: the student alone (best validation score when validated, else last), which
+    ``evaluate``, ``benchmark`` and ``predict`` accept.
+
+    Args:
+        student: a multi-task model name (``mtl_h-4``...).
+        coco: (annotation json, image dir) of the pose set; cityscapes: root of the segmentation set.
+        pose_teacher, seg_teacher: teacher checkpoints (``train-teacher`` results).
+        joint_val: a root labelled for both tasks (``synth``'s ``joint/``) to validate on each epoch.
+        cache: teacher-output cache directory (teachers run once per image, before augmentation).
+        settings: distillation settings.
+    """
+    config = run or pose_recipe(epochs, monitor="score", **changes)
+    seed_everything(config.seed)
+    net = create_model(student, **({"input_size": input_size} if input_size else {}))
+    if set(net.tasks) != {"pose", "seg"}:
+        raise ValueError(f"the student must be a multi-task model (mtl_*), got {student} with heads {net.tasks}")
+    size = net.input_size
+    pose_set = CocoKeypoints(coco[1], coco[0], TrainTransform(size), skip_empty=True)
+    seg_set = Cityscapes(cityscapes, "train", TrainTransform(size))
+    teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
+    if teachers:
+        loss_fn: nn.Module = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"), settings)
+    else:
+        loss_fn = GroundTruthLoss(("pose", "seg"))
+    if cache is not None and teachers:
+        identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
+        store = TeacherCache(cache, teachers, size[0], identity)
+        device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
+        for task, data in (("pose", pose_set), ("seg", seg_set)):
+            store.build(data, task, device=device, batch_size=config.batch_size)
+        pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
+    config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__)
+    validate = joint_validator(joint_val) if joint_val else None
+    result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
+    final = result.best_checkpoint or result.last_checkpoint
+    load_weights(net, final)
+    save_checkpoint(Path(out) / "student.pt", net.cpu())
+    from evaluation.plots import plot_training_log
+
+    plot_training_log(Path(out) / "log.jsonl", Path(out) / "curves.png")
+    return result

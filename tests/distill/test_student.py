@@ -1,0 +1,126 @@
+"""Student training: teachers never learn, every batch mix trains, the cache replays augmentation,
+the result holds no teacher weights."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.objective import DistillationObjective, KDSettings
+from distill.replay import replay_affine
+from distill.student import train_student
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from mtl_ehrnet import create_model
+from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
+from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
+from mtl_ehrnet.data.mixed import collate_samples
+from teachers import FrozenTeacher, load_teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_paths(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("teachers")
+    torch.manual_seed(1)
+    return save_checkpoint(root / "pose.pt", create_model("pose_h-4")), save_checkpoint(root / "seg.pt", create_model("seg_h-4"))
+
+
+def _datasets(synth: SyntheticLayout):
+    transform = TrainTransform(64)
+    pose = CocoKeypoints(synth.coco_images("train"), synth.coco_annotations("train"), transform, skip_empty=True)
+    seg = Cityscapes(synth.cityscapes_root, "train", transform)
+    return pose, seg
+
+
+def _objective(teacher_paths, **settings):
+    student = create_model("mtl_h-4", input_size=64)
+    objective = DistillationObjective(student.body.out_channels, load_teacher(teacher_paths[0]), load_teacher(teacher_paths[1]), KDSettings(**settings))
+    return student, objective
+
+
+@pytest.mark.parametrize("which", ["pose", "seg", "mixed"])
+def test_gradients_reach_student_never_teachers(synth: SyntheticLayout, teacher_paths, which: str) -> None:
+    pose, seg = _datasets(synth)
+    samples = {"pose": [pose[0], pose[1]], "seg": [seg[0], seg[1]], "mixed": [pose[0], seg[0]]}[which]
+    batch = collate_samples(samples)
+    student, objective = _objective(teacher_paths, hints=True, balancing="uncertainty")
+    student.train()
+    objective.train()
+    terms = objective(student(batch["image"], return_features=True), batch)
+    assert {"pose/kd_heatmaps", "pose/kd_tags", "seg/kd", "trunk/hints", "seg/ce"} <= set(terms)
+    assert all(torch.isfinite(t) for t in terms.values())
+    sum(terms.values()).backward()
+    assert all(p.grad is not None for p in student.parameters())
+    teachers = list(objective.teachers.parameters())
+    assert teachers and all(p.grad is None and not p.requires_grad for p in teachers)
+    assert all(not m.training for t in objective.teachers.values() for m in t.modules())
+    assert objective.hints is not None and all(p.grad is not None for p in objective.hints.parameters())
+
+
+def test_kd_terms_vanish_when_student_equals_teacher(synth: SyntheticLayout, teacher_paths, tmp_path: Path) -> None:
+    pose, seg = _datasets(synth)
+    batch = collate_samples([seg[0], seg[1]])
+    # A student that is the seg teacher itself: the seg KD term is 0.
+    seg_teacher = load_teacher(teacher_paths[1])
+    objective = DistillationObjective((14, 27, 54, 107), None, seg_teacher, KDSettings())
+    outputs = seg_teacher(batch["image"])
+    outputs.update({k: torch.zeros(2, 17, *s) for k, s in (("heatmaps", (32, 32)), ("heatmaps_lr", (16, 16)), ("tags", (16, 16)))})
+    assert objective(outputs, batch)["seg/kd"].abs().item() < 1e-6
+
+
+class _PooledImage(torch.nn.Module):
+    """An exactly equivariant stand-in teacher: its maps are the pooled image brightness, so a map computed
+    on the letterboxed image and warped must equal the map computed on the augmented crop."""
+
+    tasks = ("pose", "seg")
+
+    def forward(self, images: torch.Tensor, **_: bool) -> dict:
+        gray = images.mean(dim=1, keepdim=True)
+        lr = torch.nn.functional.avg_pool2d(gray, 4)
+        return {"heatmaps": torch.nn.functional.avg_pool2d(gray, 2).expand(-1, 17, -1, -1), "heatmaps_lr": lr.expand(-1, 17, -1, -1),
+                "tags": lr.expand(-1, 17, -1, -1), "seg": lr.expand(-1, 19, -1, -1)}
+
+
+def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path) -> None:
+    pose, _ = _datasets(synth)
+    teacher = FrozenTeacher(_PooledImage())
+    cache = TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "pooled"})
+    assert cache.build(pose, "pose", progress=False) == len(pose)
+    assert cache.build(pose, "pose", progress=False) == 0  # nothing left to do: resumable
+    torch.manual_seed(5)
+    batch = collate_samples([CachedTeacherDataset(pose, cache, "pose")[i] for i in range(4)])
+    assert batch["teacher_heatmaps"].dtype == torch.float16
+    objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
+    cached = objective._teacher_outputs(batch)
+    online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
+    inside = cached["valid_lr"][:, None] * (online["heatmaps_lr"] != 0)  # away from borders and padding
+    error = ((cached["heatmaps_lr"] - online["heatmaps_lr"]).abs() * inside).sum() / inside.sum()
+    spread = ((online["heatmaps_lr"] - online["heatmaps_lr"].mean()).abs() * inside).sum() / inside.sum()
+    assert error < 0.25 * spread, (error, spread)  # interpolation noise only
+    shuffled = torch.roll(online["heatmaps_lr"], 3, dims=-1)  # a wrong geometry is far off
+    assert ((cached["heatmaps_lr"] - shuffled).abs() * inside).sum() / inside.sum() > 2 * error
+    with pytest.raises(ValueError, match="was built for"):
+        TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "other"})
+
+
+def test_replay_mirrors_and_swaps_joint_channels() -> None:
+    maps = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
+    identity = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])
+    mirror = torch.tensor([[[-1.0, 0, 3], [0, 1, 0]]])  # x -> 3 - x on a 4-pixel-wide input
+    warped, valid = replay_affine(maps, identity, mirror, (4, 4), 1, 1, flip_index=[1, 0])
+    assert valid.all()
+    torch.testing.assert_close(warped, maps.flip(-1)[:, [1, 0]])
+
+
+def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, teacher_paths, tmp_path: Path) -> None:
+    result = train_student(
+        "mtl_h-4", tmp_path / "run", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+        cityscapes=synth.cityscapes_root, pose_teacher=teacher_paths[0], seg_teacher=teacher_paths[1],
+        cache=tmp_path / "cache", input_size=64, epochs=1, batch_size=4, workers=0, steps_per_epoch=2,
+        joint_val=synth.joint_root,
+    )
+    student = read_checkpoint(tmp_path / "run" / "student.pt")
+    assert set(student) == {"format", "config", "model"}
+    assert not any("teacher" in k for k in student["model"])
+    assert sum(v.numel() for v in student["model"].values()) == sum(v.numel() for v in create_model("mtl_h-4").state_dict().values())
+    last = read_checkpoint(result.last_checkpoint)
+    assert not any(k.startswith("teachers") for k in last["loss_state"])
+    assert set(result.history[0]) >= {"AP", "mIoU", "score"}
