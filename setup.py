@@ -39,6 +39,7 @@ setup(
             "benchmark=evaluation.commands.benchmark:register",
             "train-teacher=teachers.commands:register",
             "distill=distill.commands:register",
+            "compare=distill.commands:register_compare",
         ],
     },
 )

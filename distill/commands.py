@@ -57,3 +57,34 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"student: {result.out_dir / 'student.pt'}")
     return 0
+
+
+def register_compare(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="joint versus separate: AP, mIoU, params, MACs and CPU latency of teachers and students",
+        description="Scores every given checkpoint on one split labelled for both tasks and measures params, "
+        "MACs and CPU latency in the same run; writes OUT/compare.json, compare.md and compare.png.",
+    )
+    p.add_argument("--out", required=True)
+    p.add_argument("--joint-val", required=True, metavar="ROOT", help="split labelled for both tasks (synth's joint/)")
+    from distill.compare import ROW_NAMES
+
+    for name in ROW_NAMES:
+        p.add_argument(f"--{name.replace('_', '-')}", metavar="CKPT", help=f"checkpoint of the {name} row")
+    p.add_argument("--latency-runs", type=int, default=5)
+    p.add_argument("--threads", type=int, help="CPU threads for the latency measurement")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from distill.compare import ROW_NAMES, compare_rows, markdown, savings, write_comparison
+
+    checkpoints = {n: getattr(args, n) for n in ROW_NAMES if getattr(args, n) is not None}
+    if not checkpoints:
+        raise ValueError("give at least one row checkpoint, e.g. --joint-student-kd OUT/student.pt")
+    rows = compare_rows(checkpoints, args.joint_val, latency_runs=args.latency_runs, threads=args.threads)
+    paths = write_comparison(rows, args.out)
+    print(markdown(rows, savings(rows)))
+    print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
+    return 0

@@ -1,0 +1,122 @@
+"""Joint versus separate: accuracy, parameters, MACs and latency of teachers and students in one table.
+
+Rows (names are a contract): ``pose_teacher``, ``seg_teacher``, ``pose_student_gt``, ``seg_student_gt``,
+``joint_student_gt``, ``joint_student_kd``. AP and mIoU are measured on one split labelled for both tasks
+(``synth``'s ``joint/``), so every row is scored on the same images; a metric a row cannot have is None.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Union
+
+from torch import nn
+
+from evaluation.complexity import complexity
+from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
+from evaluation.latency import measure_latency
+from teachers.frozen import load_teacher
+
+ROW_NAMES = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
+PathLike = Union[str, Path]
+
+
+def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, latency_runs: int = 5, threads: Optional[int] = None) -> List[Dict[str, object]]:
+    """Measures every given checkpoint (a subset of ``ROW_NAMES``) in one run.
+
+    Latency: batch 1 at the model's native input, ``inference_mode``, median of ``latency_runs`` after
+    warm-up, on the CPU with ``threads`` threads (default: torch's current setting).
+    """
+    unknown = sorted(set(checkpoints) - set(ROW_NAMES))
+    if unknown:
+        raise ValueError(f"unknown comparison rows {unknown}; expected names from {list(ROW_NAMES)}")
+    root = Path(joint_root)
+    rows = []
+    for name in ROW_NAMES:
+        if name not in checkpoints:
+            continue
+        model: nn.Module = load_teacher(checkpoints[name]).model  # frozen, eval mode, any kind of model
+        tasks = tuple(model.tasks)
+        size = tuple(model.input_size)
+        ap = evaluate_coco(model, root / "annotations" / "person_keypoints_val.json", root / "leftImg8bit" / "val", progress=False)["AP"] if "pose" in tasks else None
+        miou = evaluate_cityscapes(model, root, "val", num_classes=model.config.num_classes, progress=False)["mIoU"] if "seg" in tasks else None
+        counts = complexity(model, size)
+        latency = measure_latency(model, size, device="cpu", warmup=2, runs=latency_runs, threads=threads)
+        rows.append({"name": name, "tasks": list(tasks), "input_size": list(size), "ap": ap, "miou": miou,
+                     "params": counts["params"], "macs": counts["macs"], "latency_ms": latency.forward.median_ms,
+                     "checkpoint": str(checkpoints[name])})
+    return rows
+
+
+def savings(rows: List[Dict[str, object]]) -> Dict[str, Optional[float]]:
+    """The joint students' params, MACs and latency as fractions of the two separate students together."""
+    by = {r["name"]: r for r in rows}
+    out: Dict[str, Optional[float]] = {}
+    if "pose_student_gt" in by and "seg_student_gt" in by:
+        for joint in ("joint_student_kd", "joint_student_gt"):
+            if joint in by:
+                for key in ("params", "macs", "latency_ms"):
+                    separate = float(by["pose_student_gt"][key]) + float(by["seg_student_gt"][key])  # type: ignore[arg-type]
+                    out[f"{key}_ratio"] = float(by[joint][key]) / separate  # type: ignore[arg-type]
+                break
+    if "joint_student_kd" in by and "pose_teacher" in by and "seg_teacher" in by:
+        teachers = float(by["pose_teacher"]["macs"]) + float(by["seg_teacher"]["macs"])  # type: ignore[arg-type]
+        out["macs_vs_teachers"] = float(by["joint_student_kd"]["macs"]) / teachers  # type: ignore[arg-type]
+    return out
+
+
+def _fmt(value: object, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{float(value) / scale:.{digits}f}{unit}"  # type: ignore[arg-type]
+
+
+def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) -> str:
+    lines = ["| row | tasks | input | AP | mIoU | params | MACs | CPU latency |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        h, w = r["input_size"]  # type: ignore[misc]
+        lines.append(
+            f"| {r['name']} | {'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['ap'])} | {_fmt(r['miou'])} | "  # type: ignore[arg-type]
+            f"{_fmt(r['params'], 1e6, 2, ' M')} | {_fmt(r['macs'], 1e9, 2, ' G')} | {_fmt(r['latency_ms'], 1, 1, ' ms')} |"
+        )
+    if saving:
+        lines.append("")
+        lines.append("Joint student against the two separate students together: " + ", ".join(
+            f"{k.replace('_ratio', '')} x{v:.3f}" for k, v in saving.items() if k.endswith("_ratio") and v is not None))
+        if saving.get("macs_vs_teachers") is not None:
+            lines.append(f"Distilled student MACs / both teachers' MACs: {saving['macs_vs_teachers']:.3f}")
+    return "\n".join(lines)
+
+
+def plot(rows: List[Dict[str, object]], out_png: Path) -> Path:
+    """Accuracy against MACs, one point per row and metric (the shape of thesis figure 1.2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for metric, marker in (("ap", "o"), ("miou", "s")):
+        for r in rows:
+            if r[metric] is not None:
+                ax.scatter(float(r["macs"]) / 1e9, float(r[metric]), marker=marker, s=50)  # type: ignore[arg-type]
+                ax.annotate(f"{r['name']} ({'AP' if metric == 'ap' else 'mIoU'})", (float(r["macs"]) / 1e9, float(r[metric])),  # type: ignore[arg-type]
+                            fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set(xlabel="GMACs (true count, native input)", ylabel="AP (o) / mIoU (s) on the joint val split", title="Joint versus separate")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def write_comparison(rows: List[Dict[str, object]], out: PathLike) -> Dict[str, Path]:
+    """Writes ``compare.json`` (the rows), ``compare.md`` and ``compare.png`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    saving = savings(rows)
+    (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "savings.json").write_text(json.dumps(saving, indent=2) + "\n")
+    (out / "compare.md").write_text(markdown(rows, saving) + "\n")
+    return {"json": out / "compare.json", "markdown": out / "compare.md", "plot": plot(rows, out / "compare.png")}
