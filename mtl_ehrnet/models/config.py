@@ -7,7 +7,7 @@ strings, numbers, booleans and lists, so checkpoints can store it and be read wi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Literal, Tuple
+from typing import Any, Dict, Tuple
 
 from mtl_ehrnet.config_keys import reject_unknown_keys
 from mtl_ehrnet.models.hrnet import BodyConfig
@@ -15,6 +15,15 @@ from mtl_ehrnet.models.hrnet import BodyConfig
 TASKS = ("pose", "seg")
 # Where a multi-task trunk splits: the number of HRNet stages shared by both tasks.
 SHARE_POINTS: Dict[str, int] = {"backbone": 0, "s1": 1, "s2": 2, "all": 3}
+OWN_BACKBONES = ("efficientnet", "hrnet_stem")
+# Foreign backbones are named "<library>:<model name>", e.g. "timm:mobilenetv3_large_100".
+FOREIGN_BACKBONES = ("timm", "torchvision")
+
+
+def is_foreign_backbone(backbone: str) -> bool:
+    """Whether ``backbone`` names a timm or torchvision network (``"timm:NAME"``, ``"torchvision:NAME"``)."""
+    library, sep, name = backbone.partition(":")
+    return bool(sep) and library in FOREIGN_BACKBONES and bool(name)
 
 
 @dataclass(frozen=True)
@@ -26,8 +35,9 @@ class ModelConfig:
         tasks: heads to attach, a subset of ``("pose", "seg")`` in that order.
         body: HRNet body architecture.
         input_size: native (H, W) input.
-        backbone: ``"efficientnet"`` or ``"hrnet_stem"``.
-        phi: EfficientNet scaling coefficient (``"efficientnet"`` backbone).
+        backbone: ``"efficientnet"``, ``"hrnet_stem"``, ``"timm:NAME"`` or ``"torchvision:NAME"``.
+        phi: scaling coefficient: EfficientNet width/depth (``"efficientnet"`` backbone), HRNet widths and
+            modules, input size.
         lite: EfficientNet-lite backbone (no SE, ReLU6).
         stage1_blocks: BOTTLENECK blocks of the HRNet stem's stage 1 (``"hrnet_stem"`` backbone).
         num_keypoints: K pose heatmaps/tags.
@@ -40,7 +50,7 @@ class ModelConfig:
     tasks: Tuple[str, ...]
     body: BodyConfig
     input_size: Tuple[int, int]
-    backbone: Literal["efficientnet", "hrnet_stem"] = "efficientnet"
+    backbone: str = "efficientnet"
     phi: int = 0
     lite: bool = False
     stage1_blocks: int = 4
@@ -54,8 +64,12 @@ class ModelConfig:
             raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         if self.share not in SHARE_POINTS:
             raise ValueError(f"share must be one of {sorted(SHARE_POINTS)}, got {self.share!r}")
-        if self.backbone not in ("efficientnet", "hrnet_stem"):
-            raise ValueError(f"backbone must be 'efficientnet' or 'hrnet_stem', got {self.backbone!r}")
+        if self.backbone not in OWN_BACKBONES and not is_foreign_backbone(self.backbone):
+            raise ValueError(
+                f"backbone must be one of {OWN_BACKBONES}, 'timm:NAME' or 'torchvision:NAME', got {self.backbone!r}"
+            )
+        if self.lite and self.backbone != "efficientnet":
+            raise ValueError(f"lite=True needs the EfficientNet backbone, not {self.backbone!r}")
         if self.backbone == "hrnet_stem" and self.body.new_branch != "strided":
             raise ValueError("the HRNet stem gives one stride-4 map: its body needs new_branch='strided'")
         h, w = self.input_size

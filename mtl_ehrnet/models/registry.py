@@ -16,7 +16,7 @@ from mtl_ehrnet.models.presets import BASELINES, REGISTERED_PHIS, TASKS_BY_PREFI
 from mtl_ehrnet.models.weights import load_backbone_weights
 
 _EFFICIENTHRNET_NAME = re.compile(r"^(pose|seg|mtl)_h(-?\d+)$")
-OVERRIDABLE = ("num_keypoints", "num_classes", "lite", "share", "input_size", "deconv_blocks")
+OVERRIDABLE = ("num_keypoints", "num_classes", "lite", "share", "input_size", "deconv_blocks", "backbone")
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -31,7 +31,8 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
 
     Overrides: ``num_keypoints``, ``num_classes``, ``lite`` (EfficientNet backbones only), ``share``
     (multi-task models only: ``"all"``, ``"s2"``, ``"s1"``, ``"backbone"``), ``input_size`` (int or
-    (H, W)), ``deconv_blocks``.
+    (H, W)), ``deconv_blocks``, ``backbone`` (``{pose,seg,mtl}_h<phi>`` only: ``"timm:NAME"`` or
+    ``"torchvision:NAME"`` puts that network's stride 4/8/16/32 maps under the phi body and heads).
     """
     match = _EFFICIENTHRNET_NAME.match(name)
     if match:
@@ -50,8 +51,11 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
         overrides["input_size"] = (overrides["input_size"], overrides["input_size"])
     if overrides.get("share", "all") != "all" and len(config.tasks) < 2:
         raise ValueError(f"share={overrides['share']!r} only applies to multi-task (mtl_*) models, not {name}")
-    if overrides.get("lite") and config.backbone != "efficientnet":
-        raise ValueError(f"lite=True needs an EfficientNet backbone; {name} uses {config.backbone}")
+    backbone = overrides.get("backbone", config.backbone)
+    if backbone != config.backbone and config.backbone != "efficientnet":
+        raise ValueError(f"backbone={backbone!r} only applies to pose_h/seg_h/mtl_h<phi> models, not {name}")
+    if overrides.get("lite") and backbone != "efficientnet":
+        raise ValueError(f"lite=True needs an EfficientNet backbone; {name} would use {backbone}")
     return config.replace(**overrides) if overrides else config
 
 
@@ -61,12 +65,14 @@ def create_model(name: str, *, backbone_weights: Optional[Union[str, Path]] = No
     Args:
         name: a name from :func:`list_models` or any ``{pose,seg,mtl}_h<phi>``.
         backbone_weights: optional local file with a backbone state dict (e.g. a torchvision
-            ``efficientnet_b0`` classification checkpoint of the same phi). Nothing is downloaded.
+            ``efficientnet_b0`` classification checkpoint of the same phi, or the timm / torchvision
+            classifier named by a ``backbone="timm:NAME"`` override). Nothing is downloaded.
         **overrides: see :func:`model_config`.
 
     Example:
         >>> model = create_model("mtl_h-4", num_classes=19)
         >>> out = model(torch.randn(1, 3, *model.input_size))
+        >>> joint = create_model("mtl_h0", backbone="timm:mobilenetv3_large_100", backbone_weights="mnv3.pth")
     """
     model = EfficientHRNet(model_config(name, **overrides))
     if backbone_weights is not None:

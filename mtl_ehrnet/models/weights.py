@@ -54,7 +54,9 @@ def load_backbone_weights(
 
     Keys are matched after stripping ``module.`` and ``backbone.`` prefixes, so a torchvision
     ``efficientnet_b*`` classification state dict, one of our checkpoints or a bare backbone state dict
-    all work; the classifier and the 1280-channel head come back as ``unexpected``.
+    all work; the classifier and the 1280-channel head come back as ``unexpected``. A backbone with an
+    ``adapt_state_dict(state)`` method (timm / torchvision wrappers) renames the stripped keys first, so
+    a timm or torchvision classifier state dict loads into its features-only network.
 
     Raises:
         ValueError: when a key matches with another shape (a backbone of another phi, say), when no key
@@ -66,6 +68,9 @@ def load_backbone_weights(
             if key.startswith(prefix):
                 key = key[len(prefix):]
         state[key] = value
+    adapt = getattr(backbone, "adapt_state_dict", None)
+    if adapt is not None:  # foreign backbones rename a classifier's keys to their wrapped network's
+        state = adapt(state)
     own = backbone.state_dict()
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
     if mismatched:
