@@ -40,6 +40,7 @@ setup(
             "train-teacher=teachers.commands:register",
             "distill=distill.commands:register",
             "compare=distill.commands:register_compare",
+            "quickstart=distill.commands:register_quickstart",
         ],
     },
 )

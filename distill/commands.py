@@ -88,3 +88,36 @@ def run_compare(args: argparse.Namespace) -> int:
     print(markdown(rows, savings(rows)))
     print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
     return 0
+
+
+def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from distill.quickstart import QuickstartPlan
+
+    defaults = QuickstartPlan()
+    p = subparsers.add_parser(
+        "quickstart",
+        help="synthetic data -> teachers -> students -> joint-vs-separate table, all on this machine",
+        description="Generates the synthetic set, trains the pose and segmentation teachers, the ground-truth-only "
+        "pose, segmentation and joint students and the distilled joint student, and writes OUT/compare/. "
+        "Re-running continues where it stopped.",
+    )
+    p.add_argument("--out", default="quickstart", help="output directory (default: ./quickstart)")
+    p.add_argument("--images", type=int, default=defaults.images, help="synthetic images per task set")
+    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
+    p.add_argument("--student-epochs", type=int, default=defaults.student_epochs)
+    p.add_argument("--input-size", type=int, default=defaults.input_size)
+    p.add_argument("--student", default=defaults.student)
+    p.add_argument("--pose-teacher", default=defaults.pose_teacher)
+    p.add_argument("--seg-teacher", default=defaults.seg_teacher)
+    p.add_argument("--workers", type=int, default=defaults.workers)
+    p.set_defaults(func=run_quickstart_command)
+
+
+def run_quickstart_command(args: argparse.Namespace) -> int:
+    from distill.quickstart import QuickstartPlan, run_quickstart
+
+    plan = QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
+                          student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs, workers=args.workers)
+    paths = run_quickstart(args.out, plan)
+    print(f"wrote {paths['markdown']} and {paths['plot']}")
+    return 0
