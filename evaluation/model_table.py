@@ -13,19 +13,26 @@ from mtl_ehrnet.models.presets import THESIS_BASELINE_FIGURES, THESIS_POSE_FIGUR
 _PRESET = re.compile(r"^(pose|seg|mtl)_h(-?\d+)$")
 
 
-def model_rows(names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
-    """One row per model: name, tasks, input size, params, MACs and, where the thesis printed them, its
-    figures (thesis convention: its summary tool's counts, see ``mtl_ehrnet.models.presets``).
+def model_rows(names: Optional[Sequence[str]] = None, backbone: Optional[str] = None) -> List[Dict[str, object]]:
+    """One row per model: name, backbone, tasks, input size, params, MACs and, where the thesis printed
+    them, its figures (thesis convention: its summary tool's counts, see ``mtl_ehrnet.models.presets``).
+
+    Args:
+        names: registered model names (default: all).
+        backbone: a ``"timm:NAME"`` / ``"torchvision:NAME"`` backbone override for every model (the
+            thesis figures are then left out: they describe the EfficientNet models).
 
     Models are built on the meta device, so nothing is allocated or computed.
     """
     rows = []
+    overrides = {} if backbone is None else {"backbone": backbone}
     for name in names if names is not None else list_models():
         with torch.device("meta"):
-            model = create_model(name)
+            model = create_model(name, **overrides)
         counts = complexity(model)
         row: Dict[str, object] = {
             "name": name,
+            "backbone": model.config.backbone,
             "tasks": list(model.tasks),
             "input_size": list(model.input_size),
             "params": counts["params"],
@@ -37,7 +44,7 @@ def model_rows(names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]
         thesis = THESIS_BASELINE_FIGURES.get(name)
         if match and match.group(1) == "pose":
             thesis = THESIS_POSE_FIGURES.get(int(match.group(2)))
-        if thesis:
+        if thesis and backbone is None:
             row["thesis_params"], row["thesis_flops"] = thesis
         rows.append(row)
     return rows

@@ -17,16 +17,26 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     parser.add_argument("--models", default="*", help="shell pattern over model names (default: all)")
     parser.add_argument("--json", nargs="?", const="-", metavar="OUT", help="write JSON to OUT (or stdout)")
+    parser.add_argument(
+        "--backbone",
+        metavar="SPEC",
+        help="timm:NAME or torchvision:NAME: the pose, seg and mtl models of --phi on that backbone "
+        "(random init, nothing downloaded) instead of the registered models",
+    )
+    parser.add_argument("--phi", type=int, default=0, help="HRNet body and input size with --backbone (default 0: 512)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from evaluation.model_table import model_rows, sharing_rows
 
-    names = list_models(args.models)
+    if args.backbone:
+        names = [f"{prefix}_h{args.phi}" for prefix in ("pose", "seg", "mtl")]
+    else:
+        names = list_models(args.models)
     if not names:
         raise ValueError(f"no model matches {args.models!r}; models: {', '.join(list_models())}")
-    rows = model_rows(names)
+    rows = model_rows(names, backbone=args.backbone)
     sharing = sharing_rows(rows)
     if args.json:
         text = json.dumps({"models": rows, "sharing": sharing}, indent=2)
@@ -36,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             with open(args.json, "w", encoding="utf-8") as handle:
                 handle.write(text + "\n")
     if args.json != "-":
+        if args.backbone:
+            print(f"Backbone {args.backbone} (random init) under the EfficientHRNet H{args.phi} body and heads:")
         print(format_models(rows))
         if sharing:
             print()

@@ -25,3 +25,15 @@ def test_info_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 def test_info_unknown_pattern_is_an_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["info", "--models", "resnet*"]) == 1
     assert "no model matches 'resnet*'" in capsys.readouterr().err
+
+
+def test_info_with_a_foreign_backbone(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "info.json"
+    assert main(["info", "--backbone", "timm:mobilenetv3_small_100", "--phi", "-4", "--json", str(out)]) == 0
+    assert "Backbone timm:mobilenetv3_small_100" in capsys.readouterr().out
+    rows = {r["name"]: r for r in json.loads(out.read_text())["models"]}
+    assert set(rows) == {"pose_h-4", "seg_h-4", "mtl_h-4"}
+    assert all(r["backbone"] == "timm:mobilenetv3_small_100" and r["thesis_params"] is None for r in rows.values())
+    assert main(["info", "--models", "pose_h-4", "--json", str(out)]) == 0
+    (ours,) = json.loads(out.read_text())["models"]
+    assert ours["backbone"] == "efficientnet" and ours["params"] != rows["pose_h-4"]["params"]
