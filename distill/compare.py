@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Union
 from torch import nn
 
 from evaluation.complexity import complexity
-from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
+from evaluation.dataset_eval import evaluate_joint
 from evaluation.latency import measure_latency
 from teachers.frozen import load_teacher
 
@@ -31,7 +31,6 @@ def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, l
     unknown = sorted(set(checkpoints) - set(ROW_NAMES))
     if unknown:
         raise ValueError(f"unknown comparison rows {unknown}; expected names from {list(ROW_NAMES)}")
-    root = Path(joint_root)
     rows = []
     for name in ROW_NAMES:
         if name not in checkpoints:
@@ -39,11 +38,10 @@ def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, l
         model: nn.Module = load_teacher(checkpoints[name]).model  # frozen, eval mode, any kind of model
         tasks = tuple(model.tasks)
         size = tuple(model.input_size)
-        ap = evaluate_coco(model, root / "annotations" / "person_keypoints_val.json", root / "leftImg8bit" / "val", progress=False)["AP"] if "pose" in tasks else None
-        miou = evaluate_cityscapes(model, root, "val", num_classes=model.config.num_classes, progress=False)["mIoU"] if "seg" in tasks else None
+        metrics = evaluate_joint(model, joint_root)
         counts = complexity(model, size)
         latency = measure_latency(model, size, device="cpu", warmup=2, runs=latency_runs, threads=threads)
-        rows.append({"name": name, "tasks": list(tasks), "input_size": list(size), "ap": ap, "miou": miou,
+        rows.append({"name": name, "tasks": list(tasks), "input_size": list(size), "ap": metrics["AP"], "miou": metrics["mIoU"],
                      "params": counts["params"], "macs": counts["macs"], "latency_ms": latency.forward.median_ms,
                      "checkpoint": str(checkpoints[name])})
     return rows

@@ -9,7 +9,7 @@ from torch import nn
 
 from distill.objective import DistillationObjective, KDSettings
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache
-from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
+from evaluation.dataset_eval import evaluate_joint
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_weights, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
@@ -21,14 +21,12 @@ PathLike = Union[str, Path]
 
 
 def joint_validator(joint_root: PathLike):  # noqa: ANN201
-    """Validation on a split labelled for both tasks (the synthetic ``joint/`` layout): AP, mIoU and
-    their mean ``score``."""
-    root = Path(joint_root)
+    """Validation on a split labelled for both tasks (``synth``'s ``joint/``): AP, mIoU and their mean
+    ``score``."""
 
     def validate(model: nn.Module) -> Dict[str, float]:
-        ap = evaluate_coco(model, root / "annotations" / "person_keypoints_val.json", root / "leftImg8bit" / "val", progress=False)["AP"]
-        miou = evaluate_cityscapes(model, root, "val", num_classes=model.config.num_classes, progress=False)["mIoU"]
-        return {"AP": ap, "mIoU": miou, "score": (ap + miou) / 2}
+        metrics = evaluate_joint(model, joint_root)
+        return {"AP": metrics["AP"], "mIoU": metrics["mIoU"], "score": (metrics["AP"] + metrics["mIoU"]) / 2}
 
     return validate
 

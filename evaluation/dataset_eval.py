@@ -87,3 +87,17 @@ def evaluate_cityscapes(
         for (_, label), prediction in zip(chunk, predictions):
             confusion.update(prediction.seg, read_train_ids(label))
     return confusion.compute()
+
+
+def evaluate_joint(model: nn.Module, root: PathLike, split: str = "val", **options: Any) -> Dict[str, Optional[float]]:
+    """AP and mIoU on a split labelled for both tasks: a Cityscapes root that also holds
+    ``annotations/person_keypoints_<split>.json`` over ``leftImg8bit/<split>`` (``synth``'s ``joint/``).
+
+    A metric the model has no head for is None.
+    """
+    root = Path(root)
+    tasks = tuple(getattr(model, "tasks", ()))
+    options.setdefault("progress", False)
+    ap = evaluate_coco(model, root / "annotations" / f"person_keypoints_{split}.json", root / "leftImg8bit" / split, **options)["AP"] if "pose" in tasks else None
+    miou = evaluate_cityscapes(model, root, split, num_classes=model.config.num_classes, **options)["mIoU"] if "seg" in tasks else None
+    return {"AP": ap, "mIoU": miou}
