@@ -106,7 +106,8 @@ class EfficientHRNet(nn.Module):
         for feature-hint distillation (one forward pass, and DDP sees it)."""
         features = self.forward_features(images)
         outputs = self.forward_heads(features)
-        if return_features:
+        # The legacy ONNX tracer passes default arguments as tensors; exported graphs never return features.
+        if not torch.jit.is_tracing() and return_features:
             outputs["trunk"] = features.branches  # type: ignore[assignment]
         return outputs
 

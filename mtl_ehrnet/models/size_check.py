@@ -13,7 +13,12 @@ def nearest_valid_size(height: int, width: int, multiple: int = 32) -> Tuple[int
 
 
 def check_input_size(images: torch.Tensor, multiple: int = 32) -> None:
-    """Raises a ValueError naming the nearest valid size when ``images`` (B, 3, H, W) does not fit."""
+    """Raises a ValueError naming the nearest valid size when ``images`` (B, 3, H, W) does not fit.
+
+    Skipped while tracing (ONNX export): the exported graph has a fixed size checked at export time.
+    """
+    if torch.jit.is_tracing():
+        return
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
     height, width = int(images.shape[-2]), int(images.shape[-1])
