@@ -18,6 +18,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "times the forward pass and the post-processing (pose grouping, class-map argmax) separately.",
     )
     parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated model names (default {DEFAULT_MODELS})")
+    parser.add_argument("--backbones", default=None, help="comma-separated trunks to run every model on, e.g. "
+                        "efficientnet,timm:mobilenetv3_large_100 (default: each model's own)")
     parser.add_argument("--input-size", type=int, default=None, help="square input side (default: each model's own)")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
@@ -46,8 +48,9 @@ def postprocess_for(model: Any) -> Callable[[Dict[str, Any]], Any]:
     return post
 
 
-def benchmark_models(names: List[str], input_size: Optional[int], runs: int, warmup: int, threads: Optional[int], device: str) -> List[Dict[str, Any]]:
-    """One row per model: params, MACs, forward / post-processing latency, FPS."""
+def benchmark_models(names: List[str], input_size: Optional[int], runs: int, warmup: int, threads: Optional[int], device: str,
+                     backbones: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    """One row per model (and per backbone, when given): params, MACs, forward / post-processing latency, FPS."""
     from mtl_ehrnet import create_model, list_models
 
     from evaluation.complexity import complexity
@@ -58,12 +61,12 @@ def benchmark_models(names: List[str], input_size: Optional[int], runs: int, war
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; models: {', '.join(sorted(known))}")
     rows = []
-    for name in names:
-        model = create_model(name).to(device).eval()
+    for name, backbone in [(n, b) for n in names for b in (backbones or [None])]:
+        model = create_model(name, **({"backbone": backbone} if backbone else {})).to(device).eval()
         size = (input_size, input_size) if input_size else tuple(model.input_size)
         counts = complexity(model, size)
         report = measure_latency(model, size, warmup=warmup, runs=runs, threads=threads, device=device, postprocess=postprocess_for(model))
-        rows.append({"model": name, "tasks": list(model.tasks), "input_size": list(size), "params": counts["params"],
+        rows.append({"model": f"{name} [{backbone}]" if backbone else name, "tasks": list(model.tasks), "input_size": list(size), "params": counts["params"],
                      "macs": counts["macs"], **report.as_dict()})
     return rows
 
@@ -93,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if not names:
         raise ValueError("--models is empty")
-    rows = benchmark_models(names, args.input_size, args.runs, args.warmup, args.threads, device)
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
+    rows = benchmark_models(names, args.input_size, args.runs, args.warmup, args.threads, device, backbones)
     print(format_rows(rows))
     output: Dict[str, Any] = {"models": rows}
     if args.grouping:

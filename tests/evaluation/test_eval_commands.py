@@ -57,3 +57,13 @@ def test_benchmark_prints_one_row_per_model(tmp_path: Path, capsys) -> None:
     assert [r["model"] for r in rows] == ["pose_h-4", "mtl_h-4"]
     assert rows[1]["params"] > rows[0]["params"] > 0 and rows[0]["fps"] > 0 and rows[0]["threads"] == 1
     assert main(["benchmark", "--models", "nope"]) == 1
+
+
+def test_benchmark_runs_every_model_on_each_backbone(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    code = main(["benchmark", "--models", "mtl_h-4", "--backbones", "efficientnet,timm:mobilenetv3_small_100", "--input-size", "64",
+                 "--runs", "1", "--warmup", "0", "--json", str(out)])
+    assert code == 0
+    rows = json.loads(out.read_text())["models"]
+    assert [r["model"] for r in rows] == ["mtl_h-4 [efficientnet]", "mtl_h-4 [timm:mobilenetv3_small_100]"]
+    assert rows[0]["params"] != rows[1]["params"]
