@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mtl_ehrnet.training.run_flags import add_run_flags, run_changes
+
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = subparsers.add_parser(
@@ -23,14 +25,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--resume", action="store_true")
     p.add_argument("--input-size", type=int)
     p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--val-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--device")
+    add_run_flags(p)
     p.add_argument("--labelled-kd-weight", type=float, default=0.5, help="teacher weight on samples that have that task's labels")
     p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
     p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
@@ -40,16 +35,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.set_defaults(func=run)
 
 
-_FLAGS = ("batch_size", "lr", "workers", "seed", "val_every", "checkpoint_every", "steps_per_epoch", "device")
-
-
 def run(args: argparse.Namespace) -> int:
     from distill.objective import KDSettings
     from distill.student import train_student
 
     settings = KDSettings(labelled_kd_weight=args.labelled_kd_weight, temperature=args.temperature, seg_kd=args.seg_kd,
                           tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing)
-    changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    changes = run_changes(args)
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size,

@@ -2,6 +2,7 @@
 ground-truth-only students and the distilled joint student, then compare them in one table."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Union
@@ -9,7 +10,7 @@ from typing import Dict, Union
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings
 from distill.student import train_student
-from mtl_ehrnet.data import generate_synthetic
+from mtl_ehrnet.data import SyntheticLayout, generate_synthetic
 from teachers.train import train as train_teacher
 
 PathLike = Union[str, Path]
@@ -36,7 +37,13 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     """Runs every step into ``out`` (each step resumes or is skipped when its result exists)."""
     out = Path(out)
     data = out / "data"
-    layout = generate_synthetic(data, images=plan.images, seed=plan.seed, size=plan.image_size, progress=True)
+    stamp = data / "generated.json"
+    wanted = json.dumps({"images": plan.images, "seed": plan.seed, "size": list(plan.image_size)})
+    if stamp.is_file() and stamp.read_text() == wanted:
+        layout = SyntheticLayout(data)
+    else:  # written only after a complete generation, so an interrupted one is redone
+        layout = generate_synthetic(data, images=plan.images, seed=plan.seed, size=plan.image_size, progress=True)
+        stamp.write_text(wanted)
     coco = (layout.coco_annotations("train"), layout.coco_images("train"))
     coco_val = (layout.coco_annotations("val"), layout.coco_images("val"))
     common = dict(input_size=plan.input_size, batch_size=plan.batch_size, workers=plan.workers, seed=plan.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from mtl_ehrnet.training import RunConfig
+from mtl_ehrnet.training.run_flags import add_run_flags, run_changes
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -24,19 +25,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--checkpoint-every", type=int, help="also write last.pt every N steps")
-    p.add_argument("--val-every", type=int, help="validate every N epochs (0: never)")
-    p.add_argument("--steps-per-epoch", type=int, help="cap on steps per epoch")
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    add_run_flags(p)
     p.set_defaults(func=run)
-
-
-_FLAGS = ("batch_size", "lr", "workers", "seed", "checkpoint_every", "val_every", "steps_per_epoch", "grad_clip", "device")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.task == "pose") != (args.coco is not None) or (args.task == "seg") != (args.cityscapes is not None):
         raise ValueError("train-teacher pose needs --coco ANN_FILE IMAGE_DIR; train-teacher seg needs --cityscapes ROOT")
-    changes = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    changes = run_changes(args)
     run_config = None
     if args.config:
         data = RunConfig.from_yaml(args.config).to_dict()
