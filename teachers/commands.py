@@ -25,6 +25,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
+    p.add_argument("--ae-weight", type=float, default=1e-3, help="weight of the associative-embedding pull and push terms (HigherHRNet: 1e-3)")
     add_run_flags(p)
     p.set_defaults(func=run)
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         run_config = RunConfig.from_dict(data)
     result = train(
         args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
-        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, **changes,
+        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, ae_weight=args.ae_weight, **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")
     if result.best_checkpoint is not None:

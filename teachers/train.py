@@ -9,7 +9,7 @@ from torch import nn
 from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
-from mtl_ehrnet.training import FitResult, GroundTruthLoss, RunConfig, fit, pose_recipe, seg_recipe
+from mtl_ehrnet.training import FitResult, GroundTruthLoss, GroundTruthWeights, RunConfig, fit, pose_recipe, seg_recipe
 from mtl_ehrnet.training.seeding import seed_everything
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
 
@@ -49,6 +49,7 @@ def train(
     epochs: int = 300,
     resume: bool = False,
     run: Optional[RunConfig] = None,
+    ae_weight: float = 1e-3,
     **changes: Any,
 ) -> FitResult:
     """Trains a pose teacher on COCO keypoints or a segmentation teacher on Cityscapes.
@@ -64,6 +65,7 @@ def train(
         epochs: epochs (the thesis recipe's LR milestones scale with it).
         resume: continue ``out/last.pt``.
         run: a full run config (overrides the recipe); ``changes`` adjust the recipe otherwise.
+        ae_weight: weight of the associative-embedding pull and push terms (HigherHRNet's 1e-3).
     """
     if task == "pose" and coco is None:
         raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
@@ -80,7 +82,9 @@ def train(
         train_set = Cityscapes(cityscapes, "train", TrainTransform(size))
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
-    result = fit(net, GroundTruthLoss((task,)), train_set, config, out, validate=validate, resume=resume)
+    config.extra.update(ae_weight=ae_weight)
+    loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight))
+    result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result
 
