@@ -180,7 +180,10 @@ def fit(
         if ctx.is_main:
             log.write("epoch", epoch, global_step, summary)
         if validate is not None and config.val_every and (epoch % config.val_every == 0 or epoch == config.epochs):
-            best_value = _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value, best, save)
+            improved = _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value)
+            if improved is not None:
+                best_value = improved
+                save(best, epoch, 0)  # after the update, so best.pt records its own value
         save(last, epoch, 0)
         if ctx.is_main:
             tqdm.write(_epoch_line(epoch, config.epochs, summary, history[-1] if history and history[-1].get("epoch") == epoch else None))
@@ -193,7 +196,9 @@ def fit(
     return FitResult(out_dir, last, best if best.is_file() else None, best_value, history, skipped_total)
 
 
-def _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value, best, save):  # noqa: ANN001
+def _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value):  # noqa: ANN001
+    """Runs validation on rank 0 and logs it; returns the monitored value when it is a new best, else None."""
+    improved = None
     if ctx.world > 1:
         torch.distributed.barrier()
     if ctx.is_main:
@@ -205,11 +210,10 @@ def _validate(validate, model, config, ctx, log, epoch, global_step, history, be
         log.write("val", epoch, global_step, metrics)
         value = metrics.get(config.monitor)
         if value is not None and math.isfinite(value) and (best_value is None or value > best_value):
-            best_value = value
-            save(best, epoch, 0)
+            improved = value
     if ctx.world > 1:
         torch.distributed.barrier()
-    return best_value
+    return improved
 
 
 def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, loss_fn):  # noqa: ANN001

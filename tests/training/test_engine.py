@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mtl_ehrnet import create_model
+from mtl_ehrnet.checkpoint import read_checkpoint
 from mtl_ehrnet.data import CocoKeypoints, SyntheticLayout, TrainTransform
 from mtl_ehrnet.training import GroundTruthLoss, NonFiniteLossError, RunConfig, fit
 from mtl_ehrnet.training.metric_log import read_log
@@ -29,6 +30,7 @@ def test_fit_trains_logs_and_checkpoints(pose_set: CocoKeypoints, tmp_path: Path
                  validate=lambda m: {"score": next(scores)})
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert result.best_value == 0.5 and result.best_checkpoint == tmp_path / "best.pt"
+    assert read_checkpoint(tmp_path / "best.pt")["best_value"] == 0.5
     train_records = read_log(tmp_path / "log.jsonl", "train")
     assert len(train_records) == 6
     assert {"pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "loss", "lr"} <= set(train_records[0])
