@@ -70,7 +70,9 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
     """Builds the model stored in a checkpoint and loads its weights; returns it in eval mode."""
     data = read_checkpoint(path, map_location)
     if "kind" in data["config"]:
-        raise ValueError(f"{path} holds a {data['config']['kind']!r} model, not an EfficientHRNet; load it with teachers.load_teacher")
+        kind = data["config"]["kind"]
+        loader = "mtl_ehrnet.models.load_classifier" if kind == "efficientnet_classifier" else "teachers.load_teacher"
+        raise ValueError(f"{path} holds a {kind!r} model, not an EfficientHRNet; load it with {loader}")
     model = EfficientHRNet(ModelConfig.from_dict(data["config"]))
     model.load_state_dict(data["model"])
     return model.eval()

@@ -1,5 +1,7 @@
 """The EfficientHRNet model family."""
 from mtl_ehrnet.models.backbone import EfficientNetBackbone
+from mtl_ehrnet.models.classifier import ClassifierConfig, EfficientNetClassifier, load_classifier
+from mtl_ehrnet.models.classifier_presets import classifier_config, list_classifiers
 from mtl_ehrnet.models.config import SHARE_POINTS, ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet, TrunkFeatures
 from mtl_ehrnet.models.hrnet import BodyConfig, HRNetBody
@@ -12,8 +14,10 @@ from mtl_ehrnet.models.weights import LoadReport, load_backbone_weights
 
 __all__ = [
     "BodyConfig",
+    "ClassifierConfig",
     "EfficientHRNet",
     "EfficientNetBackbone",
+    "EfficientNetClassifier",
     "HRNetBody",
     "HRNetStemBackbone",
     "LoadReport",
@@ -22,9 +26,12 @@ __all__ = [
     "SHARE_POINTS",
     "SegHead",
     "TrunkFeatures",
+    "classifier_config",
     "create_model",
+    "list_classifiers",
     "list_models",
     "load_backbone_weights",
+    "load_classifier",
     "model_config",
     "nearest_valid_size",
     "pad_to_multiple",

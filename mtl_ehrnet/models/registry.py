@@ -2,6 +2,8 @@
 
 Names: ``pose_h{phi}``, ``seg_h{phi}``, ``mtl_h{phi}`` for any integer phi (``pose_h0``, ``mtl_h-4``,
 ``seg_h2``...), plus the classic baselines ``higherhrnet_w32`` and ``hrnet_w18_small_v2_seg``.
+``create_model`` also builds the compact EfficientNet classifiers ``efficientnet_b<phi>`` (thesis 4.1),
+listed by :func:`mtl_ehrnet.models.classifier_presets.list_classifiers`.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any, List, Optional, Union
 
+from mtl_ehrnet.models.classifier import EfficientNetClassifier
+from mtl_ehrnet.models.classifier_presets import classifier_config, classifier_phi
 from mtl_ehrnet.models.config import ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
 from mtl_ehrnet.models.presets import BASELINES, REGISTERED_PHIS, TASKS_BY_PREFIX, efficienthrnet
@@ -42,7 +46,7 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     else:
         raise ValueError(
             f"unknown model {name!r}; expected pose_h<phi>, seg_h<phi>, mtl_h<phi> (integer phi) "
-            f"or one of {sorted(BASELINES)}"
+            f"or one of {sorted(BASELINES)}; classifiers: efficientnet_b<phi>"
         )
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
@@ -59,11 +63,14 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     return config.replace(**overrides) if overrides else config
 
 
-def create_model(name: str, *, backbone_weights: Optional[Union[str, Path]] = None, **overrides: Any) -> EfficientHRNet:
+def create_model(
+    name: str, *, backbone_weights: Optional[Union[str, Path]] = None, **overrides: Any
+) -> Union[EfficientHRNet, EfficientNetClassifier]:
     """Builds a registered model.
 
     Args:
-        name: a name from :func:`list_models` or any ``{pose,seg,mtl}_h<phi>``.
+        name: a name from :func:`list_models` or any ``{pose,seg,mtl}_h<phi>``; or a classifier
+            ``efficientnet_b<phi>`` (overrides: ``num_classes``, ``lite``, ``input_size``, ``dropout``).
         backbone_weights: optional local file with a backbone state dict (e.g. a torchvision
             ``efficientnet_b0`` classification checkpoint of the same phi, or the timm / torchvision
             classifier named by a ``backbone="timm:NAME"`` override). Nothing is downloaded.
@@ -73,8 +80,12 @@ def create_model(name: str, *, backbone_weights: Optional[Union[str, Path]] = No
         >>> model = create_model("mtl_h-4", num_classes=19)
         >>> out = model(torch.randn(1, 3, *model.input_size))
         >>> joint = create_model("mtl_h0", backbone="timm:mobilenetv3_large_100", backbone_weights="mnv3.pth")
+        >>> pose = create_model("pose_h-2", backbone_weights="runs/b-2/best.pt")   # a train-backbone checkpoint
     """
-    model = EfficientHRNet(model_config(name, **overrides))
+    if classifier_phi(name) is not None:
+        model: Union[EfficientHRNet, EfficientNetClassifier] = EfficientNetClassifier(classifier_config(name, **overrides))
+    else:
+        model = EfficientHRNet(model_config(name, **overrides))
     if backbone_weights is not None:
-        load_backbone_weights(model.backbone, backbone_weights)
+        load_backbone_weights(model.backbone, backbone_weights, target=name)
     return model

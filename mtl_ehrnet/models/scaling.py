@@ -13,11 +13,16 @@ One place for every formula that turns the scaling coefficient phi into sizes:
   ``M_s2 = max(1, 4 + phi)`` (so scaling up adds to s2 first) and ``M_s3 = max(1, 3 + min(0, phi + 3))``;
   ``M_s1`` stays 1.
 * Input resolution: ``R = 512 + 32 * phi`` (eq. 3.6), at least 64.
+* Classifier input (compact EfficientNets B0...B-4, thesis 3.2 and Table 4.1): ``ceil(224 * 1.15**phi)``
+  gives 224, 195, 170, 148, 129; Table 4.1 prints 224, 195, 170, **145**, **128**. B-3's 145 follows from
+  no rounding of the formula (224 * 1.15**-3 = 147.28) and B-4's 128 is the formula rounded down, not up
+  (128.07). :func:`classifier_input_size` uses the printed sizes for the five thesis models (the sizes
+  they were trained and measured at) and the formula for every other phi.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 DEPTH_BASE = 1.2
 WIDTH_BASE = 1.1
@@ -25,6 +30,8 @@ RESOLUTION_BASE = 1.15
 HRNET_WIDTH_BASE = 1.2455
 H0_BRANCH_WIDTHS = (32, 64, 128, 256)
 H0_MODULES = (1, 4, 3)
+# Input sizes printed in thesis Table 4.1 for B0, B-1, ..., B-4.
+THESIS_CLASSIFIER_SIZES: Dict[int, int] = {0: 224, -1: 195, -2: 170, -3: 145, -4: 128}
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
@@ -72,5 +79,14 @@ def input_resolution(phi: float) -> int:
 
 
 def classifier_resolution(phi: float) -> int:
-    """Classifier input size ``ceil(224 * 1.15**phi)`` (thesis section 3.2, Table 4.1)."""
+    """Classifier input size by the formula ``ceil(224 * 1.15**phi)`` (thesis section 3.2, eq. 3.4).
+
+    Table 4.1 prints other sizes for phi = -3 and -4 (145 and 128, not 148 and 129); see
+    :func:`classifier_input_size`.
+    """
     return int(math.ceil(224 * RESOLUTION_BASE**phi))
+
+
+def classifier_input_size(phi: int) -> int:
+    """Native classifier input: the Table 4.1 size for phi = 0...-4, else :func:`classifier_resolution`."""
+    return THESIS_CLASSIFIER_SIZES.get(phi, classifier_resolution(phi))

@@ -8,6 +8,8 @@ from typing import Dict, List, Mapping, NamedTuple, Union
 import torch
 from torch import nn
 
+from mtl_ehrnet.models.backbone import EfficientNetBackbone
+
 logger = logging.getLogger(__name__)
 
 # Prefixes stripped from checkpoint keys: DDP's "module.", a whole model's "backbone.".
@@ -24,21 +26,25 @@ class LoadReport(NamedTuple):
     unexpected: List[str]
 
 
+def _load_file(path: Path) -> object:
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or unsafe pickle
+        raise ValueError(f"cannot read weights from {path}: {err}") from err
+
+
 def read_state_dict(source: Union[str, Path, Mapping[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
     """Reads a state dict from a file (``torch.load(weights_only=True)``) or passes a mapping through.
 
     A state dict wrapped under ``"model"``, ``"state_dict"`` or ``"model_state_dict"`` is unwrapped.
     """
-    if isinstance(source, Mapping):
-        data: object = dict(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a corrupt or unsafe pickle
-            raise ValueError(f"cannot read weights from {path}: {err}") from err
+    data: object = dict(source) if isinstance(source, Mapping) else _load_file(Path(source))
+    return _unwrap_state_dict(data, source)
+
+
+def _unwrap_state_dict(data: object, source: object) -> Dict[str, torch.Tensor]:
     for key in _WRAPPERS:
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
@@ -47,8 +53,28 @@ def read_state_dict(source: Union[str, Path, Mapping[str, torch.Tensor]]) -> Dic
     return data
 
 
+def _check_stored_phi(backbone: nn.Module, data: object, source: object, target: str) -> None:
+    """Refuses an mtl_ehrnet checkpoint (classifier or EfficientHRNet) whose stored EfficientNet phi or
+    ``lite`` differs from ``backbone``'s, naming both, before any shape is compared."""
+    if not isinstance(backbone, EfficientNetBackbone) or not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        return
+    config = data["config"]
+    if "phi" not in config or config.get("backbone", "efficientnet") != "efficientnet":
+        return
+    stored = (int(config["phi"]), bool(config.get("lite", False)))
+    if stored != (backbone.phi, backbone.lite):
+        raise ValueError(
+            f"backbone weights {source} come from {config.get('name', 'a model')} (EfficientNet phi={stored[0]}, "
+            f"lite={stored[1]}), but {target} has an EfficientNet backbone with phi={backbone.phi}, lite={backbone.lite}; "
+            f"use weights of the same phi (efficientnet_b{backbone.phi}, pose_h{backbone.phi}, ...)"
+        )
+
+
 def load_backbone_weights(
-    backbone: nn.Module, source: Union[str, Path, Mapping[str, torch.Tensor]], strict: bool = False
+    backbone: nn.Module,
+    source: Union[str, Path, Mapping[str, torch.Tensor]],
+    strict: bool = False,
+    target: str = "this model",
 ) -> LoadReport:
     """Loads matching keys of ``source`` into ``backbone`` and reports the rest.
 
@@ -56,14 +82,29 @@ def load_backbone_weights(
     ``efficientnet_b*`` classification state dict, one of our checkpoints or a bare backbone state dict
     all work; the classifier and the 1280-channel head come back as ``unexpected``. A backbone with an
     ``adapt_state_dict(state)`` method (timm / torchvision wrappers) renames the stripped keys first, so
-    a timm or torchvision classifier state dict loads into its features-only network.
+    a timm or torchvision classifier state dict loads into its features-only network. A
+    ``train-backbone`` classifier checkpoint (``efficientnet_b<phi>``) loads the same way: its
+    ``backbone.features.*`` are the EfficientHRNet backbone's keys, its head and ``fc`` are ``unexpected``.
+
+    Args:
+        backbone: the module to fill (``model.backbone``).
+        source: a file or a state dict.
+        strict: refuse missing or unexpected keys.
+        target: the receiving model's name, for error messages.
 
     Raises:
-        ValueError: when a key matches with another shape (a backbone of another phi, say), when no key
-            matches at all, or when ``strict`` and any key is missing or unexpected.
+        ValueError: when an mtl_ehrnet checkpoint stores another EfficientNet phi (or ``lite``) than the
+            backbone's (the message names both), when a key matches with another shape (a backbone of
+            another phi, say), when no key matches at all, or when ``strict`` and any key is missing or
+            unexpected.
     """
+    if isinstance(source, Mapping):
+        raw: object = dict(source)
+    else:
+        raw = _load_file(Path(source))
+        _check_stored_phi(backbone, raw, source, target)
     state = {}
-    for key, value in read_state_dict(source).items():
+    for key, value in _unwrap_state_dict(raw, source).items():
         for prefix in _PREFIXES:
             if key.startswith(prefix):
                 key = key[len(prefix):]
