@@ -21,6 +21,9 @@ setup(
         "numpy>=1.23",
         "onnx>=1.14",
         "onnxruntime>=1.16",  # ONNX parity checks and CPU deployment
+        # Video in/out for `predict`: PyAV binds FFmpeg's libraries (wheels bundle them, H.264 included), so
+        # any video FFmpeg reads works, decode errors surface as exceptions, and no ffmpeg binary is needed.
+        "av>=12",
         "tqdm>=4.60",
         "scipy>=1.10",  # Hungarian matching in pose grouping
         "Pillow>=9.0",  # image I/O for the dataset formats
@@ -37,6 +40,8 @@ setup(
             "info=evaluation.commands.info:register",
             "evaluate=evaluation.commands.evaluate:register",
             "benchmark=evaluation.commands.benchmark:register",
+            "export=evaluation.commands.export:register",
+            "predict=evaluation.commands.predict:register",
             "train-teacher=teachers.commands:register",
             "distill=distill.commands:register",
             "compare=distill.commands:register_compare",

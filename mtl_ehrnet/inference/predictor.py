@@ -58,6 +58,9 @@ class Predictor:
         batch_size: images per forward pass.
         device: default the model's.
         grouping: keyword overrides for :func:`group_poses`.
+        channels_last: run the model (converted in place) on NHWC tensors.
+        half: run the model (converted in place) in float16; CUDA only. Outputs are cast back to float32.
+        compile: run the model through ``torch.compile`` (the first batch of each new shape compiles).
     """
 
     def __init__(
@@ -71,6 +74,9 @@ class Predictor:
         batch_size: int = 8,
         device: Union[str, torch.device, None] = None,
         grouping: Optional[Dict[str, Any]] = None,
+        channels_last: bool = False,
+        half: bool = False,
+        compile: bool = False,
     ) -> None:
         if input_size is None:
             input_size = min(getattr(model, "input_size", (512, 512)))
@@ -78,7 +84,16 @@ class Predictor:
             raise ValueError(f"need input_size > 0, positive scales and batch_size >= 1; got {input_size}, {scales}, {batch_size}")
         first = next(model.parameters(), None)
         self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+        if half and self.device.type != "cuda":
+            raise ValueError(f"half precision needs a CUDA device, got {self.device}: float16 convolutions on the CPU are slow or unsupported")
         self.model = model.eval().to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if half:
+            self.model = self.model.half()
+        self.channels_last = channels_last
+        self.dtype = torch.float16 if half else torch.float32
+        self._network = torch.compile(self.model) if compile else self.model
         self.input_size = int(input_size)
         self.flip = flip
         self.scales = tuple(float(s) for s in scales)
@@ -164,7 +179,11 @@ class Predictor:
         if self.flip:
             # Mirroring the padded tensor keeps every map pixel aligned with its mirror exactly.
             batch = torch.cat((batch, batch.flip(-1)))
-        return self.model(batch), factors
+        batch = batch.to(self.dtype)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        out = self._network(batch)
+        return {name: value.float() for name, value in out.items()}, factors
 
     def _merge_flip(self, out: Dict[str, torch.Tensor], n: int) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Heatmaps (B, K, H/2, W/2), tags (B, K, H/2, W/2, D) and seg logits (B, C, H/4, W/4)."""
