@@ -6,6 +6,7 @@ import os
 from typing import Tuple
 
 from mtl_ehrnet.data.benchmark import benchmark_pipeline
+from mtl_ehrnet.data.scene import SceneOptions
 from mtl_ehrnet.data.synthetic import DEFAULT_SIZE, generate_synthetic
 
 
@@ -19,7 +20,12 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    layout = generate_synthetic(args.out, args.images, args.seed, args.size, progress=True)
+    try:
+        scene = SceneOptions(people=tuple(args.people), min_person_height=args.min_person_height,
+                             max_person_height=args.max_person_height, crowds=not args.no_crowds)
+    except ValueError as error:
+        raise SystemExit(f"mtl-ehrnet synth: {error}") from None
+    layout = generate_synthetic(args.out, args.images, args.seed, args.size, progress=True, scene_options=scene)
     print(f"wrote COCO keypoints to {layout.root / 'coco'}, Cityscapes to {layout.cityscapes_root}, "
           f"joint/val to {layout.joint_root}")
     return 0
@@ -36,6 +42,14 @@ def register_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH",
                         help=f"image size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    defaults = SceneOptions()
+    parser.add_argument("--people", type=int, nargs=2, default=list(defaults.people), metavar=("MIN", "MAX"),
+                        help="people per image, crowds aside (default %(default)s)")
+    parser.add_argument("--min-person-height", type=float, default=defaults.min_person_height, metavar="FRAC",
+                        help="smallest person as a fraction of the image height (default %(default)s)")
+    parser.add_argument("--max-person-height", type=float, default=defaults.max_person_height, metavar="FRAC",
+                        help="tallest person as a fraction of the image height (default: no limit)")
+    parser.add_argument("--no-crowds", action="store_true", help="no crowd annotations")
     parser.set_defaults(func=run_synth)
 
 

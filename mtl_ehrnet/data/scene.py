@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -25,6 +25,7 @@ VEGETATION, TERRAIN, SKY, PERSON, CAR = 21, 22, 23, 24, 26
 SKIN = ((250, 215, 180), (225, 180, 140), (170, 120, 80), (110, 75, 50))
 CLOTHES = ((200, 30, 30), (30, 60, 200), (240, 200, 40), (30, 150, 60), (240, 240, 240),
            (25, 25, 25), (150, 60, 170), (240, 120, 20), (90, 50, 30), (20, 170, 200))
+SHOES = ((30, 30, 30), (235, 235, 235), (120, 70, 30), (180, 30, 40))
 HAIR = ((20, 15, 10), (90, 60, 30), (200, 170, 90), (130, 130, 130))
 CAR_COLOURS = ((10, 20, 120), (160, 10, 10), (200, 200, 205), (20, 20, 25), (0, 90, 140), (60, 110, 60))
 # Labelled people smaller than this fraction of the image height get no keypoints (COCO does the same
@@ -33,6 +34,38 @@ MIN_LABELLED_HEIGHT = 0.09
 
 Colour = Tuple[int, int, int]
 Point = Tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """What a scene holds; the defaults are the standard synthetic set.
+
+    Attributes:
+        people: (min, max) people per image, crowds aside.
+        min_person_height: the smallest person, as a fraction of the image height (people are placed
+            near enough to the camera); people smaller than ``MIN_LABELLED_HEIGHT`` get no keypoints.
+        max_person_height: the tallest person as a fraction of the image height, or None (people may
+            stand close enough to be cut by the bottom edge).
+        crowds: one image in five has a crowd annotation.
+        empty_fraction: fraction of images with nobody.
+    """
+
+    people: Tuple[int, int] = (1, 6)
+    min_person_height: float = 0.0
+    max_person_height: Optional[float] = None
+    crowds: bool = True
+    empty_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        low, high = self.people
+        if not 0 <= low <= high:
+            raise ValueError(f"people must be (min, max) with 0 <= min <= max, got {self.people}")
+        if not 0.0 <= self.min_person_height <= 0.8:
+            raise ValueError(f"min_person_height must be a fraction of the image height in [0, 0.8], got {self.min_person_height}")
+        if self.max_person_height is not None and not self.min_person_height < self.max_person_height:
+            raise ValueError(f"max_person_height ({self.max_person_height}) must exceed min_person_height ({self.min_person_height})")
+        if not 0.0 <= self.empty_fraction <= 1.0:
+            raise ValueError(f"empty_fraction must be in [0, 1], got {self.empty_fraction}")
 
 
 @dataclass
@@ -150,16 +183,23 @@ def draw_person(canvas: Canvas, rng: np.random.Generator, joints: np.ndarray, he
     """Paints a body (limbs between the COCO joints, torso, head) in random clothes."""
     shirt, trousers = _jitter(rng, _pick(rng, CLOTHES)), _jitter(rng, _pick(rng, CLOTHES))
     skin, hair = _jitter(rng, _pick(rng, SKIN), 10), _pick(rng, HAIR)
+    shoes, shorts = _jitter(rng, _pick(rng, SHOES)), bool(rng.random() < 0.3)
     p = [tuple(j) for j in joints]
     arm_w, leg_w = 0.065 * height, 0.085 * height
-    for a, b in ((11, 13), (13, 15), (12, 14), (14, 16)):
+    for a, b in ((11, 13), (12, 14)):
         canvas.limb(p[a], p[b], leg_w, trousers, PERSON, instance)
+    for a, b in ((13, 15), (14, 16)):  # shins: bare below shorts, so the knee shows
+        canvas.limb(p[a], p[b], leg_w * (0.8 if shorts else 1.0), skin if shorts else trousers, PERSON, instance)
+    for ankle, knee in ((15, 13), (16, 14)):  # a shoe reaches a little past the ankle, away from the knee
+        toe = joints[ankle] + 0.25 * (joints[ankle] - joints[knee])
+        canvas.limb(p[ankle], tuple(toe), leg_w * 0.9, shoes, PERSON, instance)
     canvas.polygon([p[5], p[6], p[12], p[11]], shirt, PERSON, instance)
     canvas.limb(p[5], p[6], arm_w, shirt, PERSON, instance)
     canvas.limb(p[11], p[12], leg_w, trousers, PERSON, instance)
     for a, b, c in ((5, 7, 9), (6, 8, 10)):
         canvas.limb(p[a], p[b], arm_w, shirt, PERSON, instance)
         canvas.limb(p[b], p[c], arm_w * 0.8, skin, PERSON, instance)
+        canvas.ellipse(p[c], arm_w * 0.6, arm_w * 0.6, skin, PERSON, instance)  # the hand
     neck = (joints[5] + joints[6]) / 2
     head = (joints[3] + joints[4]) / 2
     canvas.limb(tuple(neck), tuple(head), arm_w, skin, PERSON, instance)
@@ -244,13 +284,14 @@ def _draw_background(canvas: Canvas, rng: np.random.Generator, horizon: float) -
             canvas.rectangle([x0, y0, x0 + 0.2 * w, y0 + 0.08 * h], _jitter(rng, colour), label)
 
 
-def render_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
+def render_scene(rng: np.random.Generator, width: int, height: int, options: SceneOptions = SceneOptions()) -> Scene:
     """Paints one random street scene.
 
     Args:
         rng: the only source of randomness (same state -> same scene).
         width: image width in pixels.
         height: image height in pixels.
+        options: how many people, how small, crowds.
 
     Returns:
         The :class:`Scene`.
@@ -272,18 +313,27 @@ def render_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
         y = rng.uniform(horizon + 0.02 * height, height)
         s = 0.3 * depth(y)
         items.append((y, "static", (rng.uniform(0, 1) * width, y, s)))
-    if rng.random() > 0.1:  # about one image in ten has nobody
+    if rng.random() >= options.empty_fraction:
         feet: List[Tuple[float, float]] = []
-        for _ in range(rng.integers(1, 7)):
+        # Ground rows in [far_row, near_row] keep the heights 1.5 * depth * [0.85, 1.15] within the options.
+        far_row = min(horizon + max(0.04 * height, options.min_person_height * height / (1.5 * 0.85)), 1.15 * height)
+        if options.max_person_height is not None:
+            near_row = min(horizon + options.max_person_height * height / (1.5 * 1.15), 1.15 * height)
+        else:
+            near_row = 1.15 * height
+        near_row = max(near_row, far_row)
+        for _ in range(rng.integers(options.people[0], options.people[1] + 1)):
             if feet and rng.random() < 0.35:  # overlap someone already placed
                 fx, fy = feet[int(rng.integers(len(feet)))]
                 fx, fy = fx + rng.normal(0, 0.06) * width, fy + rng.normal(0, 0.04) * height
+                if options.min_person_height > 0 or options.max_person_height is not None:
+                    fy = min(max(fy, far_row), near_row)
             else:
-                fx, fy = rng.uniform(-0.05, 1.05) * width, rng.uniform(horizon + 0.04 * height, 1.15 * height)
+                fx, fy = rng.uniform(-0.05, 1.05) * width, rng.uniform(far_row, near_row)
             feet.append((fx, fy))
             items.append((fy, "person", (fx, fy, 1.5 * depth(fy) * rng.uniform(0.85, 1.15), False)))
     crowd_groups: List[List[int]] = []
-    if rng.random() < 0.2:
+    if options.crowds and rng.random() < 0.2:
         cx, cy = rng.uniform(0.15, 0.85) * width, horizon + rng.uniform(0.03, 0.08) * height
         group = []
         for _ in range(rng.integers(5, 10)):

@@ -26,7 +26,7 @@ import pycocotools.mask as mask_utils
 from PIL import Image
 from tqdm import tqdm
 
-from mtl_ehrnet.data.scene import Scene, render_scene
+from mtl_ehrnet.data.scene import Scene, SceneOptions, render_scene
 from mtl_ehrnet.data.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 DEFAULT_SIZE = (320, 240)  # (W, H): a 4:3 frame, small enough for ~100 images per second
@@ -130,8 +130,8 @@ def _write_json(path: Path, document: dict) -> None:
     path.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
 
 
-def _scene(seed: int, stream: int, index: int, size: Tuple[int, int]) -> Scene:
-    return render_scene(np.random.default_rng([seed, stream, index]), *size)
+def _scene(seed: int, stream: int, index: int, size: Tuple[int, int], options: SceneOptions) -> Scene:
+    return render_scene(np.random.default_rng([seed, stream, index]), *size, options)
 
 
 def _split_counts(images: int) -> Dict[str, int]:
@@ -156,6 +156,7 @@ def generate_synthetic(
     seed: int = 0,
     size: Tuple[int, int] = DEFAULT_SIZE,
     progress: bool = False,
+    scene_options: SceneOptions = SceneOptions(),
 ) -> SyntheticLayout:
     """Writes the synthetic pose set, segmentation set and joint/val split under ``root``.
 
@@ -166,6 +167,7 @@ def generate_synthetic(
         seed: dataset seed.
         size: image (width, height), at least 32 x 32.
         progress: show a tqdm bar.
+        scene_options: people per image, their size range, crowds (default: the standard set).
 
     Returns:
         The :class:`SyntheticLayout` of the written files.
@@ -193,7 +195,7 @@ def generate_synthetic(
         image_dir = layout.coco_images(split)
         image_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(counts[split]):
-            scene = _scene(seed, _POSE, image_id, size)
+            scene = _scene(seed, _POSE, image_id, size, scene_options)
             file_name = f"{image_id:012d}.jpg"
             Image.fromarray(scene.image).save(image_dir / file_name, quality=92)
             records.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
@@ -209,14 +211,14 @@ def generate_synthetic(
         cities = _SEG_CITIES[split]
         for i in range(counts[split]):
             _write_cityscapes_pair(layout.cityscapes_root, split, cities[i % len(cities)], index,
-                                   _scene(seed, _SEG, index, size))
+                                   _scene(seed, _SEG, index, size, scene_options))
             index += 1
             bar.update()
 
     # joint/val: the same scenes carry both label kinds.
     records, annotations = [], []
     for i in range(joint_count):
-        scene = _scene(seed, _JOINT, i, size)
+        scene = _scene(seed, _JOINT, i, size, scene_options)
         file_name = _write_cityscapes_pair(layout.joint_root, "val", _JOINT_CITY, i, scene)
         joint_id = JOINT_IMAGE_ID_OFFSET + i
         records.append({"id": joint_id, "file_name": file_name, "width": width, "height": height})

@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, JointDataset, TestTransform, generate_synthetic,
                              list_cityscapes_pairs)
-from mtl_ehrnet.data.scene import PERSON, render_scene
+from mtl_ehrnet.data.scene import PERSON, SceneOptions, render_scene
 
 
 def _digest(path: Path) -> str:
@@ -50,6 +50,40 @@ def test_scene_statistics_are_not_trivial():
             truncated += labelled.any() and not labelled.all()
     assert people > 60 and crowds >= 1 and empty >= 1 and unlabelled >= 1
     assert occluded >= 5 and truncated >= 5
+
+
+def test_scene_options_bound_people_count_and_height():
+    options = SceneOptions(people=(1, 2), min_person_height=0.4, max_person_height=0.7, crowds=False, empty_fraction=0.0)
+    heights = []
+    for i in range(30):
+        scene = render_scene(np.random.default_rng([5, i]), 96, 72, options)
+        assert 1 <= len(scene.people) <= 2 and not scene.crowds
+        for person in scene.people:
+            # The skeleton spans nose/eyes to ankles: about 0.9 of the drawn height.
+            ys = person.keypoints[person.keypoints[:, 2] > 0, 1]
+            if len(ys) == 17:
+                heights.append((ys.max() - ys.min()) / 72)
+    assert heights and 0.4 * 0.8 < min(heights) and max(heights) < 0.7
+    standard = [len(render_scene(np.random.default_rng([5, i]), 96, 72).people) for i in range(30)]
+    assert max(standard) > 2  # the default set is busier
+
+
+@pytest.mark.parametrize("bad", [dict(people=(3, 1)), dict(min_person_height=0.9),
+                                 dict(min_person_height=0.5, max_person_height=0.4), dict(empty_fraction=1.5)])
+def test_scene_options_reject_bad_values(bad):
+    with pytest.raises(ValueError):
+        SceneOptions(**bad)
+
+
+def test_synth_command_passes_scene_options(tmp_path):
+    from mtl_ehrnet.cli import main
+    assert main(["synth", str(tmp_path / "s"), "--images", "5", "--size", "96x72", "--people", "1", "1",
+                 "--min-person-height", "0.4", "--no-crowds"]) == 0
+    coco = COCO(str(tmp_path / "s/coco/annotations/person_keypoints_train.json"))
+    per_image = [len(coco.getAnnIds(imgIds=i)) for i in coco.getImgIds()]
+    assert max(per_image) <= 1 and not any(a["iscrowd"] for a in coco.loadAnns(coco.getAnnIds()))
+    with pytest.raises(SystemExit, match="people"):
+        main(["synth", str(tmp_path / "t"), "--people", "2", "1"])
 
 
 def test_every_label_id_is_in_the_cityscapes_table(synth):
