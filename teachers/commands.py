@@ -26,6 +26,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
     p.add_argument("--ae-weight", type=float, default=1e-3, help="weight of the associative-embedding pull and push terms (HigherHRNet: 1e-3)")
+    p.add_argument("--class-weights", choices=("none", "median"), default="none",
+                   help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels")
+    p.add_argument("--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)")
     add_run_flags(p)
     p.set_defaults(func=run)
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         run_config = RunConfig.from_dict(data)
     result = train(
         args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
-        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, ae_weight=args.ae_weight, **changes,
+        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, ae_weight=args.ae_weight,
+        class_weights=args.class_weights, ohem=args.ohem, **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")
     if result.best_checkpoint is not None:

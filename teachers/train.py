@@ -10,11 +10,13 @@ from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
 from mtl_ehrnet.training import FitResult, GroundTruthLoss, GroundTruthWeights, RunConfig, fit, pose_recipe, seg_recipe
+from mtl_ehrnet.training.class_weights import cityscapes_class_weights
 from mtl_ehrnet.training.seeding import seed_everything
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
 
 PathLike = Union[str, Path]
 TASKS = ("pose", "seg")
+CLASS_WEIGHTS = ("none", "median")
 
 
 def build_teacher(task: str, model: str, input_size: Optional[int] = None, **overrides: Any) -> nn.Module:
@@ -50,6 +52,8 @@ def train(
     resume: bool = False,
     run: Optional[RunConfig] = None,
     ae_weight: float = 1e-3,
+    class_weights: str = "none",
+    ohem: Optional[float] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a pose teacher on COCO keypoints or a segmentation teacher on Cityscapes.
@@ -66,11 +70,16 @@ def train(
         resume: continue ``out/last.pt``.
         run: a full run config (overrides the recipe); ``changes`` adjust the recipe otherwise.
         ae_weight: weight of the associative-embedding pull and push terms (HigherHRNet's 1e-3).
+        class_weights: segmentation cross-entropy class weights: ``"none"`` or ``"median"``
+            (median-frequency balancing over the training labels).
+        ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
     """
     if task == "pose" and coco is None:
         raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
     if task == "seg" and cityscapes is None:
         raise ValueError("a segmentation teacher needs --cityscapes ROOT")
+    if class_weights not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {class_weights!r}")
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
     net = build_teacher(task, model, input_size)
@@ -82,8 +91,9 @@ def train(
         train_set = Cityscapes(cityscapes, "train", TrainTransform(size))
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
-    config.extra.update(ae_weight=ae_weight)
-    loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight))
+    config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem)
+    weights = cityscapes_class_weights(cityscapes) if task == "seg" and class_weights == "median" else None
+    loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result

@@ -21,6 +21,7 @@ def segmentation_ce(
     labels: torch.Tensor,
     ohem_threshold: Optional[float] = None,
     ohem_min_kept: int = 100_000,
+    class_weights: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels (logits upsampled to the label size).
 
@@ -29,6 +30,7 @@ def segmentation_ce(
         labels: (B, H, W) int64 train ids, 255 = ignore.
         ohem_threshold: if set, only pixels whose true-class probability is below it count, but never
             fewer than ``ohem_min_kept`` hardest pixels (HRNet's OHEM cross-entropy).
+        class_weights: (C,) per-class weights; the loss is then the weighted mean over pixels.
     Returns:
         Scalar; 0 (with a gradient path) when no pixel is labelled.
     """
@@ -38,10 +40,15 @@ def segmentation_ce(
     if not valid.any():
         return logits.sum() * 0.0
     losses = pixel[valid]
+    weights = class_weights.to(losses.dtype)[labels[valid]] if class_weights is not None else None
     if ohem_threshold is not None:
         with torch.no_grad():
             prob = torch.exp(-losses)
             kept = min(ohem_min_kept, losses.numel())
             threshold = max(ohem_threshold, torch.kthvalue(prob, kept).values.item())
-        losses = losses[prob <= threshold]
-    return losses.mean()
+            hard = prob <= threshold
+        losses = losses[hard]
+        weights = weights[hard] if weights is not None else None
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / weights.sum()

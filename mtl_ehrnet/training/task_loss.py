@@ -38,16 +38,20 @@ class GroundTruthLoss(nn.Module):
         tasks: ``("pose",)``, ``("seg",)`` or both.
         weights: per-term weights.
         ohem_threshold: enables OHEM cross-entropy for segmentation.
+        class_weights: (C,) segmentation class weights (see :mod:`mtl_ehrnet.training.class_weights`).
 
     Returns (forward): dict of weighted scalar terms named ``"pose/heatmaps"``, ``"pose/heatmaps_lr"``,
         ``"pose/pull"``, ``"pose/push"``, ``"seg/ce"``; the training loss is their sum.
     """
 
-    def __init__(self, tasks: Sequence[str], weights: GroundTruthWeights = GroundTruthWeights(), ohem_threshold: Optional[float] = None) -> None:
+    def __init__(self, tasks: Sequence[str], weights: GroundTruthWeights = GroundTruthWeights(), ohem_threshold: Optional[float] = None,
+                 class_weights: Optional[torch.Tensor] = None) -> None:
         super().__init__()
         self.tasks = tuple(tasks)
         self.weights = weights
         self.ohem_threshold = ohem_threshold
+        self.class_weights: Optional[torch.Tensor]
+        self.register_buffer("class_weights", None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32), persistent=False)
 
     def forward(self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         terms: Dict[str, torch.Tensor] = {}
@@ -63,5 +67,6 @@ class GroundTruthLoss(nn.Module):
             terms["pose/push"] = w.push * labelled_mean(push, has)
         if "seg" in self.tasks:
             # Images without seg labels carry all-255 labels and add nothing to the mean.
-            terms["seg/ce"] = w.seg * segmentation_ce(outputs["seg"].float(), batch["seg"], self.ohem_threshold)
+            terms["seg/ce"] = w.seg * segmentation_ce(outputs["seg"].float(), batch["seg"], self.ohem_threshold,
+                                                       class_weights=self.class_weights)
         return terms

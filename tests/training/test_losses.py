@@ -1,6 +1,8 @@
 """Ground-truth losses on hand-computed cases."""
 import math
 
+import numpy as np
+import pytest
 import torch
 
 from mtl_ehrnet.training import GroundTruthLoss
@@ -88,3 +90,35 @@ def test_ground_truth_loss_only_counts_labelled_images() -> None:
     assert set(terms) == {"pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce"}
     assert terms["pose/heatmaps"].item() == 1.0  # the mean over the one labelled image, not diluted by two
     assert terms["seg/ce"].item() == 0.0
+
+
+def test_class_weighted_ce_is_the_weighted_mean() -> None:
+    logits = torch.zeros(1, 3, 1, 4)
+    logits[0, 0, 0, 0] = 2.0  # pixel 0: class 0 confident
+    labels = torch.tensor([[[0, 1, 1, 255]]])
+    weights = torch.tensor([1.0, 3.0, 5.0])
+    per_pixel = [math.log(1 + 2 * math.exp(-2.0)), math.log(3.0), math.log(3.0)]
+    expected = (1.0 * per_pixel[0] + 3.0 * per_pixel[1] + 3.0 * per_pixel[2]) / 7.0
+    assert segmentation_ce(logits, labels, class_weights=weights).item() == pytest.approx(expected, rel=1e-6)
+    assert segmentation_ce(logits, labels).item() == pytest.approx(sum(per_pixel) / 3, rel=1e-6)
+
+
+def test_median_frequency_weights_favour_rare_classes(tmp_path) -> None:
+    from PIL import Image
+
+    from mtl_ehrnet.training.class_weights import count_train_ids, median_frequency_weights
+
+    # label ids 7 (road, train id 0), 8 (sidewalk, 1), 17 (pole, 5); id 0 (unlabeled) is ignored.
+    ids = np.full((10, 10), 7, np.uint8)
+    ids[:3] = 8
+    ids[0, :2] = 17
+    ids[9, 9] = 0
+    path = tmp_path / "a_gtFine_labelIds.png"
+    Image.fromarray(ids).save(path)
+    counts = count_train_ids([path])
+    assert counts[0] == 69 and counts[1] == 28 and counts[5] == 2 and counts.sum() == 99
+    weights = median_frequency_weights(counts, max_weight=10.0)
+    assert weights[1] == pytest.approx(1.0)  # the median class
+    assert weights[0] == pytest.approx(28 / 69)
+    assert weights[5] == pytest.approx(10.0)  # 14x, clipped
+    assert weights[2] == 1.0  # absent
