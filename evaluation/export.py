@@ -83,7 +83,8 @@ def export_onnx(
         ``{"path", "input_size", "opset", "dynamic_batch", "dynamic_size", "outputs": {name: shape},
         "export_s", "bytes"}`` and with ``check``: ``"max_abs_diff": {name: float}``,
         ``"max_abs_diff_all"``, ``"reference_max_abs": {name: float}`` (the scale of the outputs the
-        difference is measured on), ``"parity_ok"`` (all differences <= 1e-4) and ``"providers"``.
+        difference is measured on), ``"max_rel_diff_all"`` (the largest difference / scale ratio),
+        ``"parity_ok"`` (all differences <= 1e-4) and ``"providers"``.
 
     Raises:
         ValueError: input sides not multiples of 32, or opset < 17.
@@ -144,7 +145,8 @@ def _parity(model: nn.Module, graph: bytes, names: List[str], size: Tuple[int, i
     diff = {n: float(np.abs(r - reference[n].numpy()).max()) for n, r in zip(names, results)}
     scale = {n: float(reference[n].abs().max()) for n in names}
     worst = max(diff.values())
-    return {"max_abs_diff": diff, "max_abs_diff_all": worst, "reference_max_abs": scale,
+    relative = max(diff[n] / scale[n] if scale[n] else diff[n] for n in names)
+    return {"max_abs_diff": diff, "max_abs_diff_all": worst, "reference_max_abs": scale, "max_rel_diff_all": relative,
             "parity_ok": worst <= PARITY_TOLERANCE, "providers": session.get_providers()}
 
 
