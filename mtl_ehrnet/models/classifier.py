@@ -99,9 +99,10 @@ class EfficientNetClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout, inplace=True)
         self.fc = nn.Linear(HEAD_EXPANSION * last, config.num_classes)
         init_conv_bn(self.head)
-        # torchvision's rule for the classification layer: U(-1/sqrt(C), 1/sqrt(C)), zero bias.
-        bound = 1.0 / self.fc.out_features**0.5
-        nn.init.uniform_(self.fc.weight, -bound, bound)
+        # Thesis 4.1 initialises with Xavier; for the linear layer that also keeps the first logits small
+        # with few classes (torchvision's U(+-1/sqrt(C)) gives an initial loss of ~5 for 10 classes).
+        # Convolutions keep the He init of the backbone they share with the pose models (torchvision's rule).
+        nn.init.xavier_uniform_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
 
     @property
