@@ -29,6 +29,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--class-weights", choices=("none", "median"), default="none",
                    help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels")
     p.add_argument("--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)")
+    p.add_argument("--backbone-weights", metavar="PATH",
+                   help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
+                        "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints")
     add_run_flags(p)
     p.set_defaults(func=run)
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(
         args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
         input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, ae_weight=args.ae_weight,
+        backbone_weights=args.backbone_weights,
         class_weights=args.class_weights, ohem=args.ohem, **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")

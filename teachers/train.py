@@ -19,9 +19,14 @@ TASKS = ("pose", "seg")
 CLASS_WEIGHTS = ("none", "median")
 
 
-def build_teacher(task: str, model: str, input_size: Optional[int] = None, **overrides: Any) -> nn.Module:
+def build_teacher(
+    task: str, model: str, input_size: Optional[int] = None, backbone_weights: Optional[PathLike] = None, **overrides: Any
+) -> nn.Module:
     """A single-task model for ``task``: a registered name (``pose_h0``, ``higherhrnet_w32``,
-    ``hrnet_w18_small_v2_seg``...) or ``smp:ARCH:ENCODER`` for a segmentation-models-pytorch teacher."""
+    ``hrnet_w18_small_v2_seg``...) or ``smp:ARCH:ENCODER`` for a segmentation-models-pytorch teacher.
+
+    ``backbone_weights``: a local file initialising the backbone (a ``train-backbone`` checkpoint or a
+    torchvision classifier of the same phi; for smp, the encoder's state dict)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if model.startswith("smp:"):
@@ -30,10 +35,10 @@ def build_teacher(task: str, model: str, input_size: Optional[int] = None, **ove
         arch, encoder = parse_smp_name(model)
         size = (input_size, input_size) if input_size else (512, 512)
         return SmpSegmentationTeacher(SmpConfig(arch, encoder, overrides.pop("num_classes", 19), size, model),
-                                      encoder_weights=overrides.pop("encoder_weights", None))
+                                      encoder_weights=overrides.pop("encoder_weights", backbone_weights))
     if input_size is not None:
         overrides["input_size"] = input_size
-    net = create_model(model, **overrides)
+    net = create_model(model, backbone_weights=backbone_weights, **overrides)
     if net.tasks != (task,):
         raise ValueError(f"{model} has heads {net.tasks}; a {task} teacher needs a single-task {task} model")
     return net
@@ -54,6 +59,7 @@ def train(
     ae_weight: float = 1e-3,
     class_weights: str = "none",
     ohem: Optional[float] = None,
+    backbone_weights: Optional[PathLike] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a pose teacher on COCO keypoints or a segmentation teacher on Cityscapes.
@@ -73,6 +79,8 @@ def train(
         class_weights: segmentation cross-entropy class weights: ``"none"`` or ``"median"``
             (median-frequency balancing over the training labels).
         ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
+        backbone_weights: initialises the backbone (e.g. ``train-backbone``'s ``best.pt`` of the same phi);
+            a resumed run takes its weights from ``last.pt`` instead.
     """
     if task == "pose" and coco is None:
         raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
@@ -82,7 +90,7 @@ def train(
         raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {class_weights!r}")
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
-    net = build_teacher(task, model, input_size)
+    net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights)
     size = net.input_size
     if task == "pose":
         train_set = CocoKeypoints(coco[1], coco[0], TrainTransform(size), skip_empty=True)
@@ -91,7 +99,8 @@ def train(
         train_set = Cityscapes(cityscapes, "train", TrainTransform(size))
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
-    config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem)
+    config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem,
+                        backbone_weights=str(backbone_weights) if backbone_weights else None)
     weights = cityscapes_class_weights(cityscapes) if task == "seg" and class_weights == "median" else None
     loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
