@@ -7,8 +7,10 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from evaluation.complexity import complexity
-from mtl_ehrnet import create_model, list_models
+from mtl_ehrnet import create_model, list_classifiers, list_models
+from mtl_ehrnet.models.classifier_presets import THESIS_TABLE_4_1, classifier_phi
 from mtl_ehrnet.models.presets import THESIS_BASELINE_FIGURES, THESIS_POSE_FIGURES
+from mtl_ehrnet.models.scaling import classifier_resolution
 
 _PRESET = re.compile(r"^(pose|seg|mtl)_h(-?\d+)$")
 
@@ -76,3 +78,28 @@ def sharing_rows(rows: Sequence[Dict[str, object]]) -> List[Dict[str, object]]:
             }
         )
     return sorted(out, key=lambda r: -int(r["phi"]))  # type: ignore[arg-type]
+
+
+def classifier_rows(names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+    """One row per compact EfficientNet classifier (thesis 4.1): Table 4.1's input size and the size the
+    formula ``ceil(224 * 1.15**phi)`` gives, true params with 1000 (ImageNet) and 100 (CIFAR-100)
+    classes, true MACs at the input size, and Table 4.1's printed figures where it has the row."""
+    rows = []
+    for name in names if names is not None else list_classifiers():
+        phi = classifier_phi(name)
+        counts = {}
+        for classes in (1000, 100):
+            with torch.device("meta"):
+                counts[classes] = complexity(create_model(name, num_classes=classes))
+        thesis = THESIS_TABLE_4_1.get(phi)
+        rows.append({
+            "name": name,
+            "phi": phi,
+            "input_size": counts[1000]["input_size"][0],
+            "formula_input_size": classifier_resolution(phi),
+            "params_1000": counts[1000]["params"],
+            "params_100": counts[100]["params"],
+            "macs": counts[1000]["macs"],
+            "thesis": thesis._asdict() if thesis else None,
+        })
+    return rows

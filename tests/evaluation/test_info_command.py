@@ -37,3 +37,15 @@ def test_info_with_a_foreign_backbone(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["info", "--models", "pose_h-4", "--json", str(out)]) == 0
     (ours,) = json.loads(out.read_text())["models"]
     assert ours["backbone"] == "efficientnet" and ours["params"] != rows["pose_h-4"]["params"]
+
+
+def test_info_lists_the_classifiers_beside_table_4_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "info.json"
+    assert main(["info", "--models", "efficientnet_b-*", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| efficientnet_b-4 | 128 (129) | 2.05 M [1.3 M] | 1.27 M [1.3 M] |" in printed
+    data = json.loads(out.read_text())
+    assert data["models"] == [] and [r["phi"] for r in data["classifiers"]] == [-1, -2, -3, -4]
+    b3 = data["classifiers"][2]
+    assert (b3["input_size"], b3["formula_input_size"], b3["params_1000"]) == (145, 148, 2_795_998)
+    assert b3["thesis"]["imagenet_top1"] == 68.5
