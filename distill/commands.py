@@ -95,8 +95,11 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     )
     p.add_argument("--out", default="quickstart", help="output directory (default: ./quickstart)")
     p.add_argument("--images", type=int, default=defaults.images, help="synthetic images per task set")
-    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs)
-    p.add_argument("--student-epochs", type=int, default=defaults.student_epochs)
+    p.add_argument("--minutes", type=float, default=defaults.minutes,
+                   help="wall-clock budget of the whole run: each model's step is timed and the budget shared between "
+                   "the six runs (default %(default)s; 0: use --teacher-epochs / --student-epochs instead)")
+    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs, help="without a budget")
+    p.add_argument("--student-epochs", type=int, default=defaults.student_epochs, help="without a budget")
     p.add_argument("--input-size", type=int, default=defaults.input_size)
     p.add_argument("--student", default=defaults.student)
     p.add_argument("--pose-teacher", default=defaults.pose_teacher)
@@ -109,7 +112,8 @@ def run_quickstart_command(args: argparse.Namespace) -> int:
     from distill.quickstart import QuickstartPlan, run_quickstart
 
     plan = QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
-                          student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs, workers=args.workers)
+                          student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs, workers=args.workers,
+                          minutes=args.minutes or None)
     paths = run_quickstart(args.out, plan)
     print(f"wrote {paths['markdown']} and {paths['plot']}")
     return 0

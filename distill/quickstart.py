@@ -1,51 +1,75 @@
 """The whole story on the built-in synthetic data: generate it, train both teachers, the three
-ground-truth-only students and the distilled joint student, then compare them in one table."""
+ground-truth-only students and the distilled joint student, then compare them in one table.
+
+With a time budget (``minutes``) every run's step is timed first and the budget is shared between the
+runs (:mod:`distill.quickstart_budget`); without one, the plan's fixed epochs are used.
+"""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Tuple, Union
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings
+from distill.quickstart_budget import StageSchedule, load_schedules, save_schedules, split_budget
 from distill.student import train_student
-from mtl_ehrnet.data import SyntheticLayout, generate_synthetic
-from teachers.train import train as train_teacher
+from mtl_ehrnet import create_model
+from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
+                             generate_synthetic)
+from mtl_ehrnet.data.scene import SceneOptions
+from mtl_ehrnet.training import GroundTruthLoss
+from mtl_ehrnet.training.step_timer import seconds_per_step
+from teachers.train import build_teacher, train as train_teacher
 
 PathLike = Union[str, Path]
+RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
+KD_STEP_FACTOR = 1.3  # a distillation step against one with ground truth only (cached teacher maps, KD terms)
+INFERENCE_FACTOR = 0.5  # one image's validation (forward + grouping) against its share of a training step
 
 
 @dataclass(frozen=True)
 class QuickstartPlan:
-    """Sizes of the quick-start run (defaults fit 2 CPU cores)."""
+    """Sizes of the quick-start run (defaults fit 30 minutes on 2 CPU cores).
 
-    images: int = 400
-    image_size: tuple = (160, 120)
+    The synthetic set holds one to three people per image, large enough to be seen at ``input_size``
+    (``people``, ``min_person_height``, ``max_person_height``, no crowds), so that a few minutes of
+    training per model show the comparison's shape. ``minutes`` is the wall-clock budget of the whole
+    run; None trains every teacher for ``teacher_epochs`` and every student for ``student_epochs``.
+    """
+
+    images: int = 800
+    image_size: Tuple[int, int] = (160, 120)
     input_size: int = 128
-    pose_teacher: str = "pose_h-2"
-    seg_teacher: str = "seg_h-2"
+    pose_teacher: str = "pose_h-3"
+    seg_teacher: str = "seg_h-3"
     student: str = "mtl_h-4"
+    minutes: Optional[float] = 30.0
     teacher_epochs: int = 30
     student_epochs: int = 30
     batch_size: int = 8
     workers: int = 1
     seed: int = 0
+    people: Tuple[int, int] = (1, 3)
+    min_person_height: float = 0.35
+    max_person_height: Optional[float] = 0.8
+
+    @property
+    def scene(self) -> SceneOptions:
+        return SceneOptions(people=self.people, min_person_height=self.min_person_height,
+                            max_person_height=self.max_person_height, crowds=False)
 
 
 def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Dict[str, Path]:
     """Runs every step into ``out`` (each step resumes or is skipped when its result exists)."""
+    started = time.monotonic()
     out = Path(out)
-    data = out / "data"
-    stamp = data / "generated.json"
-    wanted = json.dumps({"images": plan.images, "seed": plan.seed, "size": list(plan.image_size)})
-    if stamp.is_file() and stamp.read_text() == wanted:
-        layout = SyntheticLayout(data)
-    else:  # written only after a complete generation, so an interrupted one is redone
-        layout = generate_synthetic(data, images=plan.images, seed=plan.seed, size=plan.image_size, progress=True)
-        stamp.write_text(wanted)
+    layout = _synthetic_set(out / "data", plan)
     coco = (layout.coco_annotations("train"), layout.coco_images("train"))
     coco_val = (layout.coco_annotations("val"), layout.coco_images("val"))
+    schedules = _schedules(out, plan, layout, started)
     common = dict(input_size=plan.input_size, batch_size=plan.batch_size, workers=plan.workers, seed=plan.seed)
     runs = out / "runs"
     checkpoints: Dict[str, Path] = {}
@@ -54,21 +78,78 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
         path = runs / name / result_file
         if not path.is_file():
             resume = (runs / name / "last.pt").is_file()
-            train(runs / name, resume)
+            s = schedules[name]
+            train(runs / name, resume, dict(epochs=s.epochs, steps_per_epoch=s.steps_per_epoch, val_every=s.val_every))
         checkpoints[name] = path
         return path
 
-    once("pose_teacher", lambda d, r: train_teacher("pose", plan.pose_teacher, d, coco=coco, coco_val=coco_val, epochs=plan.teacher_epochs, resume=r, **common), "best.pt")
-    once("seg_teacher", lambda d, r: train_teacher("seg", plan.seg_teacher, d, cityscapes=layout.cityscapes_root, epochs=plan.teacher_epochs, resume=r, **common), "best.pt")
-    student_name = plan.student.split("_", 1)[1]
-    once("pose_student_gt", lambda d, r: train_teacher("pose", f"pose_{student_name}", d, coco=coco, coco_val=coco_val, epochs=plan.student_epochs, resume=r, **common), "best.pt")
-    once("seg_student_gt", lambda d, r: train_teacher("seg", f"seg_{student_name}", d, cityscapes=layout.cityscapes_root, epochs=plan.student_epochs, resume=r, **common), "best.pt")
-    joint = dict(coco=coco, cityscapes=layout.cityscapes_root, joint_val=layout.joint_root, epochs=plan.student_epochs, **common)
-    once("joint_student_gt", lambda d, r: train_student(plan.student, d, resume=r, **joint), "student.pt")
-    once("joint_student_kd", lambda d, r: train_student(
+    student = plan.student.split("_", 1)[1]
+    pose = dict(coco=coco, coco_val=coco_val, **common)
+    seg = dict(cityscapes=layout.cityscapes_root, **common)
+    joint = dict(coco=coco, cityscapes=layout.cityscapes_root, joint_val=layout.joint_root, **common)
+    once("pose_teacher", lambda d, r, s: train_teacher("pose", plan.pose_teacher, d, resume=r, **pose, **s), "best.pt")
+    once("seg_teacher", lambda d, r, s: train_teacher("seg", plan.seg_teacher, d, resume=r, **seg, **s), "best.pt")
+    once("pose_student_gt", lambda d, r, s: train_teacher("pose", f"pose_{student}", d, resume=r, **pose, **s), "best.pt")
+    once("seg_student_gt", lambda d, r, s: train_teacher("seg", f"seg_{student}", d, resume=r, **seg, **s), "best.pt")
+    once("joint_student_gt", lambda d, r, s: train_student(plan.student, d, resume=r, **joint, **s), "student.pt")
+    once("joint_student_kd", lambda d, r, s: train_student(
         plan.student, d, pose_teacher=checkpoints["pose_teacher"], seg_teacher=checkpoints["seg_teacher"], cache=out / "cache",
-        settings=KDSettings(), resume=r, **joint), "student.pt")
+        settings=KDSettings(), resume=r, **joint, **s), "student.pt")
     rows = compare_rows(checkpoints, layout.joint_root)
     paths = write_comparison(rows, out / "compare")
     print(markdown(rows, savings(rows)))
+    print(f"quick start: {(time.monotonic() - started) / 60:.1f} min in this call")
     return paths
+
+
+def _synthetic_set(data: Path, plan: QuickstartPlan) -> SyntheticLayout:
+    stamp = data / "generated.json"
+    wanted = json.dumps({"images": plan.images, "seed": plan.seed, "size": list(plan.image_size), "scene": asdict(plan.scene)})
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return SyntheticLayout(data)
+    # The stamp is written only after a complete generation, so an interrupted one is redone.
+    layout = generate_synthetic(data, images=plan.images, seed=plan.seed, size=plan.image_size, progress=True, scene_options=plan.scene)
+    stamp.write_text(wanted)
+    return layout
+
+
+def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: float) -> Dict[str, StageSchedule]:
+    """Fixed epochs without a budget; with one, timed on this machine once and kept in ``plan.json``."""
+    if plan.minutes is None:
+        return {name: StageSchedule(plan.teacher_epochs if name.endswith("teacher") else plan.student_epochs, None, 1) for name in RUNS}
+    path = out / "plan.json"
+    if path.is_file():
+        return load_schedules(path)
+    size = (plan.input_size, plan.input_size)
+    pose_set = CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), TrainTransform(size), skip_empty=True)
+    seg_set = Cityscapes(layout.cityscapes_root, "train", TrainTransform(size))
+    mixed = MixedTaskDataset([pose_set, seg_set])
+    b = plan.batch_size
+    batches = {
+        "pose": collate_samples([pose_set[i] for i in range(b)]),
+        "seg": collate_samples([seg_set[i] for i in range(b)]),
+        "joint": collate_samples([mixed[i] for i in range(b // 2)] + [mixed[len(pose_set) + i] for i in range(b - b // 2)]),
+    }
+    student = plan.student.split("_", 1)[1]
+    models = {"pose_teacher": ("pose", build_teacher("pose", plan.pose_teacher, plan.input_size)),
+              "seg_teacher": ("seg", build_teacher("seg", plan.seg_teacher, plan.input_size)),
+              "pose_student_gt": ("pose", create_model(f"pose_{student}", input_size=plan.input_size)),
+              "seg_student_gt": ("seg", create_model(f"seg_{student}", input_size=plan.input_size)),
+              "joint_student_gt": ("joint", create_model(plan.student, input_size=plan.input_size))}
+    step = {name: seconds_per_step(model, GroundTruthLoss(("pose", "seg") if kind == "joint" else (kind,)), batches[kind])
+            for name, (kind, model) in models.items()}
+    step["joint_student_kd"] = KD_STEP_FACTOR * step["joint_student_gt"]
+    full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in RUNS}
+    per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
+    val_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))
+    joint_images = val_images  # joint/val is as large as each val split
+    fixed = (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set)  # the teacher cache
+             + sum(3 * per_image[name] * (2 * val_images if "joint" in name else val_images) for name in RUNS)  # validations
+             + sum(per_image[name] * 2 * joint_images + 5.0 for name in RUNS))  # the comparison: AP, mIoU, latency
+    elapsed = time.monotonic() - started
+    train_seconds = 0.95 * plan.minutes * 60 - elapsed - fixed
+    schedules = split_budget(train_seconds, step, full)
+    save_schedules(path, schedules, {"minutes": plan.minutes, "seconds_per_step": step, "reserved_seconds": fixed + elapsed,
+                                     "train_seconds": train_seconds})
+    print("quick start plan (" + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in schedules.items()) + ")")
+    return schedules

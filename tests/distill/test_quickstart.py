@@ -4,11 +4,12 @@ from pathlib import Path
 
 from distill.compare import ROW_NAMES
 from distill.quickstart import QuickstartPlan, run_quickstart
+from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
 
 
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     plan = QuickstartPlan(images=10, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
-                          teacher_epochs=1, student_epochs=1, batch_size=2, workers=0)
+                          teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None)
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
@@ -20,3 +21,41 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     stamps = student.stat().st_mtime_ns, data.stat().st_mtime_ns
     run_quickstart(tmp_path / "qs", plan)
     assert (student.stat().st_mtime_ns, data.stat().st_mtime_ns) == stamps
+
+
+def test_schedule_fits_the_time_and_validates_three_times() -> None:
+    # 600 s at 2 s/step = 300 steps; an epoch is 100 steps: 3 whole epochs, validated after each.
+    assert schedule_for(600, 2.0, 100) == StageSchedule(3, 100, 1)
+    # 60 s = 30 steps < one epoch: three short epochs of 10 steps, each validated.
+    assert schedule_for(60, 2.0, 100) == StageSchedule(3, 10, 1)
+    # Plenty of time: whole epochs, about three validations.
+    long = schedule_for(10_000, 1.0, 100)
+    assert (long.epochs, long.steps_per_epoch, long.val_every) == (100, 100, 33)
+
+
+def test_budget_is_shared_and_refused_when_spent() -> None:
+    steps = {"a": 1.0, "b": 2.0}
+    plans = split_budget(300, steps, {"a": 10, "b": 10}, shares={"a": 2, "b": 1})
+    assert plans["a"].epochs * plans["a"].steps_per_epoch == 200  # 200 s at 1 s/step
+    assert plans["b"].epochs * plans["b"].steps_per_epoch == 50  # 100 s at 2 s/step
+    import pytest
+
+    with pytest.raises(ValueError, match="--minutes"):
+        split_budget(-5, steps, {"a": 10, "b": 10}, shares={"a": 1, "b": 1})
+
+
+def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path) -> None:
+    from distill import quickstart
+
+    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
+                          batch_size=2, workers=0, minutes=60.0)
+    layout = quickstart._synthetic_set(tmp_path / "data", plan)
+    first = quickstart._schedules(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic())
+    saved = json.loads((tmp_path / "plan.json").read_text())
+    assert set(saved["schedules"]) == set(quickstart.RUNS) and saved["train_seconds"] > 0
+    assert all(s.epochs >= 1 and s.steps_per_epoch >= 1 for s in first.values())
+    # The teachers (same size here) get more of the budget than the separate students.
+    assert first["pose_teacher"].epochs * first["pose_teacher"].steps_per_epoch > \
+        first["pose_student_gt"].epochs * first["pose_student_gt"].steps_per_epoch
+    again = quickstart._schedules(tmp_path, QuickstartPlan(minutes=1.0), layout, started=0.0)
+    assert again == first  # a resumed run keeps its schedules
