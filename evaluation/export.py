@@ -25,7 +25,10 @@ from evaluation.complexity import _as_hw
 PathLike = Union[str, Path]
 OUTPUT_ORDER: Tuple[str, ...] = ("heatmaps", "heatmaps_lr", "tags", "seg")
 OPSET = 17
-PARITY_TOLERANCE = 1e-4  # fp32 ONNX Runtime vs PyTorch eager, max abs difference
+PARITY_TOLERANCE = 1e-4  # fp32 ONNX Runtime vs PyTorch eager, max abs difference...
+# ...for outputs of trained-model size; an output whose values reach S (untrained HigherHRNet-W32: ~1e5) is
+# allowed 1e-5 * S, since fp32 rounding alone differs by ~1e-6 * S between two correct implementations.
+RELATIVE_TOLERANCE = 1e-5
 
 
 class TupleOutputs(nn.Module):
@@ -84,7 +87,8 @@ def export_onnx(
         "export_s", "bytes"}`` and with ``check``: ``"max_abs_diff": {name: float}``,
         ``"max_abs_diff_all"``, ``"reference_max_abs": {name: float}`` (the scale of the outputs the
         difference is measured on), ``"max_rel_diff_all"`` (the largest difference / scale ratio),
-        ``"parity_ok"`` (all differences <= 1e-4) and ``"providers"``.
+        ``"parity_ok"`` (every output within 1e-4, or 1e-5 of its max abs value when that exceeds 10) and
+        ``"providers"``.
 
     Raises:
         ValueError: input sides not multiples of 32, or opset < 17.
@@ -147,7 +151,8 @@ def _parity(model: nn.Module, graph: bytes, names: List[str], size: Tuple[int, i
     worst = max(diff.values())
     relative = max(diff[n] / scale[n] if scale[n] else diff[n] for n in names)
     return {"max_abs_diff": diff, "max_abs_diff_all": worst, "reference_max_abs": scale, "max_rel_diff_all": relative,
-            "parity_ok": worst <= PARITY_TOLERANCE, "providers": session.get_providers()}
+            "parity_ok": all(diff[n] <= max(PARITY_TOLERANCE, RELATIVE_TOLERANCE * scale[n]) for n in names),
+            "providers": session.get_providers()}
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -122,7 +122,8 @@ def _runners(model: Any, size: Tuple[int, int], backends: Sequence[str], threads
     report = export_onnx(model, fp32_path, size, True, dynamic_size=True)
     common = {"tasks": model.tasks, "config": getattr(model, "config", None), "input_size": size, "threads": threads}
     fp32 = OnnxModel(fp32_path, **common)
-    parity = {"onnx_max_abs_diff": report["max_abs_diff_all"], "providers": fp32.providers}
+    parity = {"onnx_max_abs_diff": report["max_abs_diff_all"], "onnx_max_rel_diff": report["max_rel_diff_all"],
+              "onnx_parity_ok": report["parity_ok"], "providers": fp32.providers}
     if "onnxruntime" in backends:
         runners.append(("onnxruntime", fp32, parity))
     if int8 is not None:
@@ -177,8 +178,8 @@ def format_rows(rows: List[Dict[str, Any]]) -> str:
             f"{r['macs'] / 1e9:.2f} G | {r.get('backend', 'torch')} | {f['median_ms']:.1f} ms ({f['p10_ms']:.1f}-{f['p90_ms']:.1f}) | "
             f"{p['median_ms']:.1f} ms | {r['total_ms']:.1f} ms | {r['fps']:.2f} |"
         )
-    notes = [f"{r['model']}: ONNX Runtime max abs diff vs PyTorch {r['onnx_max_abs_diff']:.1e} ({', '.join(r['providers'])})"
-             for r in rows if "onnx_max_abs_diff" in r]
+    notes = [f"{r['model']}: ONNX Runtime vs PyTorch max abs diff {r['onnx_max_abs_diff']:.1e}, relative {r['onnx_max_rel_diff']:.1e}, "
+             f"parity {'OK' if r['onnx_parity_ok'] else 'FAILED'} ({', '.join(r['providers'])})" for r in rows if "onnx_max_abs_diff" in r]
     for r in rows:
         if "accuracy_int8" in r:
             notes.append(f"{r['model']} INT8 ({r['int8_bytes'] / 1e6:.1f} MB vs {r['fp32_bytes'] / 1e6:.1f} MB fp32), calibrated on "

@@ -27,7 +27,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.export import PARITY_TOLERANCE, export_onnx
+    from evaluation.export import PARITY_TOLERANCE, RELATIVE_TOLERANCE, export_onnx
     from evaluation.model_source import describe_source, load_model_or_name
 
     loaded = load_model_or_name(args.model, "cpu")
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     for name, shape in report["outputs"].items():
         print(f"| {name} | {'x'.join(map(str, shape))} | {report['max_abs_diff'][name]:.2e} | {report['reference_max_abs'][name]:.2e} |")
     verdict = "OK" if report["parity_ok"] else "FAILED"
-    print(f"parity {verdict}: max abs diff {report['max_abs_diff_all']:.2e} (tolerance {PARITY_TOLERANCE:g}, "
+    print(f"parity {verdict}: max abs diff {report['max_abs_diff_all']:.2e}, relative {report['max_rel_diff_all']:.1e} "
+          f"(tolerance {PARITY_TOLERANCE:g}, or {RELATIVE_TOLERANCE:g} of an output's max abs value above 10; "
           f"ONNX Runtime {', '.join(report['providers'])})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
