@@ -26,6 +26,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--input-size", type=int)
     p.add_argument("--epochs", type=int, default=300)
     add_run_flags(p)
+    p.add_argument("--task-ratios", type=float, nargs=2, metavar=("POSE", "SEG"),
+                   help="fixed share of pose and segmentation images in every batch (default: in proportion to the datasets)")
     p.add_argument("--labelled-kd-weight", type=float, default=0.5, help="teacher weight on samples that have that task's labels")
     p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
     p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     settings = KDSettings(labelled_kd_weight=args.labelled_kd_weight, temperature=args.temperature, seg_kd=args.seg_kd,
                           tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing)
     changes = run_changes(args)
+    if args.task_ratios is not None:
+        changes["task_ratios"] = tuple(args.task_ratios)
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size,

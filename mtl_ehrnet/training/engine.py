@@ -9,20 +9,22 @@ non-finite steps.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from mtl_ehrnet.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from mtl_ehrnet.data.mixed import MixedTaskDataset, TaskMixBatchSampler
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
 from mtl_ehrnet.training import distributed
 from mtl_ehrnet.training.metric_log import MetricLog
@@ -50,6 +52,32 @@ class FitResult:
     best_value: Optional[float]
     history: List[Dict[str, float]] = field(default_factory=list)
     skipped_steps: int = 0
+
+
+class _ResumedBatches(Sampler[List[int]]):
+    """Batches ``skip`` to ``stop`` of another batch sampler (resuming mid-epoch, capping an epoch)."""
+
+    def __init__(self, batches: Sampler[List[int]], skip: int, stop: int) -> None:
+        self.batches, self.skip, self.stop = batches, skip, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.skip)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return itertools.islice(iter(self.batches), self.skip, self.stop)
+
+
+def _epoch_batches(train_set: Dataset, config: RunConfig, epoch: int, rank: int, world: int, skip: int) -> Sampler[List[int]]:
+    """This rank's batches of ``epoch``: a seeded permutation, or fixed task shares (``config.task_ratios``)."""
+    if config.task_ratios is None:
+        return EpochBatchSampler(len(train_set), config.batch_size, config.seed, epoch, rank, world,
+                                 skip=skip, max_batches=config.steps_per_epoch)
+    if not isinstance(train_set, MixedTaskDataset):
+        raise ValueError(f"task_ratios {config.task_ratios} need a MixedTaskDataset, got {type(train_set).__name__}")
+    mix = TaskMixBatchSampler(train_set, config.batch_size, config.task_ratios, seed=config.seed, num_replicas=world, rank=rank)
+    mix.set_epoch(epoch)
+    stop = len(mix) if config.steps_per_epoch is None else min(len(mix), config.steps_per_epoch)
+    return _ResumedBatches(mix, skip, stop)
 
 
 def fit(
@@ -87,9 +115,7 @@ def fit(
     if ctx.world > 1:
         net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     data = SeededDataset(train_set, config.seed)
-    steps_per_epoch = EpochBatchSampler(
-        len(data), config.batch_size, config.seed, 0, ctx.rank, ctx.world, max_batches=config.steps_per_epoch
-    ).batches_per_epoch()
+    steps_per_epoch = len(_epoch_batches(train_set, config, 0, ctx.rank, ctx.world, skip=0))
     # A loss module may train parameters of its own (hint adapters, learned loss weights); frozen
     # teachers inside it have requires_grad=False and stay out.
     loss_parameters = [p for p in loss_fn.parameters() if p.requires_grad] if isinstance(loss_fn, nn.Module) else []
@@ -118,8 +144,7 @@ def fit(
     consecutive_bad = 0
     while epoch < config.epochs:
         data.set_epoch(epoch)
-        sampler = EpochBatchSampler(len(data), config.batch_size, config.seed, epoch, ctx.rank, ctx.world,
-                                    skip=skip, max_batches=config.steps_per_epoch)
+        sampler = _epoch_batches(train_set, config, epoch, ctx.rank, ctx.world, skip)
         # Its own generator: creating the iterator must not draw from the global RNG, which drives
         # stochastic depth and is restored exactly on resume.
         loader = DataLoader(data, batch_sampler=sampler, num_workers=config.workers, pin_memory=ctx.device.type == "cuda",

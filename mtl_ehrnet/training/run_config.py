@@ -32,6 +32,9 @@ class RunConfig:
         val_every: validate every N epochs (0: never).
         monitor: validation metric whose maximum selects ``best.pt`` (e.g. ``"AP"`` or ``"mIoU"``).
         steps_per_epoch: cap on steps per epoch (None: the whole dataset).
+        task_ratios: for a task-mixed training set (:class:`mtl_ehrnet.data.MixedTaskDataset`), each
+            task's share of every batch, e.g. ``(1, 1)``; None samples the mixed set uniformly (each
+            task's share follows its dataset's size).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         extra: free-form fields a caller stores with the run (model name, data paths...).
     """
@@ -57,6 +60,7 @@ class RunConfig:
     val_every: int = 1
     monitor: str = ""
     steps_per_epoch: Optional[int] = None
+    task_ratios: Optional[Tuple[float, ...]] = None
     device: str = "auto"
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -68,10 +72,15 @@ class RunConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
         self.milestones = tuple(self.milestones)
+        if self.task_ratios is not None:
+            self.task_ratios = tuple(float(r) for r in self.task_ratios)
+            if any(r < 0 for r in self.task_ratios) or not any(self.task_ratios):
+                raise ValueError(f"task_ratios must be non-negative with a positive sum, got {self.task_ratios}")
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
         data["milestones"] = list(self.milestones)
+        data["task_ratios"] = None if self.task_ratios is None else list(self.task_ratios)
         return data
 
     @classmethod

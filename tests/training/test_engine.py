@@ -73,3 +73,26 @@ def test_resume_checks(pose_set: CocoKeypoints, tmp_path: Path) -> None:
     other = create_model("pose_h-3", input_size=64)
     with pytest.raises(ValueError, match="another architecture"):
         fit(other, GroundTruthLoss(other.tasks), pose_set, _config(epochs=2), tmp_path, resume=True)
+
+
+def test_task_ratios_fix_each_task_share_and_resume_mid_epoch() -> None:
+    from torch.utils.data import TensorDataset
+
+    from mtl_ehrnet.data import MixedTaskDataset
+    from mtl_ehrnet.training.engine import _epoch_batches
+
+    mixed = MixedTaskDataset([TensorDataset(torch.zeros(10)), TensorDataset(torch.zeros(30))])
+    config = RunConfig(batch_size=4, task_ratios=(1, 1), seed=3)
+    batches = list(_epoch_batches(mixed, config, 0, 0, 1, skip=0))
+    assert len(batches) == 15  # enough for the 30-sample task to appear once at 2 per batch
+    assert all(sum(i < 10 for i in b) == 2 and len(b) == 4 for b in batches)  # the small task is oversampled
+    assert list(_epoch_batches(mixed, config, 0, 0, 1, skip=5)) == batches[5:]
+    capped = RunConfig(batch_size=4, task_ratios=(1, 1), seed=3, steps_per_epoch=4)
+    assert list(_epoch_batches(mixed, capped, 0, 0, 1, skip=1)) == batches[1:4]
+    uniform = list(_epoch_batches(mixed, RunConfig(batch_size=4, seed=3), 0, 0, 1, skip=0))
+    assert len(uniform) == 10 and sorted(i for b in uniform for i in b) == list(range(40))
+    with pytest.raises(ValueError, match="MixedTaskDataset"):
+        _epoch_batches(TensorDataset(torch.zeros(8)), config, 0, 0, 1, skip=0)
+    with pytest.raises(ValueError, match="task_ratios"):
+        RunConfig(task_ratios=(0, 0))
+    assert RunConfig.from_dict(config.to_dict()).task_ratios == (1.0, 1.0)
