@@ -1,0 +1,96 @@
+"""What the teacher-output cache saves: one distillation training step with online teachers against
+one with cached teacher maps (data loading included), and the one-off cost of building the cache.
+
+    python -m distill.bench_cache --data SYNTH_ROOT [--pose-teacher pose_h-3 --seg-teacher seg_h-3]
+        [--student mtl_h-4] [--input-size 128] [--batch-size 8] [--steps 10] [--threads N]
+
+Teachers are checkpoints or model names (random weights: the cost does not depend on the weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from distill.objective import DistillationObjective, KDSettings
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from mtl_ehrnet import create_model
+from mtl_ehrnet.checkpoint import save_checkpoint
+from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples
+from teachers.frozen import load_teacher
+
+
+def _teacher(name_or_path: str, scratch: Path):
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = save_checkpoint(scratch / f"{name_or_path}.pt", create_model(name_or_path))
+    return load_teacher(path)
+
+
+def _seconds_per_step(student, objective, data, batch_size: int, steps: int) -> float:
+    """Median time of a training step including loading its batch (``workers=0``, so loading is counted)."""
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=collate_samples, num_workers=0,
+                        generator=torch.Generator().manual_seed(0), drop_last=True)
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-6)
+    times: List[float] = []
+    batches = iter(loader)
+    for _ in range(steps + 1):  # the first step warms caches up and is not counted
+        started = time.perf_counter()
+        batch = next(batches)
+        terms = objective(student(batch["image"]), batch)
+        loss = torch.stack(list(terms.values())).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    return sorted(times[1:])[steps // 2]
+
+
+def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, input_size: int, batch_size: int, steps: int) -> Dict[str, float]:
+    layout = SyntheticLayout(data)
+    transform = TrainTransform(input_size)
+    pose = CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), transform, skip_empty=True)
+    seg = Cityscapes(layout.cityscapes_root, "train", transform)
+    with tempfile.TemporaryDirectory() as scratch:
+        teachers = {"pose": _teacher(pose_teacher, Path(scratch)), "seg": _teacher(seg_teacher, Path(scratch))}
+        net = create_model(student, input_size=input_size).train()
+        objective = DistillationObjective(net.body.out_channels, teachers["pose"], teachers["seg"], KDSettings())
+        online = _seconds_per_step(net, objective, MixedTaskDataset([pose, seg]), batch_size, steps)
+        store = TeacherCache(Path(scratch) / "cache", teachers, input_size, {"bench": "random teachers"})
+        started = time.perf_counter()
+        for tag, dataset in (("pose", pose), ("seg", seg)):
+            store.build(dataset, tag, batch_size=batch_size, progress=False)
+        build = time.perf_counter() - started
+        cached_data = MixedTaskDataset([CachedTeacherDataset(pose, store, "pose"), CachedTeacherDataset(seg, store, "seg")])
+        cached = _seconds_per_step(net, objective, cached_data, batch_size, steps)
+    epoch_steps = (len(pose) + len(seg)) // batch_size
+    return {"online_s_per_step": online, "cached_s_per_step": cached, "cached_over_online": cached / online,
+            "cache_build_s": build, "cache_build_in_online_epochs": build / (online * epoch_steps), "epoch_steps": epoch_steps}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="root written by `mtl-ehrnet synth`")
+    parser.add_argument("--pose-teacher", default="pose_h-3")
+    parser.add_argument("--seg-teacher", default="seg_h-3")
+    parser.add_argument("--student", default="mtl_h-4")
+    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_cache(Path(args.data), args.pose_teacher, args.seg_teacher, args.student, args.input_size, args.batch_size, args.steps)
+    print(json.dumps({k: round(v, 4) for k, v in result.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
