@@ -1,7 +1,7 @@
 """A generated image-classification set, for classifier pretraining without ImageNet or CIFAR.
 
-Class k is a shape (8 kinds) filled with a texture (4 kinds): k -> (SHAPES[k % 8], TEXTURES[k // 8]),
-so up to 32 classes. Everything else is noise the classifier must learn to ignore: position, size and
+Class k is a shape (8 kinds) filled with a texture (4 kinds): k -> (SHAPES[k // 4], TEXTURES[k % 4]),
+so up to 32 classes; the first classes differ in texture before they differ in shape. Everything else is noise the classifier must learn to ignore: position, size and
 rotation of the shape, its two colours, the texture's period and angle, the background colour gradient,
 clutter lines and pixel noise. Every image comes from its own random stream ``(seed, split, class,
 index)``: the same seed writes the same bytes.
@@ -31,10 +31,10 @@ _SUPERSAMPLE = 4  # shapes are drawn at 4x and reduced, for anti-aliased edges
 
 
 def class_names(classes: int) -> List[str]:
-    """``["00_disc_solid", "01_square_solid", ...]`` for the first ``classes`` classes."""
+    """``["00_disc_solid", "01_disc_stripes", ...]`` for the first ``classes`` classes."""
     if not 2 <= classes <= MAX_CLASSES:
         raise ValueError(f"classes must be 2..{MAX_CLASSES} (8 shapes x 4 textures), got {classes}")
-    return [f"{k:02d}_{SHAPES[k % len(SHAPES)]}_{TEXTURES[k // len(SHAPES)]}" for k in range(classes)]
+    return [f"{k:02d}_{SHAPES[k // len(TEXTURES)]}_{TEXTURES[k % len(TEXTURES)]}" for k in range(classes)]
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> List[Tuple[float, float]]:
@@ -104,7 +104,7 @@ def render_class_image(class_index: int, size: int, rng: np.random.Generator) ->
     Returns:
         uint8 (size, size, 3) RGB.
     """
-    shape, texture = SHAPES[class_index % len(SHAPES)], TEXTURES[class_index // len(SHAPES)]
+    shape, texture = SHAPES[class_index // len(TEXTURES)], TEXTURES[class_index % len(TEXTURES)]
     base = _colour(rng)
     gradient = rng.uniform(-40, 40, 3)
     ramp = np.linspace(-1, 1, size, dtype=np.float32)
