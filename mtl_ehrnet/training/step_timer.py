@@ -11,7 +11,7 @@ from torch import nn
 LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 
 
-def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Dict[str, torch.Tensor], *, steps: int = 2,
+def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Dict[str, torch.Tensor], *, steps: int = 3,
                      warmup: int = 1, channels_last: bool = True) -> float:
     """Median wall time of a forward + backward + Adam step on ``batch`` (a collated training batch).
 
