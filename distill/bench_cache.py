@@ -23,6 +23,7 @@ from distill.teacher_cache import CachedTeacherDataset, TeacherCache
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples
+from mtl_ehrnet.training.step_timer import seconds_per_step
 from teachers.frozen import load_teacher
 
 
@@ -37,19 +38,7 @@ def _seconds_per_step(student, objective, data, batch_size: int, steps: int) -> 
     """Median time of a training step including loading its batch (``workers=0``, so loading is counted)."""
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=collate_samples, num_workers=0,
                         generator=torch.Generator().manual_seed(0), drop_last=True)
-    optimizer = torch.optim.Adam(student.parameters(), lr=1e-6)
-    times: List[float] = []
-    batches = iter(loader)
-    for _ in range(steps + 1):  # the first step warms caches up and is not counted
-        started = time.perf_counter()
-        batch = next(batches)
-        terms = objective(student(batch["image"]), batch)
-        loss = torch.stack(list(terms.values())).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - started)
-    return sorted(times[1:])[steps // 2]
+    return seconds_per_step(student, objective, iter(loader), steps=steps, warmup=1, channels_last=False)
 
 
 def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, input_size: int, batch_size: int, steps: int) -> Dict[str, float]:
