@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from mtl_ehrnet.training import RunConfig
-from mtl_ehrnet.training.run_flags import add_run_flags, run_changes
+from mtl_ehrnet.training.run_flags import add_augmentation_flags, add_run_flags, augmentation_options, run_changes
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -32,6 +32,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--backbone-weights", metavar="PATH",
                    help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
                         "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints")
+    add_augmentation_flags(p)
     add_run_flags(p)
     p.set_defaults(func=run)
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
         input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, ae_weight=args.ae_weight,
         backbone_weights=args.backbone_weights,
+        augmentation=augmentation_options(args),
         class_weights=args.class_weights, ohem=args.ohem, **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")

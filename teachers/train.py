@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from torch import nn
 
@@ -60,6 +60,7 @@ def train(
     class_weights: str = "none",
     ohem: Optional[float] = None,
     backbone_weights: Optional[PathLike] = None,
+    augmentation: Optional[Dict[str, Any]] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a pose teacher on COCO keypoints or a segmentation teacher on Cityscapes.
@@ -81,6 +82,8 @@ def train(
         ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
         backbone_weights: initialises the backbone (e.g. ``train-backbone``'s ``best.pt`` of the same phi);
             a resumed run takes its weights from ``last.pt`` instead.
+        augmentation: :class:`TrainTransform` options (``scale_range``, ``max_rotation``, ``max_translate``,
+            ``flip_prob``, ``sigma``); unset ones keep HigherHRNet's values.
     """
     if task == "pose" and coco is None:
         raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
@@ -92,14 +95,16 @@ def train(
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
     net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights)
     size = net.input_size
+    augment = TrainTransform(size, **(augmentation or {}))
     if task == "pose":
-        train_set = CocoKeypoints(coco[1], coco[0], TrainTransform(size), skip_empty=True)
+        train_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
         validate = (lambda m: evaluate_coco(m, coco_val[0], coco_val[1], progress=False)) if coco_val else None
     else:
-        train_set = Cityscapes(cityscapes, "train", TrainTransform(size))
+        train_set = Cityscapes(cityscapes, "train", augment)
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
     config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem,
+                        augmentation={k: list(v) if isinstance(v, tuple) else v for k, v in (augmentation or {}).items()},
                         backbone_weights=str(backbone_weights) if backbone_weights else None)
     weights = cityscapes_class_weights(cityscapes) if task == "seg" and class_weights == "median" else None
     loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)

@@ -7,7 +7,9 @@ from typing import Any, Dict
 # (flag, type, help); each maps to the RunConfig field of the same name.
 RUN_FLAGS = (
     ("--batch-size", int, "images per step per process"),
+    ("--optimizer", str, "adam, adamw or sgd (default: the recipe's)"),
     ("--lr", float, "learning rate"),
+    ("--schedule", str, "step, poly or constant (default: the recipe's)"),
     ("--workers", int, "DataLoader worker processes"),
     ("--seed", int, "seed of initialisation, data order and augmentation"),
     ("--checkpoint-every", int, "also write last.pt every N steps"),
@@ -28,3 +30,18 @@ def run_changes(args: argparse.Namespace) -> Dict[str, Any]:
     """The RunConfig fields the user set on the command line."""
     names = (flag[2:].replace("-", "_") for flag, _, _ in RUN_FLAGS)
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for the :class:`mtl_ehrnet.data.TrainTransform` options (HigherHRNet's values when unset)."""
+    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="random zoom: source window / short side (HigherHRNet: 0.75 1.5)")
+    parser.add_argument("--max-rotation", type=float, metavar="DEG", help="random rotation in +-DEG (HigherHRNet: 30)")
+    parser.add_argument("--max-translate", type=float, metavar="FRAC", help="random shift, fraction of the window (0.2)")
+    parser.add_argument("--sigma", type=float, help="pose: heatmap Gaussian sigma in map pixels (2)")
+
+
+def augmentation_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The TrainTransform options the user set on the command line."""
+    options = {name: getattr(args, name, None) for name in ("scale_range", "max_rotation", "max_translate", "sigma")}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in options.items() if value is not None}

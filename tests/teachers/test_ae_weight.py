@@ -20,3 +20,18 @@ def test_ae_weight_scales_pull_and_push_only(synth: SyntheticLayout, tmp_path: P
     small, large = logs[1e-3], logs[1.0]
     assert large["pose/push"] == pytest.approx(1000 * small["pose/push"], rel=1e-4)
     assert large["pose/heatmaps"] == pytest.approx(small["pose/heatmaps"], rel=1e-6)  # same seed, same first step
+
+
+
+def test_augmentation_options_reach_the_transform_and_are_recorded(synth: SyntheticLayout, tmp_path: Path) -> None:
+    coco = (synth.coco_annotations("train"), synth.coco_images("train"))
+    logs = {}
+    for name, options in (("plain", {}), ("still", {"max_rotation": 0.0, "scale_range": (1.0, 1.0), "max_translate": 0.0})):
+        out = tmp_path / name
+        train("pose", "pose_h-4", out, coco=coco, input_size=64, epochs=1, batch_size=2, workers=0, steps_per_epoch=1,
+              augmentation=options)
+        logs[name] = read_log(out / "log.jsonl", "train")[0]
+        extra = read_checkpoint(out / "last.pt")["run_config"]["extra"]
+        assert extra["augmentation"] == {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    # Same seed and weights, different crops: the first step's heatmap loss differs.
+    assert logs["still"]["pose/heatmaps"] != pytest.approx(logs["plain"]["pose/heatmaps"], rel=1e-3)

@@ -1,0 +1,31 @@
+"""Shared command-line flags map onto RunConfig fields and TrainTransform options."""
+import argparse
+
+import pytest
+
+from mtl_ehrnet.training.run_flags import add_augmentation_flags, add_run_flags, augmentation_options, run_changes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_run_flags(parser)
+    add_augmentation_flags(parser)
+    return parser
+
+
+def test_only_the_flags_given_are_changed() -> None:
+    args = _parser().parse_args(["--optimizer", "adam", "--lr", "0.003", "--schedule", "poly", "--scale-range", "0.9", "1.2", "--max-rotation", "10"])
+    assert run_changes(args) == {"optimizer": "adam", "lr": 0.003, "schedule": "poly"}
+    assert augmentation_options(args) == {"scale_range": (0.9, 1.2), "max_rotation": 10.0}
+
+
+def test_no_flags_keep_the_recipe() -> None:
+    args = _parser().parse_args([])
+    assert run_changes(args) == {} and augmentation_options(args) == {}
+
+
+def test_bad_optimizer_is_refused_by_the_run_config() -> None:
+    from mtl_ehrnet.training import RunConfig
+
+    with pytest.raises(ValueError, match="optimizer must be adam, adamw or sgd"):
+        RunConfig(**run_changes(_parser().parse_args(["--optimizer", "lamb"])))
