@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_ehrnet.training.run_flags import add_run_flags, run_changes
+from mtl_ehrnet.training.run_flags import add_augmentation_flags, add_run_flags, augmentation_options, run_changes
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -25,6 +25,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--resume", action="store_true")
     p.add_argument("--input-size", type=int)
     p.add_argument("--epochs", type=int, default=300)
+    add_augmentation_flags(p)
     add_run_flags(p)
     p.add_argument("--task-ratios", type=float, nargs=2, metavar=("POSE", "SEG"),
                    help="fixed share of pose and segmentation images in every batch (default: in proportion to the datasets)")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size,
-        epochs=args.epochs, settings=settings, resume=args.resume, **changes,
+        epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args), **changes,
     )
     print(f"student: {result.out_dir / 'student.pt'}")
     return 0

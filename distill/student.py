@@ -46,6 +46,7 @@ def train_student(
     settings: KDSettings = KDSettings(),
     resume: bool = False,
     run: Optional[RunConfig] = None,
+    augmentation: Optional[Dict[str, Any]] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -61,6 +62,7 @@ def train_student(
         joint_val: a root labelled for both tasks (``synth``'s ``joint/``) to validate on each epoch.
         cache: teacher-output cache directory (teachers run once per image, before augmentation).
         settings: distillation settings.
+        augmentation: :class:`TrainTransform` options for both sets (HigherHRNet's when unset).
     """
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
@@ -68,8 +70,9 @@ def train_student(
     if set(net.tasks) != {"pose", "seg"}:
         raise ValueError(f"the student must be a multi-task model (mtl_*), got {student} with heads {net.tasks}")
     size = net.input_size
-    pose_set = CocoKeypoints(coco[1], coco[0], TrainTransform(size), skip_empty=True)
-    seg_set = Cityscapes(cityscapes, "train", TrainTransform(size))
+    augment = TrainTransform(size, **(augmentation or {}))
+    pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
+    seg_set = Cityscapes(cityscapes, "train", augment)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
     if teachers:
         loss_fn: nn.Module = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"), settings)
@@ -82,7 +85,8 @@ def train_student(
         for task, data in (("pose", pose_set), ("seg", seg_set)):
             store.build(data, task, device=device, batch_size=config.batch_size)
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
-    config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__)
+    config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
+                        augmentation=augment.settings())
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

@@ -103,8 +103,7 @@ def train(
         train_set = Cityscapes(cityscapes, "train", augment)
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
-    config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem,
-                        augmentation={k: list(v) if isinstance(v, tuple) else v for k, v in (augmentation or {}).items()},
+    config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
                         backbone_weights=str(backbone_weights) if backbone_weights else None)
     weights = cityscapes_class_weights(cityscapes) if task == "seg" and class_weights == "median" else None
     loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)

@@ -10,7 +10,7 @@ map scaled by ``1/s`` in corner coordinates.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -226,6 +226,11 @@ class TrainTransform:
         self.num_joints = num_joints
         self.max_people = max_people
         self.sigma = sigma
+
+    def settings(self) -> Dict[str, Any]:
+        """The augmentation settings as plain JSON values, for a run's record."""
+        return {"scale_range": list(self.scale_range), "max_rotation": self.max_rotation, "max_translate": self.max_translate,
+                "flip_prob": self.flip_prob, "sigma": self.sigma}
 
     def sample_matrix(self, height: int, width: int) -> Tuple[np.ndarray, bool]:
         """Draws one random affine for a (height, width) source; returns it and whether it mirrors."""

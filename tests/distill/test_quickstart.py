@@ -69,3 +69,20 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
         first["pose_student_gt"].epochs * first["pose_student_gt"].steps_per_epoch
     again = quickstart._schedules(tmp_path, QuickstartPlan(minutes=1.0), layout, started=0.0)
     assert again == first  # a resumed run keeps its schedules
+
+
+def test_joint_students_get_the_same_number_of_steps() -> None:
+    from distill.quickstart import KD_STEP_FACTOR, RUNS
+
+    step = {name: 1.0 for name in RUNS}
+    step["joint_student_kd"] = KD_STEP_FACTOR  # a distillation step costs more
+    plans = split_budget(100_000, step, {name: 1_000_000 for name in RUNS})
+    gt, kd = (plans[n].epochs * plans[n].steps_per_epoch for n in ("joint_student_gt", "joint_student_kd"))
+    assert abs(kd - gt) / gt < 0.02, (gt, kd)
+
+
+def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="seg_optimizer must be adam or sgd"):
+        QuickstartPlan(seg_optimizer="lamb")

@@ -32,6 +32,8 @@ def test_augmentation_options_reach_the_transform_and_are_recorded(synth: Synthe
               augmentation=options)
         logs[name] = read_log(out / "log.jsonl", "train")[0]
         extra = read_checkpoint(out / "last.pt")["run_config"]["extra"]
-        assert extra["augmentation"] == {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        recorded = {"scale_range": [0.75, 1.5], "max_rotation": 30.0, "max_translate": 0.2, "flip_prob": 0.5, "sigma": 2.0}
+        recorded.update({k: list(v) if isinstance(v, tuple) else v for k, v in options.items()})
+        assert extra["augmentation"] == recorded
     # Same seed and weights, different crops: the first step's heatmap loss differs.
     assert logs["still"]["pose/heatmaps"] != pytest.approx(logs["plain"]["pose/heatmaps"], rel=1e-3)
