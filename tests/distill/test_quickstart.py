@@ -49,8 +49,8 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
 
     timed = []
 
-    def one_second(model, loss_fn, batch, **kwargs):  # noqa: ANN001, ANN003 - stands in for the timer
-        timed.append(tuple(batch["image"].shape))
+    def one_second(model, loss_fn, batches, **kwargs):  # noqa: ANN001, ANN003 - stands in for the timer
+        timed.append(tuple(next(batches)["image"].shape))  # real batches from a loader, as training gets them
         return 1.0
 
     # Measured step times vary with the machine's load; a fixed one makes the shares checkable.
