@@ -48,7 +48,8 @@ class QuickstartPlan:
     degrees spends a short run on poses the validation images never show. Segmentation runs use Adam
     (``seg_optimizer``) instead of the thesis's SGD: with the milder augmentation, seg_h-4 reached mIoU
     0.619 after 1200 steps where SGD with HigherHRNet's augmentation reached 0.500 (README, Results).
-    ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for ``teacher_epochs`` and every student for ``student_epochs``.
+    ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for
+    ``teacher_epochs`` and every student for ``student_epochs``.
     """
 
     images: int = 800

@@ -218,6 +218,9 @@ class TrainTransform:
         self.out_hw = as_hw(input_size)
         if not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range {scale_range} must satisfy 0 < low <= high")
+        if sigma <= 0 or max_rotation < 0 or max_translate < 0 or not 0 <= flip_prob <= 1:
+            raise ValueError(f"need sigma > 0, max_rotation >= 0, max_translate >= 0 and 0 <= flip_prob <= 1; got sigma={sigma}, "
+                             f"max_rotation={max_rotation}, max_translate={max_translate}, flip_prob={flip_prob}")
         self.scale_range = scale_range
         self.max_rotation = max_rotation
         self.max_translate = max_translate

@@ -128,3 +128,11 @@ def test_letterbox_keeps_every_keypoint_and_maps_it_through_the_affine():
         heat = sample["heatmaps_lr"][k]
         assert heat[y, x] == 1.0 and heat.max() == 1.0
     assert sample["joints"][0, :4, 1].tolist() == [1, 1, 1, 1] and sample["joints"][0, 4:, 1].sum() == 0
+
+
+@pytest.mark.parametrize("option", [{"sigma": 0.0}, {"max_rotation": -5.0}, {"max_translate": -0.1}, {"flip_prob": 1.5},
+                                    {"scale_range": (1.5, 0.75)}])
+def test_train_transform_refuses_bad_settings_by_name(option) -> None:  # noqa: ANN001
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=name):
+        TrainTransform(64, **option)

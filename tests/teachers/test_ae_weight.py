@@ -22,7 +22,6 @@ def test_ae_weight_scales_pull_and_push_only(synth: SyntheticLayout, tmp_path: P
     assert large["pose/heatmaps"] == pytest.approx(small["pose/heatmaps"], rel=1e-6)  # same seed, same first step
 
 
-
 def test_augmentation_options_reach_the_transform_and_are_recorded(synth: SyntheticLayout, tmp_path: Path) -> None:
     coco = (synth.coco_annotations("train"), synth.coco_images("train"))
     logs = {}
