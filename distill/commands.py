@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, Dict
 
-from mtl_ehrnet.training.run_flags import add_augmentation_flags, add_run_flags, augmentation_options, run_changes
+from mtl_ehrnet.data.commands import add_scene_flags, scene_options
+from mtl_ehrnet.training.run_flags import (add_augmentation_flags, add_ground_truth_flags, add_run_flags, augmentation_options,
+                                          ground_truth_options, run_changes)
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -26,6 +29,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--input-size", type=int)
     p.add_argument("--epochs", type=int, default=300)
     add_augmentation_flags(p)
+    add_ground_truth_flags(p)
     add_run_flags(p)
     p.add_argument("--task-ratios", type=float, nargs=2, metavar=("POSE", "SEG"),
                    help="fixed share of pose and segmentation images in every batch (default: in proportion to the datasets)")
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size,
-        epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args), **changes,
+        epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args),
+        **ground_truth_options(args), **changes,
     )
     print(f"student: {result.out_dir / 'student.pt'}")
     return 0
@@ -110,15 +115,32 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.add_argument("--pose-teacher", default=defaults.pose_teacher)
     p.add_argument("--seg-teacher", default=defaults.seg_teacher)
     p.add_argument("--workers", type=int, default=defaults.workers)
+    p.add_argument("--task-ratios", type=float, nargs=2, default=list(defaults.task_ratios), metavar=("POSE", "SEG"),
+                   help="pose and segmentation samples per joint-student batch (default %(default)s)")
+    add_scene_flags(p, defaults.scene)
     p.set_defaults(func=run_quickstart_command)
 
 
-def run_quickstart_command(args: argparse.Namespace) -> int:
-    from distill.quickstart import QuickstartPlan, run_quickstart
+def _scene_fields(args: argparse.Namespace) -> Dict[str, Any]:
+    scene = scene_options(args, "quickstart", crowds=False)
+    return {"people": scene.people, "min_person_height": scene.min_person_height, "max_person_height": scene.max_person_height}
 
-    plan = QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
-                          student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs, workers=args.workers,
-                          minutes=args.minutes or None)
-    paths = run_quickstart(args.out, plan)
+
+def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
+    from distill.quickstart import QuickstartPlan
+
+    try:
+        return QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
+                              student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
+                              workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios),
+                              **_scene_fields(args))
+    except ValueError as error:
+        raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None
+
+
+def run_quickstart_command(args: argparse.Namespace) -> int:
+    from distill.quickstart import run_quickstart
+
+    paths = run_quickstart(args.out, _plan(args))
     print(f"wrote {paths['markdown']} and {paths['plot']}")
     return 0

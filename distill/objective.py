@@ -59,6 +59,7 @@ class DistillationObjective(nn.Module):
         pose_teacher, seg_teacher: frozen teachers (``teachers.load_teacher``); either may be None.
         settings: see :class:`KDSettings`.
         flip_index: joint permutation of mirrored samples (for cached teacher maps).
+        gt: the ground-truth terms (HigherHRNet's and plain cross-entropy when None).
 
     Teacher maps come from the batch when it carries cached ones (``teacher_*`` keys, see
     :mod:`distill.teacher_cache`), otherwise the teachers run online on the student's input.
@@ -71,11 +72,12 @@ class DistillationObjective(nn.Module):
         seg_teacher: Optional[nn.Module],
         settings: KDSettings = KDSettings(),
         flip_index: Sequence[int] = COCO_FLIP_INDEX,
+        gt: Optional[GroundTruthLoss] = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self.flip_index = list(flip_index)
-        self.gt = GroundTruthLoss(("pose", "seg"))
+        self.gt = gt if gt is not None else GroundTruthLoss(("pose", "seg"))
         self.teachers = nn.ModuleDict({k: v for k, v in (("pose", pose_teacher), ("seg", seg_teacher)) if v is not None})
         self.hints: Optional[FeatureHints] = None
         if settings.hints:

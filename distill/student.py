@@ -13,8 +13,9 @@ from evaluation.dataset_eval import evaluate_joint
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_weights, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
-from mtl_ehrnet.training import FitResult, GroundTruthLoss, RunConfig, fit, pose_recipe
+from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe
 from mtl_ehrnet.training.seeding import seed_everything
+from mtl_ehrnet.training.task_loss import ground_truth_loss
 from teachers.frozen import load_teacher
 
 PathLike = Union[str, Path]
@@ -47,6 +48,9 @@ def train_student(
     resume: bool = False,
     run: Optional[RunConfig] = None,
     augmentation: Optional[Dict[str, Any]] = None,
+    ae_weight: float = 1e-3,
+    class_weights: str = "none",
+    ohem: Optional[float] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -63,6 +67,8 @@ def train_student(
         cache: teacher-output cache directory (teachers run once per image, before augmentation).
         settings: distillation settings.
         augmentation: :class:`TrainTransform` options for both sets (HigherHRNet's when unset).
+        ae_weight, class_weights, ohem: the ground-truth terms, as for a teacher
+            (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`).
     """
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
@@ -73,11 +79,12 @@ def train_student(
     augment = TrainTransform(size, **(augmentation or {}))
     pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
     seg_set = Cityscapes(cityscapes, "train", augment)
+    gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
     if teachers:
-        loss_fn: nn.Module = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"), settings)
+        loss_fn: nn.Module = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"), settings, gt=gt)
     else:
-        loss_fn = GroundTruthLoss(("pose", "seg"))
+        loss_fn = gt
     if cache is not None and teachers:
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         store = TeacherCache(cache, teachers, size[0], identity)
@@ -86,7 +93,7 @@ def train_student(
             store.build(data, task, device=device, batch_size=config.batch_size)
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
-                        augmentation=augment.settings())
+                        augmentation=augment.settings(), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from mtl_ehrnet.training import RunConfig
-from mtl_ehrnet.training.run_flags import add_augmentation_flags, add_run_flags, augmentation_options, run_changes
+from mtl_ehrnet.training.run_flags import (add_augmentation_flags, add_ground_truth_flags, add_run_flags, augmentation_options,
+                                          ground_truth_options, run_changes)
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -25,10 +26,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
-    p.add_argument("--ae-weight", type=float, default=1e-3, help="weight of the associative-embedding pull and push terms (HigherHRNet: 1e-3)")
-    p.add_argument("--class-weights", choices=("none", "median"), default="none",
-                   help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels")
-    p.add_argument("--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)")
+    add_ground_truth_flags(p)
     p.add_argument("--backbone-weights", metavar="PATH",
                    help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
                         "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints")
@@ -50,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
         run_config = RunConfig.from_dict(data)
     result = train(
         args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
-        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config, ae_weight=args.ae_weight,
+        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config,
         backbone_weights=args.backbone_weights,
         augmentation=augmentation_options(args),
-        class_weights=args.class_weights, ohem=args.ohem, **changes,
+        **ground_truth_options(args), **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")
     if result.best_checkpoint is not None:

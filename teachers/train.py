@@ -9,14 +9,13 @@ from torch import nn
 from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
-from mtl_ehrnet.training import FitResult, GroundTruthLoss, GroundTruthWeights, RunConfig, fit, pose_recipe, seg_recipe
-from mtl_ehrnet.training.class_weights import cityscapes_class_weights
+from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe, seg_recipe
+from mtl_ehrnet.training.task_loss import CLASS_WEIGHTS, ground_truth_loss
 from mtl_ehrnet.training.seeding import seed_everything
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
 
 PathLike = Union[str, Path]
 TASKS = ("pose", "seg")
-CLASS_WEIGHTS = ("none", "median")
 
 
 def build_teacher(
@@ -105,8 +104,7 @@ def train(
     config.extra.update(task=task, model=model, input_size=list(size))
     config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
                         backbone_weights=str(backbone_weights) if backbone_weights else None)
-    weights = cityscapes_class_weights(cityscapes) if task == "seg" and class_weights == "median" else None
-    loss = GroundTruthLoss((task,), GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)
+    loss = ground_truth_loss((task,), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result

@@ -19,12 +19,28 @@ def parse_size(text: str) -> Tuple[int, int]:
     return width, height
 
 
-def run_synth(args: argparse.Namespace) -> int:
+def add_scene_flags(parser: argparse.ArgumentParser, defaults: SceneOptions) -> None:
+    """Adds ``--people MIN MAX``, ``--min-person-height`` and ``--max-person-height`` (who is in a scene)."""
+    parser.add_argument("--people", type=int, nargs=2, default=list(defaults.people), metavar=("MIN", "MAX"),
+                        help="people per image, crowds aside (default %(default)s)")
+    parser.add_argument("--min-person-height", type=float, default=defaults.min_person_height, metavar="FRAC",
+                        help="smallest person as a fraction of the image height (default %(default)s)")
+    no_limit = "no limit" if defaults.max_person_height is None else "%(default)s"
+    parser.add_argument("--max-person-height", type=float, default=defaults.max_person_height, metavar="FRAC",
+                        help=f"tallest person as a fraction of the image height (default: {no_limit})")
+
+
+def scene_options(args: argparse.Namespace, command: str, crowds: bool) -> SceneOptions:
+    """The :class:`SceneOptions` of :func:`add_scene_flags`'s flags; a bad value exits naming ``command``."""
     try:
-        scene = SceneOptions(people=tuple(args.people), min_person_height=args.min_person_height,
-                             max_person_height=args.max_person_height, crowds=not args.no_crowds)
+        return SceneOptions(people=tuple(args.people), min_person_height=args.min_person_height,
+                            max_person_height=args.max_person_height, crowds=crowds)
     except ValueError as error:
-        raise SystemExit(f"mtl-ehrnet synth: {error}") from None
+        raise SystemExit(f"mtl-ehrnet {command}: {error}") from None
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    scene = scene_options(args, "synth", crowds=not args.no_crowds)
     layout = generate_synthetic(args.out, args.images, args.seed, args.size, progress=True, scene_options=scene)
     print(f"wrote COCO keypoints to {layout.root / 'coco'}, Cityscapes to {layout.cityscapes_root}, "
           f"joint/val to {layout.joint_root}")
@@ -42,13 +58,7 @@ def register_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, metavar="WxH",
                         help=f"image size (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
-    defaults = SceneOptions()
-    parser.add_argument("--people", type=int, nargs=2, default=list(defaults.people), metavar=("MIN", "MAX"),
-                        help="people per image, crowds aside (default %(default)s)")
-    parser.add_argument("--min-person-height", type=float, default=defaults.min_person_height, metavar="FRAC",
-                        help="smallest person as a fraction of the image height (default %(default)s)")
-    parser.add_argument("--max-person-height", type=float, default=defaults.max_person_height, metavar="FRAC",
-                        help="tallest person as a fraction of the image height (default: no limit)")
+    add_scene_flags(parser, SceneOptions())
     parser.add_argument("--no-crowds", action="store_true", help="no crowd annotations")
     parser.set_defaults(func=run_synth)
 

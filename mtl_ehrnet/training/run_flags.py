@@ -41,6 +41,20 @@ def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, help="pose: heatmap Gaussian sigma in map pixels (2)")
 
 
+def add_ground_truth_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags of the ground-truth loss (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`)."""
+    parser.add_argument("--ae-weight", type=float, default=1e-3,
+                        help="weight of the associative-embedding pull and push terms (HigherHRNet: 1e-3)")
+    parser.add_argument("--class-weights", choices=("none", "median"), default="none",
+                        help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels")
+    parser.add_argument("--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)")
+
+
+def ground_truth_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """``ae_weight``, ``class_weights`` and ``ohem`` as :func:`add_ground_truth_flags` parsed them."""
+    return {"ae_weight": args.ae_weight, "class_weights": args.class_weights, "ohem": args.ohem}
+
+
 def augmentation_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The TrainTransform options the user set on the command line."""
     options = {name: getattr(args, name, None) for name in ("scale_range", "max_rotation", "max_translate", "sigma")}

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from mtl_ehrnet.training.class_weights import cityscapes_class_weights
 from mtl_ehrnet.training.pose_loss import associative_embedding, heatmap_mse
 from mtl_ehrnet.training.seg_loss import segmentation_ce
+
+
+CLASS_WEIGHTS = ("none", "median")
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,25 @@ class GroundTruthLoss(nn.Module):
             terms["seg/ce"] = w.seg * segmentation_ce(outputs["seg"].float(), batch["seg"], self.ohem_threshold,
                                                        class_weights=self.class_weights)
         return terms
+
+
+def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, class_weights: str = "none", ohem: Optional[float] = None,
+                      cityscapes: Optional[Union[str, Path]] = None) -> GroundTruthLoss:
+    """The :class:`GroundTruthLoss` that ``train-teacher`` and ``distill`` build from their flags.
+
+    Args:
+        tasks: ``("pose",)``, ``("seg",)`` or both.
+        ae_weight: weight of the associative-embedding pull and push terms (HigherHRNet's 1e-3).
+        class_weights: ``"none"`` or ``"median"`` (median-frequency balancing over the training labels of
+            ``cityscapes``).
+        ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
+        cityscapes: Cityscapes root whose ``train`` labels give the ``"median"`` class weights.
+    """
+    if class_weights not in CLASS_WEIGHTS:
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {class_weights!r}")
+    weights = None
+    if class_weights == "median" and "seg" in tasks:
+        if cityscapes is None:
+            raise ValueError("median class weights are counted over a Cityscapes train split: give its root")
+        weights = cityscapes_class_weights(cityscapes)
+    return GroundTruthLoss(tasks, GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)

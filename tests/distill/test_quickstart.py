@@ -9,7 +9,8 @@ from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
 
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     plan = QuickstartPlan(images=10, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
-                          teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None)
+                          teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None,
+                          task_ratios=(1.0, 1.0))
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
@@ -57,7 +58,7 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
     monkeypatch.setattr(quickstart, "seconds_per_step", one_second)
 
     plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
-                          batch_size=2, workers=0, minutes=60.0)
+                          batch_size=2, workers=0, minutes=60.0, task_ratios=(1.0, 1.0))
     layout = quickstart._synthetic_set(tmp_path / "data", plan)
     first = quickstart._schedules(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic())
     saved = json.loads((tmp_path / "plan.json").read_text())
@@ -86,3 +87,24 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
 
     with pytest.raises(ValueError, match="seg_optimizer must be adam or sgd"):
         QuickstartPlan(seg_optimizer="lamb")
+    with pytest.raises(ValueError, match="task_ratios must be"):
+        QuickstartPlan(task_ratios=(-1.0, 1.0))
+    with pytest.raises(ValueError, match="batch_size 2 is too small"):
+        QuickstartPlan(batch_size=2)  # 3:1 leaves no segmentation sample in a batch of 2
+
+
+def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
+    import pytest
+
+    from distill import quickstart
+    from mtl_ehrnet.cli import main
+
+    plans = []
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, plan: plans.append(plan) or {"markdown": "m", "plot": "p"})
+    assert main(["quickstart", "--people", "2", "4", "--min-person-height", "0.3", "--max-person-height", "0.7", "--task-ratios", "1", "1"]) == 0
+    assert (plans[0].people, plans[0].min_person_height, plans[0].max_person_height) == ((2, 4), 0.3, 0.7)
+    assert plans[0].scene.crowds is False and plans[0].task_ratios == (1.0, 1.0)
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task_ratios"):
+        main(["quickstart", "--task-ratios", "0", "0"])
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: max_person_height"):
+        main(["quickstart", "--min-person-height", "0.5", "--max-person-height", "0.4"])

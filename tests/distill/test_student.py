@@ -115,7 +115,7 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
         "mtl_h-4", tmp_path / "run", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
         cityscapes=synth.cityscapes_root, pose_teacher=teacher_paths[0], seg_teacher=teacher_paths[1],
         cache=tmp_path / "cache", input_size=64, epochs=1, batch_size=4, workers=0, steps_per_epoch=2,
-        joint_val=synth.joint_root, task_ratios=(1, 1),
+        joint_val=synth.joint_root, task_ratios=(1, 1), class_weights="median", ohem=0.7,
     )
     student = read_checkpoint(tmp_path / "run" / "student.pt")
     assert set(student) == {"format", "config", "model"}
@@ -124,4 +124,5 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     last = read_checkpoint(result.last_checkpoint)
     assert not any(k.startswith("teachers") for k in last["loss_state"])
     assert last["run_config"]["task_ratios"] == [1.0, 1.0]
+    assert (last["run_config"]["extra"]["class_weights"], last["run_config"]["extra"]["ohem"]) == ("median", 0.7)
     assert set(result.history[0]) >= {"AP", "mIoU", "score"}

@@ -122,3 +122,16 @@ def test_median_frequency_weights_favour_rare_classes(tmp_path) -> None:
     assert weights[0] == pytest.approx(28 / 69)
     assert weights[5] == pytest.approx(10.0)  # 14x, clipped
     assert weights[2] == 1.0  # absent
+
+
+def test_ground_truth_loss_builder(synth) -> None:
+    from mtl_ehrnet.training.task_loss import ground_truth_loss
+
+    loss = ground_truth_loss(("pose", "seg"), ae_weight=0.01, class_weights="median", ohem=0.7, cityscapes=synth.cityscapes_root)
+    assert loss.class_weights is not None and loss.class_weights.shape == (19,) and loss.ohem_threshold == 0.7
+    assert loss.weights.pull == loss.weights.push == 0.01
+    assert ground_truth_loss(("pose",), class_weights="median").class_weights is None  # no seg head, nothing to count
+    with pytest.raises(ValueError, match="class_weights must be one of"):
+        ground_truth_loss(("seg",), class_weights="inverse")
+    with pytest.raises(ValueError, match="Cityscapes train split"):
+        ground_truth_loss(("seg",), class_weights="median")

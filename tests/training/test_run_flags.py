@@ -3,13 +3,15 @@ import argparse
 
 import pytest
 
-from mtl_ehrnet.training.run_flags import add_augmentation_flags, add_run_flags, augmentation_options, run_changes
+from mtl_ehrnet.training.run_flags import (add_augmentation_flags, add_ground_truth_flags, add_run_flags, augmentation_options,
+                                          ground_truth_options, run_changes)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     add_run_flags(parser)
     add_augmentation_flags(parser)
+    add_ground_truth_flags(parser)
     return parser
 
 
@@ -29,3 +31,9 @@ def test_bad_optimizer_is_refused_by_the_run_config() -> None:
 
     with pytest.raises(ValueError, match="optimizer must be adam, adamw or sgd"):
         RunConfig(**run_changes(_parser().parse_args(["--optimizer", "lamb"])))
+
+
+def test_ground_truth_flags() -> None:
+    assert ground_truth_options(_parser().parse_args([])) == {"ae_weight": 1e-3, "class_weights": "none", "ohem": None}
+    args = _parser().parse_args(["--ae-weight", "0.01", "--class-weights", "median", "--ohem", "0.7"])
+    assert ground_truth_options(args) == {"ae_weight": 0.01, "class_weights": "median", "ohem": 0.7}
