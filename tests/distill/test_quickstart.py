@@ -90,7 +90,7 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
     with pytest.raises(ValueError, match="task_ratios must be"):
         QuickstartPlan(task_ratios=(-1.0, 1.0))
     with pytest.raises(ValueError, match="batch_size 2 is too small"):
-        QuickstartPlan(batch_size=2)  # 3:1 leaves no segmentation sample in a batch of 2
+        QuickstartPlan(batch_size=2, task_ratios=(3.0, 1.0))  # 3:1 leaves no segmentation sample in a batch of 2
 
 
 def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
