@@ -83,9 +83,10 @@ class QuickstartPlan:
     def __post_init__(self) -> None:
         if self.seg_optimizer not in ("adam", "sgd"):
             raise ValueError(f"seg_optimizer must be adam or sgd (the thesis's recipe), got {self.seg_optimizer!r}")
-        if len(self.task_ratios) != 2 or min(self.task_ratios) < 0 or not any(self.task_ratios):
-            raise ValueError(f"task_ratios must be (pose, seg) shares, non-negative with a positive sum, got {self.task_ratios}")
-        split_batch(self.batch_size, self.task_ratios)  # refuses a batch too small to hold both tasks, before any training
+        if len(self.task_ratios) != 2:
+            raise ValueError(f"task_ratios must be (pose, seg) shares, got {self.task_ratios}")
+        # Refuses negative or all-zero ratios and a batch too small to hold both tasks, before any training.
+        split_batch(self.batch_size, self.task_ratios)
 
     @property
     def augmentation(self) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
 from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe, seg_recipe
-from mtl_ehrnet.training.task_loss import CLASS_WEIGHTS, ground_truth_loss
+from mtl_ehrnet.training.task_loss import ground_truth_loss
 from mtl_ehrnet.training.seeding import seed_everything
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
 
@@ -88,8 +88,8 @@ def train(
         raise ValueError("a pose teacher needs --coco ANN_FILE IMAGE_DIR")
     if task == "seg" and cityscapes is None:
         raise ValueError("a segmentation teacher needs --cityscapes ROOT")
-    if class_weights not in CLASS_WEIGHTS:
-        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {class_weights!r}")
+    # Built first, so that a bad class_weights value is refused before any model or data is built.
+    loss = ground_truth_loss((task,), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
     net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights)
@@ -104,7 +104,6 @@ def train(
     config.extra.update(task=task, model=model, input_size=list(size))
     config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
                         backbone_weights=str(backbone_weights) if backbone_weights else None)
-    loss = ground_truth_loss((task,), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result

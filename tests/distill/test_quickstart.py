@@ -87,8 +87,10 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
 
     with pytest.raises(ValueError, match="seg_optimizer must be adam or sgd"):
         QuickstartPlan(seg_optimizer="lamb")
-    with pytest.raises(ValueError, match="task_ratios must be"):
+    with pytest.raises(ValueError, match="task ratios .* must be >= 0"):
         QuickstartPlan(task_ratios=(-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"task_ratios must be \(pose, seg\) shares"):
+        QuickstartPlan(task_ratios=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="batch_size 2 is too small"):
         QuickstartPlan(batch_size=2, task_ratios=(3.0, 1.0))  # 3:1 leaves no segmentation sample in a batch of 2
 
@@ -104,7 +106,7 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert main(["quickstart", "--people", "2", "4", "--min-person-height", "0.3", "--max-person-height", "0.7", "--task-ratios", "1", "1"]) == 0
     assert (plans[0].people, plans[0].min_person_height, plans[0].max_person_height) == ((2, 4), 0.3, 0.7)
     assert plans[0].scene.crowds is False and plans[0].task_ratios == (1.0, 1.0)
-    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task_ratios"):
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task ratios .* must be >= 0 with a positive sum"):
         main(["quickstart", "--task-ratios", "0", "0"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: max_person_height"):
         main(["quickstart", "--min-person-height", "0.5", "--max-person-height", "0.4"])
