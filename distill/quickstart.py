@@ -185,8 +185,7 @@ def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started
     step["joint_student_kd"] = KD_STEP_FACTOR * step["joint_student_gt"]
     full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in RUNS}
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
-    val_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))
-    joint_images = val_images  # joint/val is as large as each val split
+    joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))  # joint/val is as large as each val split
     fixed = (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set)  # the teacher cache
              + sum(per_image[name] * 2 * joint_images + 5.0 for name in RUNS))  # the comparison: AP, mIoU, latency
     elapsed = time.monotonic() - started
