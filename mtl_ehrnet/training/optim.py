@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import bisect
-from typing import Iterable
+from typing import Iterable, List, Type
 
 import torch
 from torch import nn
@@ -13,9 +13,23 @@ from mtl_ehrnet.training.run_config import RunConfig
 def build_optimizer(parameters: Iterable[nn.Parameter], config: RunConfig) -> torch.optim.Optimizer:
     params = [p for p in parameters if p.requires_grad]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return fused_if_supported(torch.optim.SGD, params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay)
+    return fused_if_supported(kind, params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def fused_if_supported(kind: Type[torch.optim.Optimizer], params: List[nn.Parameter], **hyper: float) -> torch.optim.Optimizer:
+    """``kind(params, fused=True, **hyper)`` where this PyTorch has a fused kernel for the parameters'
+    device, else the default implementation.
+
+    On the CPU PyTorch otherwise picks the per-parameter loop: for pose_h-4's 416 tensors an Adam step
+    took 54 ms looped, 38 ms with foreach and 15 ms fused (1 thread), of a ~450 ms training step.
+    Older releases (fused Adam on the CPU came with 2.4) refuse ``fused`` at construction.
+    """
+    try:
+        return kind(params, fused=True, **hyper)
+    except (RuntimeError, TypeError, ValueError):
+        return kind(params, **hyper)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:

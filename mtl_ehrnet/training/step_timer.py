@@ -8,6 +8,8 @@ from typing import Callable, Dict, Iterator, Union
 import torch
 from torch import nn
 
+from mtl_ehrnet.training.optim import fused_if_supported
+
 LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 
 
@@ -29,7 +31,7 @@ def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Union[Dict[str, t
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = copy.deepcopy(model).train().to(memory_format=fmt)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-6)
+    optimizer = fused_if_supported(torch.optim.Adam, list(net.parameters()), lr=1e-6)  # as build_optimizer makes it
     fixed = batch if isinstance(batch, dict) else None
     times = []
     for i in range(warmup + steps):
