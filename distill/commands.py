@@ -118,6 +118,7 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.add_argument("--task-ratios", type=float, nargs=2, default=list(defaults.task_ratios), metavar=("POSE", "SEG"),
                    help="pose and segmentation samples per joint-student batch (default %(default)s)")
     add_scene_flags(p, defaults.scene)
+    add_ground_truth_flags(p, ae_weight=defaults.ae_weight, ae_push=defaults.ae_push)
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -133,7 +134,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
         return QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                               workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios),
-                              **_scene_fields(args))
+                              **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None
 

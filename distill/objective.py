@@ -18,7 +18,6 @@ from distill.teacher_cache import cached_outputs
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
 from mtl_ehrnet.training.task_loss import GroundTruthLoss
 
-TAG_WEIGHT = 1e-3  # as the ground-truth associative-embedding terms
 
 
 @dataclass(frozen=True)
@@ -116,10 +115,12 @@ class DistillationObjective(nn.Module):
         if "pose" in self.teachers:
             weight = torch.where(batch["has_pose"], s.labelled_kd_weight, 1.0)
             terms["pose/kd_heatmaps"] = (heatmap_kd(outputs, teacher, teacher.get("valid_lr")) * weight).mean()
+            # Weighted and pushed as the ground-truth associative-embedding terms.
+            tag_weight = self.gt.weights.push
             if s.tag_kd == "pseudo":
-                terms["pose/kd_tags"] = TAG_WEIGHT * (tag_kd_pseudo(outputs["tags"], teacher) * weight).mean()
+                terms["pose/kd_tags"] = tag_weight * (tag_kd_pseudo(outputs["tags"], teacher, self.gt.push_kind) * weight).mean()
             elif s.tag_kd == "relational":
-                terms["pose/kd_tags"] = TAG_WEIGHT * (tag_kd_relational(outputs["tags"], teacher["tags"], teacher["heatmaps_lr"]) * weight).mean()
+                terms["pose/kd_tags"] = tag_weight * (tag_kd_relational(outputs["tags"], teacher["tags"], teacher["heatmaps_lr"]) * weight).mean()
         if "seg" in self.teachers:
             weight = torch.where(batch["has_seg"], s.labelled_kd_weight, 1.0)
             if s.seg_kd == "cwd":

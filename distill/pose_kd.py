@@ -63,14 +63,16 @@ def pseudo_joints(
     return joints.to(heatmaps.device)
 
 
-def tag_kd_pseudo(student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], **thresholds: float) -> torch.Tensor:
+def tag_kd_pseudo(student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], push_kind: str = "exp", **thresholds: float) -> torch.Tensor:
     """AE pull + push of the student's tags on the teacher's confident pseudo-keypoints.
 
+    Args:
+        push_kind: the push term, as the ground-truth loss's (:func:`associative_embedding`).
     Returns:
-        (B,) pull + push (unscaled; weight like the GT AE terms, 1e-3).
+        (B,) pull + push (unscaled; weight like the GT AE terms).
     """
     joints = pseudo_joints(teacher["heatmaps_lr"].detach(), teacher["tags"].detach(), **thresholds)
-    pull, push = associative_embedding(student_tags.float(), joints)
+    pull, push = associative_embedding(student_tags.float(), joints, push_kind)
     return pull + push
 
 

@@ -49,6 +49,7 @@ def train_student(
     run: Optional[RunConfig] = None,
     augmentation: Optional[Dict[str, Any]] = None,
     ae_weight: float = 1e-3,
+    ae_push: str = "exp",
     class_weights: str = "none",
     ohem: Optional[float] = None,
     **changes: Any,
@@ -67,7 +68,7 @@ def train_student(
         cache: teacher-output cache directory (teachers run once per image, before augmentation).
         settings: distillation settings.
         augmentation: :class:`TrainTransform` options for both sets (HigherHRNet's when unset).
-        ae_weight, class_weights, ohem: the ground-truth terms, as for a teacher
+        ae_weight, ae_push, class_weights, ohem: the ground-truth terms, as for a teacher
             (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`).
     """
     config = run or pose_recipe(epochs, monitor="score", **changes)
@@ -79,7 +80,7 @@ def train_student(
     augment = TrainTransform(size, **(augmentation or {}))
     pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
     seg_set = Cityscapes(cityscapes, "train", augment)
-    gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
+    gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
     if teachers:
         loss_fn: nn.Module = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"), settings, gt=gt)
@@ -93,7 +94,7 @@ def train_student(
             store.build(data, task, device=device, batch_size=config.batch_size)
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
-                        augmentation=augment.settings(), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem)
+                        augmentation=augment.settings(), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

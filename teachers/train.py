@@ -56,6 +56,7 @@ def train(
     resume: bool = False,
     run: Optional[RunConfig] = None,
     ae_weight: float = 1e-3,
+    ae_push: str = "exp",
     class_weights: str = "none",
     ohem: Optional[float] = None,
     backbone_weights: Optional[PathLike] = None,
@@ -76,6 +77,7 @@ def train(
         resume: continue ``out/last.pt``.
         run: a full run config (overrides the recipe); ``changes`` adjust the recipe otherwise.
         ae_weight: weight of the associative-embedding pull and push terms (HigherHRNet's 1e-3).
+        ae_push: the push term, ``"exp"`` (HigherHRNet's) or ``"max"`` (see ``ground_truth_loss``).
         class_weights: segmentation cross-entropy class weights: ``"none"`` or ``"median"``
             (median-frequency balancing over the training labels).
         ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
@@ -89,7 +91,7 @@ def train(
     if task == "seg" and cityscapes is None:
         raise ValueError("a segmentation teacher needs --cityscapes ROOT")
     # Built first, so that a bad class_weights value is refused before any model or data is built.
-    loss = ground_truth_loss((task,), ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
+    loss = ground_truth_loss((task,), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
     net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights)
@@ -102,7 +104,7 @@ def train(
         train_set = Cityscapes(cityscapes, "train", augment)
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
-    config.extra.update(ae_weight=ae_weight, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
+    config.extra.update(ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
                         backbone_weights=str(backbone_weights) if backbone_weights else None)
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))

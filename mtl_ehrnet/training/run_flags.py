@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict
 
+from mtl_ehrnet.training.pose_loss import PUSH_KINDS
+
 # (flag, type, help); each maps to the RunConfig field of the same name.
 RUN_FLAGS = (
     ("--batch-size", int, "images per step per process"),
@@ -41,18 +43,23 @@ def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, help="pose: heatmap Gaussian sigma in map pixels (2)")
 
 
-def add_ground_truth_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags of the ground-truth loss (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`)."""
-    parser.add_argument("--ae-weight", type=float, default=1e-3,
-                        help="weight of the associative-embedding pull and push terms (HigherHRNet: 1e-3)")
+def add_ground_truth_flags(parser: argparse.ArgumentParser, ae_weight: float = 1e-3, ae_push: str = "exp") -> None:
+    """Flags of the ground-truth loss (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`); ``ae_weight``
+    and ``ae_push`` are their defaults (HigherHRNet's unless a command has its own)."""
+    parser.add_argument("--ae-weight", type=float, default=ae_weight,
+                        help="weight of the associative-embedding pull and push terms (default %(default)s; HigherHRNet: 1e-3)")
+    parser.add_argument("--ae-push", choices=PUSH_KINDS, default=ae_push,
+                        help="push term (default %(default)s): exp(-d^2) (HigherHRNet's COCO setting) or max(0, 1-|d|), "
+                             "which also pushes equal tags apart (exp has no gradient there, and short runs keep the "
+                             "initial equal tags)")
     parser.add_argument("--class-weights", choices=("none", "median"), default="none",
                         help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels")
     parser.add_argument("--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)")
 
 
 def ground_truth_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """``ae_weight``, ``class_weights`` and ``ohem`` as :func:`add_ground_truth_flags` parsed them."""
-    return {"ae_weight": args.ae_weight, "class_weights": args.class_weights, "ohem": args.ohem}
+    """``ae_weight``, ``ae_push``, ``class_weights`` and ``ohem`` as :func:`add_ground_truth_flags` parsed them."""
+    return {"ae_weight": args.ae_weight, "ae_push": args.ae_push, "class_weights": args.class_weights, "ohem": args.ohem}
 
 
 def augmentation_options(args: argparse.Namespace) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mtl_ehrnet.training.class_weights import cityscapes_class_weights
-from mtl_ehrnet.training.pose_loss import associative_embedding, heatmap_mse
+from mtl_ehrnet.training.pose_loss import PUSH_KINDS, associative_embedding, heatmap_mse
 from mtl_ehrnet.training.seg_loss import segmentation_ce
 
 
@@ -44,15 +44,20 @@ class GroundTruthLoss(nn.Module):
         weights: per-term weights.
         ohem_threshold: enables OHEM cross-entropy for segmentation.
         class_weights: (C,) segmentation class weights (see :mod:`mtl_ehrnet.training.class_weights`).
+        push_kind: the associative-embedding push, ``"exp"`` or ``"max"`` (see
+            :func:`mtl_ehrnet.training.pose_loss.associative_embedding`).
 
     Returns (forward): dict of weighted scalar terms named ``"pose/heatmaps"``, ``"pose/heatmaps_lr"``,
         ``"pose/pull"``, ``"pose/push"``, ``"seg/ce"``; the training loss is their sum.
     """
 
     def __init__(self, tasks: Sequence[str], weights: GroundTruthWeights = GroundTruthWeights(), ohem_threshold: Optional[float] = None,
-                 class_weights: Optional[torch.Tensor] = None) -> None:
+                 class_weights: Optional[torch.Tensor] = None, push_kind: str = "exp") -> None:
         super().__init__()
+        if push_kind not in PUSH_KINDS:
+            raise ValueError(f"push_kind must be one of {PUSH_KINDS}, got {push_kind!r}")
         self.tasks = tuple(tasks)
+        self.push_kind = push_kind
         self.weights = weights
         self.ohem_threshold = ohem_threshold
         self.class_weights: Optional[torch.Tensor]
@@ -65,7 +70,7 @@ class GroundTruthLoss(nn.Module):
             has = batch["has_pose"]
             hm = heatmap_mse(outputs["heatmaps"].float(), batch["heatmaps"], batch["masks"])
             hm_lr = heatmap_mse(outputs["heatmaps_lr"].float(), batch["heatmaps_lr"], batch["masks_lr"])
-            pull, push = associative_embedding(outputs["tags"].float(), batch["joints"])
+            pull, push = associative_embedding(outputs["tags"].float(), batch["joints"], self.push_kind)
             terms["pose/heatmaps"] = w.heatmaps * labelled_mean(hm, has)
             terms["pose/heatmaps_lr"] = w.heatmaps_lr * labelled_mean(hm_lr, has)
             terms["pose/pull"] = w.pull * labelled_mean(pull, has)
@@ -77,18 +82,21 @@ class GroundTruthLoss(nn.Module):
         return terms
 
 
-def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, class_weights: str = "none", ohem: Optional[float] = None,
-                      cityscapes: Optional[Union[str, Path]] = None) -> GroundTruthLoss:
+def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, ae_push: str = "exp", class_weights: str = "none",
+                      ohem: Optional[float] = None, cityscapes: Optional[Union[str, Path]] = None) -> GroundTruthLoss:
     """The :class:`GroundTruthLoss` that ``train-teacher`` and ``distill`` build from their flags.
 
     Args:
         tasks: ``("pose",)``, ``("seg",)`` or both.
         ae_weight: weight of the associative-embedding pull and push terms (HigherHRNet's 1e-3).
+        ae_push: the push term, ``"exp"`` (HigherHRNet's COCO setting) or ``"max"``.
         class_weights: ``"none"`` or ``"median"`` (median-frequency balancing over the training labels of
             ``cityscapes``).
         ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
         cityscapes: Cityscapes root whose ``train`` labels give the ``"median"`` class weights.
     """
+    if ae_push not in PUSH_KINDS:
+        raise ValueError(f"ae_push must be one of {PUSH_KINDS}, got {ae_push!r}")
     if class_weights not in CLASS_WEIGHTS:
         raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {class_weights!r}")
     weights = None
@@ -96,4 +104,5 @@ def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, class_we
         if cityscapes is None:
             raise ValueError("median class weights are counted over a Cityscapes train split: give its root")
         weights = cityscapes_class_weights(cityscapes)
-    return GroundTruthLoss(tasks, GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights)
+    return GroundTruthLoss(tasks, GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights,
+                           push_kind=ae_push)

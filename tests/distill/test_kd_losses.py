@@ -81,6 +81,17 @@ def test_tag_kd_pseudo_zero_when_student_tags_match_grouping() -> None:
     assert student.grad is not None
 
 
+def test_tag_kd_pseudo_max_push_moves_near_equal_tags() -> None:
+    heat, tags = _peaks()
+    teacher = {"heatmaps_lr": heat, "tags": tags}
+    gradients = {}
+    for kind in ("exp", "max"):
+        student = (tags * 1e-3).requires_grad_()  # the near-equal tags of a freshly initialised head
+        tag_kd_pseudo(student, teacher, push_kind=kind).sum().backward()
+        gradients[kind] = student.grad.abs().max().item()
+    assert gradients["max"] > 100 * gradients["exp"]
+
+
 def test_tag_kd_relational_is_shift_invariant() -> None:
     heat, tags = _peaks()
     assert tag_kd_relational(tags + 7.0, tags, heat).item() == 0

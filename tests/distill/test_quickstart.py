@@ -16,6 +16,11 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert [r["name"] for r in rows] == list(ROW_NAMES)
     assert all({"ap", "miou", "params", "macs", "latency_ms"} <= set(r) for r in rows)
     assert paths["plot"].is_file() and paths["markdown"].is_file()
+    from mtl_ehrnet.checkpoint import read_checkpoint
+
+    for run in ("pose_teacher", "pose_student_gt", "joint_student_kd"):  # the plan's tag loss reaches every pose run
+        extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
+        assert (extra["ae_weight"], extra["ae_push"]) == (plan.ae_weight, plan.ae_push) == (0.01, "max")
     # A second run reuses every result instead of training again.
     student = tmp_path / "qs" / "runs" / "joint_student_kd" / "student.pt"
     data = tmp_path / "qs" / "data" / "coco" / "annotations" / "person_keypoints_val.json"
@@ -93,6 +98,10 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(task_ratios=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="batch_size 2 is too small"):
         QuickstartPlan(batch_size=2, task_ratios=(3.0, 1.0))  # 3:1 leaves no segmentation sample in a batch of 2
+    with pytest.raises(ValueError, match="ae_push must be one of"):
+        QuickstartPlan(ae_push="hinge")
+    with pytest.raises(ValueError, match="class_weights must be one of"):
+        QuickstartPlan(class_weights="inverse")
 
 
 def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
@@ -106,6 +115,9 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert main(["quickstart", "--people", "2", "4", "--min-person-height", "0.3", "--max-person-height", "0.7", "--task-ratios", "1", "1"]) == 0
     assert (plans[0].people, plans[0].min_person_height, plans[0].max_person_height) == ((2, 4), 0.3, 0.7)
     assert plans[0].scene.crowds is False and plans[0].task_ratios == (1.0, 1.0)
+    assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
+    assert main(["quickstart", "--ae-weight", "0.001", "--ae-push", "exp", "--ohem", "0.7"]) == 0
+    assert plans[1].ground_truth == {"ae_weight": 0.001, "ae_push": "exp", "class_weights": "none", "ohem": 0.7}
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task ratios .* must be >= 0 with a positive sum"):
         main(["quickstart", "--task-ratios", "0", "0"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: max_person_height"):

@@ -66,6 +66,43 @@ def test_kd_terms_vanish_when_student_equals_teacher(synth: SyntheticLayout, tea
     assert objective(outputs, batch)["seg/kd"].abs().item() < 1e-6
 
 
+class _TwoPeopleTeacher(torch.nn.Module):
+    """A stand-in pose teacher that sees the same two confident people, tags 0 and 3, in every image."""
+
+    tasks = ("pose",)
+
+    def forward(self, images: torch.Tensor, **_: bool) -> dict:
+        heat = torch.zeros(images.shape[0], 17, 16, 16)
+        tags = torch.zeros_like(heat)
+        for y, tag in ((3, 0.0), (11, 3.0)):
+            for joint in range(17):
+                heat[:, joint, y, joint % 16] = 0.9
+                tags[:, joint, y, joint % 16] = tag
+        return {"heatmaps_lr": heat, "tags": tags, "heatmaps": torch.nn.functional.interpolate(heat, scale_factor=2.0)}
+
+
+def test_tag_kd_is_weighted_and_pushed_as_the_ground_truth_terms(synth: SyntheticLayout) -> None:
+    from distill.pose_kd import tag_kd_pseudo
+    from mtl_ehrnet.training.task_loss import ground_truth_loss
+
+    pose, _ = _datasets(synth)
+    batch = collate_samples([pose[0], pose[1]])
+    teacher = _TwoPeopleTeacher()
+    gt = ground_truth_loss(("pose", "seg"), ae_weight=0.01, ae_push="max")
+    objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings(labelled_kd_weight=1.0), gt=gt)
+    torch.manual_seed(0)
+    outputs = {"heatmaps": torch.zeros(2, 17, 32, 32), "heatmaps_lr": torch.zeros(2, 17, 16, 16),
+               "seg": torch.zeros(2, 19, 16, 16), "tags": 1e-3 * torch.randn(2, 17, 16, 16)}  # near-equal tags: max pushes 1 - |d| ~ 1, exp ~ 1 too
+    expected = 0.01 * tag_kd_pseudo(outputs["tags"], teacher(batch["image"]), push_kind="max").mean()
+    assert expected.item() > 0.004  # two people found, pushed
+    assert objective(outputs, batch)["pose/kd_tags"].item() == pytest.approx(expected.item(), rel=1e-6)
+    exp_objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings(labelled_kd_weight=1.0),
+                                          gt=ground_truth_loss(("pose", "seg"), ae_weight=0.01))
+    exp_value = 0.01 * tag_kd_pseudo(outputs["tags"], teacher(batch["image"]), push_kind="exp").mean()
+    assert exp_objective(outputs, batch)["pose/kd_tags"].item() == pytest.approx(exp_value.item(), rel=1e-6)
+    assert exp_value.item() != pytest.approx(expected.item(), rel=1e-4)
+
+
 class _PooledImage(torch.nn.Module):
     """An exactly equivariant stand-in teacher: its maps are the pooled image brightness, so a map computed
     on the letterboxed image and warped must equal the map computed on the augmented crop."""

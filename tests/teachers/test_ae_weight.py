@@ -16,7 +16,8 @@ def test_ae_weight_scales_pull_and_push_only(synth: SyntheticLayout, tmp_path: P
         out = tmp_path / str(weight)
         train("pose", "pose_h-4", out, coco=coco, input_size=64, epochs=1, batch_size=2, workers=0, steps_per_epoch=1, ae_weight=weight)
         logs[weight] = read_log(out / "log.jsonl", "train")[0]
-        assert read_checkpoint(out / "last.pt")["run_config"]["extra"]["ae_weight"] == weight
+        extra = read_checkpoint(out / "last.pt")["run_config"]["extra"]
+        assert extra["ae_weight"] == weight and extra["ae_push"] == "exp"
     small, large = logs[1e-3], logs[1.0]
     assert large["pose/push"] == pytest.approx(1000 * small["pose/push"], rel=1e-4)
     assert large["pose/heatmaps"] == pytest.approx(small["pose/heatmaps"], rel=1e-6)  # same seed, same first step

@@ -38,6 +38,31 @@ def test_associative_embedding_hand_case() -> None:
     assert math.isclose(push.item(), expected_push, rel_tol=1e-6)
 
 
+def test_max_push_hand_case() -> None:
+    tags = torch.zeros(1, 2, 1, 4)
+    tags[0, 0] = torch.tensor([1.0, 1.3, 0.0, 0.0])
+    tags[0, 1] = torch.tensor([0.0, 0.0, 1.0, 1.3])
+    # person means 1.0 and 1.3: each ordered pair adds max(0, 1 - 0.3) = 0.7; 2 * 0.7 / (2 * 1) * 0.5
+    _, push = associative_embedding(tags, _joints([[(0, 1), (2, 1)], [(1, 1), (3, 1)]]), push_kind="max")
+    assert math.isclose(push.item(), 0.35, rel_tol=1e-6)
+    tags[0, :, 0, 1] += 2.0  # people a full unit apart push no more
+    _, push = associative_embedding(tags, _joints([[(0, 1), (2, 1)], [(1, 1), (3, 1)]]), push_kind="max")
+    assert push.item() == 0
+
+
+def test_only_the_max_push_separates_near_equal_tags() -> None:
+    """The heads start with near-equal tags, where exp(-d^2) has almost no gradient and max(0, 1-|d|) a full one."""
+    joints = _joints([[(0, 1), (2, 1)], [(1, 1), (3, 1)]])
+    gradients = {}
+    for kind in ("exp", "max"):
+        tags = torch.tensor([[[[0.0, 1e-3, 0.0, 0.0]], [[0.0, 0.0, 0.0, 1e-3]]]], requires_grad=True)
+        associative_embedding(tags, joints, push_kind=kind)[1].sum().backward()
+        gradients[kind] = tags.grad.abs().max().item()
+    assert gradients["exp"] < 1e-3 and gradients["max"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="push_kind must be one of"):
+        associative_embedding(tags, joints, push_kind="hinge")
+
+
 def test_associative_embedding_no_person_and_one_person_are_zero_not_nan() -> None:
     tags = torch.randn(1, 2, 1, 4, requires_grad=True)
     pull, push = associative_embedding(tags, _joints([]))
@@ -129,7 +154,10 @@ def test_ground_truth_loss_builder(synth) -> None:
 
     loss = ground_truth_loss(("pose", "seg"), ae_weight=0.01, class_weights="median", ohem=0.7, cityscapes=synth.cityscapes_root)
     assert loss.class_weights is not None and loss.class_weights.shape == (19,) and loss.ohem_threshold == 0.7
-    assert loss.weights.pull == loss.weights.push == 0.01
+    assert loss.weights.pull == loss.weights.push == 0.01 and loss.push_kind == "exp"
+    assert ground_truth_loss(("pose",), ae_push="max").push_kind == "max"
+    with pytest.raises(ValueError, match="ae_push must be one of"):
+        ground_truth_loss(("pose",), ae_push="hinge")
     assert ground_truth_loss(("pose",), class_weights="median").class_weights is None  # no seg head, nothing to count
     with pytest.raises(ValueError, match="class_weights must be one of"):
         ground_truth_loss(("seg",), class_weights="inverse")

@@ -34,6 +34,6 @@ def test_bad_optimizer_is_refused_by_the_run_config() -> None:
 
 
 def test_ground_truth_flags() -> None:
-    assert ground_truth_options(_parser().parse_args([])) == {"ae_weight": 1e-3, "class_weights": "none", "ohem": None}
-    args = _parser().parse_args(["--ae-weight", "0.01", "--class-weights", "median", "--ohem", "0.7"])
-    assert ground_truth_options(args) == {"ae_weight": 0.01, "class_weights": "median", "ohem": 0.7}
+    assert ground_truth_options(_parser().parse_args([])) == {"ae_weight": 1e-3, "ae_push": "exp", "class_weights": "none", "ohem": None}
+    args = _parser().parse_args(["--ae-weight", "0.01", "--ae-push", "max", "--class-weights", "median", "--ohem", "0.7"])
+    assert ground_truth_options(args) == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "median", "ohem": 0.7}
