@@ -31,10 +31,9 @@ from teachers.train import build_teacher, train as train_teacher
 
 PathLike = Union[str, Path]
 RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
-# A distillation step (cached teacher maps, KD terms) against a ground-truth joint step. It grows with the
-# pose teacher: tag KD groups the teacher's confident joints per image, and a better teacher has more of
-# them (1.06, 360 s against 339 s for 456 steps, with an earlier teacher; 1.24, 9.9 against 12.3 images/s,
-# with one at AP 0.145).
+# A distillation step (cached teacher maps, KD terms, tag KD's grouping of the teacher's joints) against a
+# ground-truth joint step: 1.23-1.26 in the training epochs of three 30-minute quick starts (qs3, qs5, qs6;
+# e.g. 9.9 against 12.3 images/s). An earlier measurement outside the quick start gave 1.06.
 KD_STEP_FACTOR = 1.25
 # A run's wall time (its validations, per-epoch loader start-up, logging and checkpoints included) against
 # its timed steps. Two 30-minute runs at 1.3 and 1.2 had their runs take 1160 and 1213 s against 1190 s

@@ -55,7 +55,7 @@ class GroundTruthLoss(nn.Module):
                  class_weights: Optional[torch.Tensor] = None, push_kind: str = "exp") -> None:
         super().__init__()
         if push_kind not in PUSH_KINDS:
-            raise ValueError(f"push_kind must be one of {PUSH_KINDS}, got {push_kind!r}")
+            raise ValueError(f"the associative-embedding push (--ae-push) must be one of {PUSH_KINDS}, got {push_kind!r}")
         self.tasks = tuple(tasks)
         self.push_kind = push_kind
         self.weights = weights
@@ -95,8 +95,6 @@ def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, ae_push:
         ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
         cityscapes: Cityscapes root whose ``train`` labels give the ``"median"`` class weights.
     """
-    if ae_push not in PUSH_KINDS:
-        raise ValueError(f"ae_push must be one of {PUSH_KINDS}, got {ae_push!r}")
     if class_weights not in CLASS_WEIGHTS:
         raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {class_weights!r}")
     weights = None

@@ -98,7 +98,7 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(task_ratios=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="batch_size 2 is too small"):
         QuickstartPlan(batch_size=2, task_ratios=(3.0, 1.0))  # 3:1 leaves no segmentation sample in a batch of 2
-    with pytest.raises(ValueError, match="ae_push must be one of"):
+    with pytest.raises(ValueError, match=r"push \(--ae-push\) must be one of"):
         QuickstartPlan(ae_push="hinge")
     with pytest.raises(ValueError, match="class_weights must be one of"):
         QuickstartPlan(class_weights="inverse")

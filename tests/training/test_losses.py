@@ -156,7 +156,7 @@ def test_ground_truth_loss_builder(synth) -> None:
     assert loss.class_weights is not None and loss.class_weights.shape == (19,) and loss.ohem_threshold == 0.7
     assert loss.weights.pull == loss.weights.push == 0.01 and loss.push_kind == "exp"
     assert ground_truth_loss(("pose",), ae_push="max").push_kind == "max"
-    with pytest.raises(ValueError, match="ae_push must be one of"):
+    with pytest.raises(ValueError, match=r"push \(--ae-push\) must be one of \('exp', 'max'\), got 'hinge'"):
         ground_truth_loss(("pose",), ae_push="hinge")
     assert ground_truth_loss(("pose",), class_weights="median").class_weights is None  # no seg head, nothing to count
     with pytest.raises(ValueError, match="class_weights must be one of"):
