@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings
-from distill.quickstart_budget import StageSchedule, load_schedules, save_schedules, split_budget
+from distill.quickstart_budget import KD_STEP_FACTOR, StageSchedule, load_schedules, save_schedules, split_budget
 from distill.student import train_student
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
@@ -31,10 +31,6 @@ from teachers.train import build_teacher, train as train_teacher
 
 PathLike = Union[str, Path]
 RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
-# A distillation step (cached teacher maps, KD terms, tag KD's grouping of the teacher's joints) against a
-# ground-truth joint step: 1.23-1.26 in the training epochs of three 30-minute quick starts (qs3, qs5, qs6;
-# e.g. 9.9 against 12.3 images/s). An earlier measurement outside the quick start gave 1.06.
-KD_STEP_FACTOR = 1.25
 # A run's wall time (its validations, per-epoch loader start-up, logging and checkpoints included) against
 # its timed steps. Two 30-minute runs at 1.3 and 1.2 had their runs take 1160 and 1213 s against 1190 s
 # planned (0.88-1.18x per run), so validations are not reserved separately; they had been, and those runs
