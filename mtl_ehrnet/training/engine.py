@@ -5,7 +5,9 @@ nothing else differs.
 ``torchrun`` (only rank 0 writes), seeded data order and augmentation, a tqdm bar with the loss terms and
 throughput, a JSON-lines log of every term and metric, per-epoch validation through a callable,
 ``last.pt`` (atomic, every N steps and at each epoch end) and ``best.pt``, exact resume, and skipping of
-non-finite steps.
+non-finite steps. With ``config.ema_decay`` it also keeps an exponential moving average of the weights,
+which validation, ``best.pt`` and every checkpoint's ``model`` entry hold (``train_model``: the weights
+being trained, for resuming).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from mtl_ehrnet.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from mtl_ehrnet.data.mixed import MixedTaskDataset, TaskMixBatchSampler
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
 from mtl_ehrnet.training import distributed
+from mtl_ehrnet.training.ema import build_ema
 from mtl_ehrnet.training.metric_log import MetricLog
 from mtl_ehrnet.training.optim import build_optimizer, build_scheduler
 from mtl_ehrnet.training.run_config import RunConfig
@@ -37,7 +40,7 @@ logger = logging.getLogger(__name__)
 LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 ValidateFn = Callable[[EfficientHRNet], Dict[str, float]]
 # Settings that must not change when a run is resumed (the data order or the model would differ).
-_FIXED_ON_RESUME = ("batch_size", "seed", "optimizer", "schedule", "steps_per_epoch")
+_FIXED_ON_RESUME = ("batch_size", "seed", "optimizer", "schedule", "steps_per_epoch", "ema_decay")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,19 +126,23 @@ def fit(
     forward_kwargs = dict(getattr(loss_fn, "forward_kwargs", {}))
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ema = None if config.ema_decay is None else build_ema(model, config.ema_decay)
+    # What validation sees and what checkpoints hand to users: the average when there is one.
+    served: nn.Module = model if ema is None else ema.module
     epoch, skip, global_step, skipped_total = 0, 0, 0, 0
     best_value: Optional[float] = None
     history: List[Dict[str, float]] = []
     if resume:
-        epoch, skip, global_step, best_value, history = _resume(last, model, optimizer, scheduler, scaler, config, loss_fn)
+        epoch, skip, global_step, best_value, history = _resume(last, model, optimizer, scheduler, scaler, config, loss_fn, ema)
     log = MetricLog(out_dir, enabled=ctx.is_main)
     if ctx.is_main:
         log.write("event", epoch, global_step, {"event": "resume" if resume else "start", "world": ctx.world, "device": str(ctx.device)})
 
     def save(path: Path, epoch_: int, step_in_epoch: int) -> None:
         if ctx.is_main:
+            trained = {} if ema is None else {"train_model": model.state_dict(), "ema_updates": int(ema.n_averaged)}
             save_checkpoint(
-                path, model, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                path, served, **trained, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                 epoch=epoch_, step_in_epoch=step_in_epoch, global_step=global_step, rng=rng_state(),
                 run_config=config.to_dict(), best_value=best_value, history=history,
                 loss_state=loss_fn.training_state_dict() if hasattr(loss_fn, "training_state_dict") else {},
@@ -182,6 +189,8 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             global_step += 1
             steps_done += 1
             values = {k: float(v.detach()) for k, v in terms.items()}
@@ -205,7 +214,7 @@ def fit(
         if ctx.is_main:
             log.write("epoch", epoch, global_step, summary)
         if validate is not None and config.val_every and (epoch % config.val_every == 0 or epoch == config.epochs):
-            improved = _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value)
+            improved = _validate(validate, served, config, ctx, log, epoch, global_step, history, best_value)
             if improved is not None:
                 best_value = improved
                 save(best, epoch, 0)  # after the update, so best.pt records its own value
@@ -241,7 +250,7 @@ def _validate(validate, model, config, ctx, log, epoch, global_step, history, be
     return improved
 
 
-def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, loss_fn):  # noqa: ANN001
+def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, loss_fn, ema):  # noqa: ANN001
     if not last.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {last}")
     state = read_checkpoint(last)
@@ -249,7 +258,12 @@ def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, 
     changed = {k: (getattr(stored, k), getattr(config, k)) for k in _FIXED_ON_RESUME if getattr(stored, k) != getattr(config, k)}
     if changed:
         raise ValueError(f"cannot resume {last}: these settings differ from the stored run (stored, now): {changed}")
-    load_weights(model, last, state)
+    if ema is None:
+        load_weights(model, last, state)
+    else:
+        load_weights(ema.module, last, state)
+        model.load_state_dict(state["train_model"])
+        ema.n_averaged.fill_(state["ema_updates"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])

@@ -22,6 +22,9 @@ class RunConfig:
         schedule: ``"step"`` (x ``gamma`` at each of ``milestones``, in epochs), ``"poly"``
             (``(1 - t/T)**poly_power`` per step) or ``"constant"``; ``warmup_epochs`` of linear warm-up.
         grad_clip: max gradient norm, or None.
+        ema_decay: keep an exponential moving average of the weights with this decay (e.g. 0.999; None:
+            off); validation, ``best.pt`` and the ``model`` entry of every checkpoint then hold the
+            average, and ``train_model`` the weights being trained.
         amp: mixed precision on CUDA (ignored on CPU).
         channels_last: NHWC memory format for the model and images (about 20 % faster on CPU with oneDNN,
             and what tensor cores want on CUDA).
@@ -51,6 +54,7 @@ class RunConfig:
     poly_power: float = 0.9
     warmup_epochs: float = 0.0
     grad_clip: Optional[float] = None
+    ema_decay: Optional[float] = None
     amp: bool = True
     channels_last: bool = True
     workers: int = 2
@@ -71,6 +75,8 @@ class RunConfig:
             raise ValueError(f"schedule must be step, poly or constant, got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         self.milestones = tuple(self.milestones)
         if self.task_ratios is not None:
             self.task_ratios = tuple(float(r) for r in self.task_ratios)

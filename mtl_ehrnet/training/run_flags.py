@@ -18,6 +18,7 @@ RUN_FLAGS = (
     ("--val-every", int, "validate every N epochs (0: never)"),
     ("--steps-per-epoch", int, "cap on steps per epoch"),
     ("--grad-clip", float, "max gradient norm"),
+    ("--ema-decay", float, "validate and save an exponential moving average of the weights (e.g. 0.999)"),
     ("--device", str, "auto, cpu, cuda, cuda:1 ..."),
 )
 
