@@ -119,6 +119,8 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
                    help="pose and segmentation samples per joint-student batch (default %(default)s)")
     add_scene_flags(p, defaults.scene)
     add_ground_truth_flags(p, ae_weight=defaults.ae_weight, ae_push=defaults.ae_push)
+    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                   help="every run validates and saves an exponential moving average of its weights with this decay (default: off)")
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -133,7 +135,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
     try:
         return QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
-                              workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios),
+                              workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

@@ -3,14 +3,14 @@ import json
 from pathlib import Path
 
 from distill.compare import ROW_NAMES
-from distill.quickstart import QuickstartPlan, run_quickstart
+from distill.quickstart import RUNS as quickstart_runs, QuickstartPlan, run_quickstart
 from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
 
 
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     plan = QuickstartPlan(images=10, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
                           teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None,
-                          task_ratios=(1.0, 1.0))
+                          task_ratios=(1.0, 1.0), ema_decay=0.9)
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
@@ -21,6 +21,9 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     for run in ("pose_teacher", "pose_student_gt", "joint_student_kd"):  # the plan's tag loss reaches every pose run
         extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
         assert (extra["ae_weight"], extra["ae_push"]) == (plan.ae_weight, plan.ae_push) == (0.01, "max")
+    for run in quickstart_runs:  # and every run averages its weights
+        state = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")
+        assert state["run_config"]["ema_decay"] == plan.ema_decay == 0.9 and "train_model" in state
     # A second run reuses every result instead of training again.
     student = tmp_path / "qs" / "runs" / "joint_student_kd" / "student.pt"
     data = tmp_path / "qs" / "data" / "coco" / "annotations" / "person_keypoints_val.json"
@@ -118,6 +121,10 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
     assert main(["quickstart", "--ae-weight", "0.001", "--ae-push", "exp", "--ohem", "0.7"]) == 0
     assert plans[1].ground_truth == {"ae_weight": 0.001, "ae_push": "exp", "class_weights": "none", "ohem": 0.7}
+    assert plans[0].ema_decay is None
+    assert main(["quickstart", "--ema-decay", "0.998"]) == 0 and plans[2].ema_decay == 0.998
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: ema_decay must be in"):
+        main(["quickstart", "--ema-decay", "1.5"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task ratios .* must be >= 0 with a positive sum"):
         main(["quickstart", "--task-ratios", "0", "0"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: max_person_height"):
