@@ -26,7 +26,7 @@ from mtl_ehrnet.data.mixed import split_batch
 from mtl_ehrnet.data.scene import SceneOptions
 from mtl_ehrnet.training import GroundTruthLoss, RunConfig
 from mtl_ehrnet.training.task_loss import ground_truth_loss
-from mtl_ehrnet.training.step_timer import seconds_per_step
+from mtl_ehrnet.training.step_timer import seconds_per_step_each
 from teachers.train import build_teacher, train as train_teacher
 
 PathLike = Union[str, Path]
@@ -37,6 +37,7 @@ RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joi
 # ended after 23.7 and 22.9 minutes.
 REAL_STEP_FACTOR = 1.2
 BUDGET_RESERVE = 0.95  # fraction of the budget planned for; the rest absorbs a busier machine
+TIMED_STEPS = 5  # per model, in rounds over the five models (a load on the machine lasting a round is dropped)
 INFERENCE_FACTOR = 0.5  # one image's validation (forward + grouping) against its share of a training step
 
 
@@ -196,9 +197,9 @@ def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started
               "joint_student_gt": ("joint", create_model(plan.student, input_size=plan.input_size))}
     # Batches come through a DataLoader with the runs' workers, so loading and augmentation are timed with
     # the step as training pays for them (pre-built batches under-estimated real steps by 10-40 %).
-    step = {name: seconds_per_step(model, GroundTruthLoss(("pose", "seg") if kind == "joint" else (kind,)),
-                                   iter(_timing_loader(data[kind], b, plan.workers, plan.seed)))
-            for name, (kind, model) in models.items()}
+    step = seconds_per_step_each({name: (model, GroundTruthLoss(("pose", "seg") if kind == "joint" else (kind,)),
+                                         iter(_timing_loader(data[kind], b, plan.workers, plan.seed)))
+                                  for name, (kind, model) in models.items()}, steps=TIMED_STEPS)
     step = {name: REAL_STEP_FACTOR * seconds for name, seconds in step.items()}
     step["joint_student_kd"] = KD_STEP_FACTOR * step["joint_student_gt"]
     full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in RUNS}

@@ -1,6 +1,6 @@
 """Turns the quick start's wall-clock budget into epochs and steps for each of its six training runs.
 
-Each run's step is timed on this machine first (:func:`mtl_ehrnet.training.step_timer.seconds_per_step`),
+Each run's step is timed on this machine first (:func:`mtl_ehrnet.training.step_timer.seconds_per_step_each`),
 the fixed costs (teacher-output cache, validation, the final comparison) are set aside, and what is
 left is shared between the runs in fixed proportions. The result is written to ``plan.json`` so that a
 resumed quick start keeps the same schedules.

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import copy
+import statistics
 import time
-from typing import Callable, Dict, Iterator, Union
+from typing import Callable, Dict, Iterator, Mapping, Tuple, Union
 
 import torch
 from torch import nn
@@ -11,9 +12,10 @@ from torch import nn
 from mtl_ehrnet.training.optim import fused_if_supported
 
 LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
+Batches = Union[Dict[str, torch.Tensor], Iterator[Dict[str, torch.Tensor]]]
 
 
-def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Union[Dict[str, torch.Tensor], Iterator[Dict[str, torch.Tensor]]], *,
+def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Batches, *,
                      steps: int = 3, warmup: int = 1, channels_last: bool = True) -> float:
     """Median wall time of a forward + backward + Adam step on ``batch`` (a collated training batch), or on
     the next batch of an iterator (a DataLoader's), whose loading is then timed with the step.
@@ -27,21 +29,48 @@ def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Union[Dict[str, t
         steps: timed steps; warmup: untimed steps before them (allocator, oneDNN primitive caches).
         channels_last: NHWC as the engine uses by default.
     """
+    return seconds_per_step_each({"model": (model, loss_fn, batch)}, steps=steps, warmup=warmup, channels_last=channels_last)["model"]
+
+
+def seconds_per_step_each(jobs: Mapping[str, Tuple[nn.Module, LossFn, Batches]], *, steps: int = 5, warmup: int = 1,
+                          channels_last: bool = True) -> Dict[str, float]:
+    """:func:`seconds_per_step` of several models, timed in rounds of one step each.
+
+    Timing one model after the other let a minute of load from another process land on one model alone:
+    a quick start's segmentation teacher was timed at 2.7 s a step instead of 0.86, and got a third of its
+    steps. In rounds, a passing load touches one step of every model, and each model's median drops it.
+
+    Args:
+        jobs: name -> (model, loss function, batch or iterator of batches), as for :func:`seconds_per_step`.
+        steps, warmup, channels_last: as for :func:`seconds_per_step`, per model.
+    """
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = copy.deepcopy(model).train().to(memory_format=fmt)
-    optimizer = fused_if_supported(torch.optim.Adam, list(net.parameters()), lr=1e-6)  # as build_optimizer makes it
-    fixed = batch if isinstance(batch, dict) else None
-    times = []
-    for i in range(warmup + steps):
+    steppers = {name: _Stepper(model, loss_fn, batches, fmt) for name, (model, loss_fn, batches) in jobs.items()}
+    times: Dict[str, list] = {name: [] for name in steppers}
+    for round_ in range(warmup + steps):
+        for name, stepper in steppers.items():
+            seconds = stepper.step()
+            if round_ >= warmup:
+                times[name].append(seconds)
+    return {name: statistics.median_low(values) for name, values in times.items()}
+
+
+class _Stepper:
+    """A deep copy of a model with its own Adam, made as ``build_optimizer`` makes it, that times one step."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: Batches, memory_format: torch.memory_format) -> None:
+        self.net = copy.deepcopy(model).train().to(memory_format=memory_format)
+        self.optimizer = fused_if_supported(torch.optim.Adam, list(self.net.parameters()), lr=1e-6)
+        self.loss_fn, self.batches, self.memory_format = loss_fn, batches, memory_format
+
+    def step(self) -> float:
         started = time.perf_counter()
-        current = fixed if fixed is not None else next(batch)  # type: ignore[arg-type]
-        images = current["image"].contiguous(memory_format=fmt)
-        loss = torch.stack([t.float() for t in loss_fn(net(images), current).values()]).sum()
-        optimizer.zero_grad(set_to_none=True)
+        batch = self.batches if isinstance(self.batches, dict) else next(self.batches)
+        images = batch["image"].contiguous(memory_format=self.memory_format)
+        loss = torch.stack([t.float() for t in self.loss_fn(self.net(images), batch).values()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
+        self.optimizer.step()
+        return time.perf_counter() - started

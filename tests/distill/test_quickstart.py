@@ -58,12 +58,13 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
 
     timed = []
 
-    def one_second(model, loss_fn, batches, **kwargs):  # noqa: ANN001, ANN003 - stands in for the timer
-        timed.append(tuple(next(batches)["image"].shape))  # real batches from a loader, as training gets them
-        return 1.0
+    def one_second(jobs, **kwargs):  # noqa: ANN001, ANN003 - stands in for the timer
+        for model, loss_fn, batches in jobs.values():
+            timed.append(tuple(next(batches)["image"].shape))  # real batches from a loader, as training gets them
+        return {name: 1.0 for name in jobs}
 
     # Measured step times vary with the machine's load; a fixed one makes the shares checkable.
-    monkeypatch.setattr(quickstart, "seconds_per_step", one_second)
+    monkeypatch.setattr(quickstart, "seconds_per_step_each", one_second)
 
     plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
                           batch_size=2, workers=0, minutes=60.0, task_ratios=(1.0, 1.0))

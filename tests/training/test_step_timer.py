@@ -1,9 +1,9 @@
-"""Timing a training step leaves the timed model untouched."""
+"""Timing a training step leaves the timed model untouched, and a passing load does not skew one model."""
 import pytest
 import torch
 from torch import nn
 
-from mtl_ehrnet.training.step_timer import seconds_per_step
+from mtl_ehrnet.training.step_timer import seconds_per_step, seconds_per_step_each
 
 
 def test_seconds_per_step_times_a_copy() -> None:
@@ -18,3 +18,21 @@ def test_seconds_per_step_times_a_copy() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights and BN stats kept
     with pytest.raises(ValueError, match="steps"):
         seconds_per_step(model, loss_fn, {"image": torch.randn(2, 3, 8, 8)}, steps=0)
+
+
+def test_rounds_keep_a_passing_load_off_every_median() -> None:
+    import time
+
+    calls = []
+
+    def loss_fn(outputs, batch):  # noqa: ANN001, ANN202
+        calls.append(1)
+        # A load on the machine during calls 2 and 3: timed one model after the other (a a a b b b) it
+        # would hit two of model "a"'s three steps; in rounds (a b a b a b) one step of each model.
+        time.sleep(0.3 if len(calls) in (2, 3) else 0.002)
+        return {"mean": outputs.mean()}
+
+    models = {name: (nn.Conv2d(3, 4, 3), loss_fn, {"image": torch.randn(1, 3, 8, 8)}) for name in ("a", "b")}
+    seconds = seconds_per_step_each(models, steps=3, warmup=0)
+    assert len(calls) == 6 and set(seconds) == {"a", "b"}
+    assert all(value < 0.2 for value in seconds.values()), seconds
