@@ -39,6 +39,9 @@ def seconds_per_step_each(jobs: Mapping[str, Tuple[nn.Module, LossFn, Batches]],
     Timing one model after the other let a minute of load from another process land on one model alone:
     a quick start's segmentation teacher was timed at 2.7 s a step instead of 0.86, and got a third of its
     steps. In rounds, a passing load touches one step of every model, and each model's median drops it.
+    With several models each round first runs one untimed step per model: the other models' steps evict
+    its oneDNN primitives and caches, and a lone step per round measured 11-25 % slower than training's
+    consecutive steps (quick start, five models).
 
     Args:
         jobs: name -> (model, loss function, batch or iterator of batches), as for :func:`seconds_per_step`.
@@ -49,8 +52,11 @@ def seconds_per_step_each(jobs: Mapping[str, Tuple[nn.Module, LossFn, Batches]],
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     steppers = {name: _Stepper(model, loss_fn, batches, fmt) for name, (model, loss_fn, batches) in jobs.items()}
     times: Dict[str, list] = {name: [] for name in steppers}
+    rewarm = len(steppers) > 1
     for round_ in range(warmup + steps):
         for name, stepper in steppers.items():
+            if rewarm and round_ >= warmup:
+                stepper.step()
             seconds = stepper.step()
             if round_ >= warmup:
                 times[name].append(seconds)

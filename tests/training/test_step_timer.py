@@ -28,11 +28,12 @@ def test_rounds_keep_a_passing_load_off_every_median() -> None:
     def loss_fn(outputs, batch):  # noqa: ANN001, ANN202
         calls.append(1)
         # A load on the machine during calls 2 and 3: timed one model after the other (a a a b b b) it
-        # would hit two of model "a"'s three steps; in rounds (a b a b a b) one step of each model.
+        # would hit two of model "a"'s three steps; in rounds of an untimed and a timed step per model
+        # (a a b b, three times) one timed step of "a".
         time.sleep(0.3 if len(calls) in (2, 3) else 0.002)
         return {"mean": outputs.mean()}
 
     models = {name: (nn.Conv2d(3, 4, 3), loss_fn, {"image": torch.randn(1, 3, 8, 8)}) for name in ("a", "b")}
     seconds = seconds_per_step_each(models, steps=3, warmup=0)
-    assert len(calls) == 6 and set(seconds) == {"a", "b"}
+    assert len(calls) == 12 and set(seconds) == {"a", "b"}
     assert all(value < 0.2 for value in seconds.values()), seconds
