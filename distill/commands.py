@@ -74,7 +74,8 @@ def register_compare(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
 
     for name in ROW_NAMES:
         p.add_argument(f"--{name.replace('_', '-')}", metavar="CKPT", help=f"checkpoint of the {name} row")
-    p.add_argument("--latency-runs", type=int, default=5)
+    p.add_argument("--latency-runs", type=int, default=5,
+                   help="latency rounds: one untimed and one timed forward pass of every model per round; each row is the median")
     p.add_argument("--threads", type=int, help="CPU threads for the latency measurement")
     p.set_defaults(func=run_compare)
 

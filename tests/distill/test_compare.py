@@ -33,3 +33,25 @@ def test_compare_rows_keys_nulls_and_savings(synth: SyntheticLayout, tmp_path: P
     assert (out / "compare.png").stat().st_size > 1000 and "| joint_student_kd |" in (out / "compare.md").read_text()
     assert main(["compare", "--out", str(out), "--joint-val", str(synth.joint_root)]) == 1
     assert "give at least one row" in capsys.readouterr().err
+
+
+def test_latency_rounds_keep_a_passing_load_off_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from distill import compare
+
+    calls = []
+
+    def fake_latency(model, size, **kwargs):  # noqa: ANN001, ANN003, ANN202 - a load on the machine at calls 2 and 3
+        calls.append(model)
+        return SimpleNamespace(forward=SimpleNamespace(median_ms=300.0 if len(calls) in (2, 3) else 10.0))
+
+    monkeypatch.setattr(compare, "measure_latency", fake_latency)
+    a, b = torch.nn.Identity(), torch.nn.Identity()
+    latency = compare.latencies_in_rounds({"a": (a, (8, 8)), "b": (b, (8, 8))}, rounds=3)
+    # In rounds (a b a b a b) the load touches one sample of each row; one row after the other (a a a b b b)
+    # it would have taken two of a's three.
+    assert calls == [a, b] * 3
+    assert latency == {"a": 10.0, "b": 10.0}
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        compare.latencies_in_rounds({"a": (a, (8, 8))}, rounds=0)
