@@ -12,6 +12,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 
+def check_decay(decay: float) -> None:
+    """Raises ValueError unless ``decay`` lies in (0, 1) (the one check of ``RunConfig.ema_decay`` and
+    :func:`build_ema`)."""
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+
+
 def warmup_decay(decay: float, updates: int) -> float:
     """The decay of update number ``updates`` (0-based): ``min(decay, (1 + n) / (10 + n))``.
 
@@ -43,8 +50,7 @@ def build_ema(model: nn.Module, decay: float) -> AveragedModel:
 
     ``ema.module`` is a copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step.
     """
-    if not 0.0 < decay < 1.0:
-        raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+    check_decay(decay)
     ema = AveragedModel(model, multi_avg_fn=_ema_update(decay), use_buffers=True)
     ema.module.eval()
     for parameter in ema.parameters():

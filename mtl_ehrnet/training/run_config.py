@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import yaml
 
 from mtl_ehrnet.config_keys import reject_unknown_keys
+from mtl_ehrnet.training.ema import check_decay
 
 
 @dataclass
@@ -75,8 +76,8 @@ class RunConfig:
             raise ValueError(f"schedule must be step, poly or constant, got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        if self.ema_decay is not None:
+            check_decay(self.ema_decay)
         self.milestones = tuple(self.milestones)
         if self.task_ratios is not None:
             self.task_ratios = tuple(float(r) for r in self.task_ratios)
