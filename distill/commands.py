@@ -24,6 +24,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--cityscapes", required=True, metavar="ROOT", help="segmentation training set (train split)")
     p.add_argument("--joint-val", metavar="ROOT", help="split labelled for both tasks (synth's joint/), validated each epoch")
     p.add_argument("--cache", metavar="DIR", help="teacher-output cache (teachers run once per image)")
+    p.add_argument("--init-weights", metavar="CKPT",
+                   help="start the student from the weights of this checkpoint that it shares by name, e.g. a pose_h-4 "
+                   "model for mtl_h-4 (backbone, body, pose head); the rest keeps its initialisation")
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--input-size", type=int)
@@ -33,6 +36,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     add_run_flags(p)
     p.add_argument("--task-ratios", type=float, nargs=2, metavar=("POSE", "SEG"),
                    help="fixed share of pose and segmentation images in every batch (default: in proportion to the datasets)")
+    p.add_argument("--task-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("POSE", "SEG"),
+                   help="factor on every pose and every segmentation term, labels and teachers alike (default 1 1); "
+                   "pose terms are ~100x smaller than segmentation ones, so 1 0.01 lets pose reach the shared trunk")
     p.add_argument("--labelled-kd-weight", type=float, default=0.5, help="teacher weight on samples that have that task's labels")
     p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
     p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
@@ -53,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         changes["task_ratios"] = tuple(args.task_ratios)
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
-        seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size,
+        seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size, init_weights=args.init_weights,
+        task_weights=tuple(args.task_weights),
         epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args),
         **ground_truth_options(args), **changes,
     )
@@ -122,6 +129,11 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     add_ground_truth_flags(p, ae_weight=defaults.ae_weight, ae_push=defaults.ae_push)
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
                    help="every run validates and saves an exponential moving average of its weights with this decay (default: off)")
+    p.add_argument("--student-init", choices=("pose_teacher", "none"), default=defaults.student_init,
+                   help="start both joint students from the pose teacher's weights, which needs a pose teacher of the student's "
+                   "width (default %(default)s), or from scratch (none)")
+    p.add_argument("--task-weights", type=float, nargs=2, default=list(defaults.task_weights), metavar=("POSE", "SEG"),
+                   help="factor on every pose and every segmentation term of the joint students (default %(default)s)")
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -137,6 +149,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
         return QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                               workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
+                              student_init=args.student_init, task_weights=tuple(args.task_weights),
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

@@ -4,7 +4,8 @@ balanced into one named, weighted sum."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+import math
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -59,6 +60,10 @@ class DistillationObjective(nn.Module):
         settings: see :class:`KDSettings`.
         flip_index: joint permutation of mirrored samples (for cached teacher maps).
         gt: the ground-truth terms (HigherHRNet's and plain cross-entropy when None).
+        task_weights: factor on every term of a task, ground truth and teacher alike (``{"pose": 1,
+            "seg": 0.01}``); tasks not named keep 1. The pose terms are ~100x smaller than the
+            segmentation ones (heatmap MSE ~0.005 against cross-entropy ~0.5), so unweighted the shared
+            trunk follows segmentation alone.
 
     Teacher maps come from the batch when it carries cached ones (``teacher_*`` keys, see
     :mod:`distill.teacher_cache`), otherwise the teachers run online on the student's input.
@@ -72,8 +77,10 @@ class DistillationObjective(nn.Module):
         settings: KDSettings = KDSettings(),
         flip_index: Sequence[int] = COCO_FLIP_INDEX,
         gt: Optional[GroundTruthLoss] = None,
+        task_weights: Optional[Mapping[str, float]] = None,
     ) -> None:
         super().__init__()
+        self.task_weights = check_task_weights(task_weights or {})
         self.settings = settings
         self.flip_index = list(flip_index)
         self.gt = gt if gt is not None else GroundTruthLoss(("pose", "seg"))
@@ -130,6 +137,8 @@ class DistillationObjective(nn.Module):
             terms["seg/kd"] = (per_image * weight).mean()
         if self.hints is not None:
             terms["trunk/hints"] = self.hints(list(outputs["trunk"]), teacher["trunk"]).mean()
+        if self.task_weights:
+            terms = {name: self.task_weights.get(name.split("/", 1)[0], 1.0) * term for name, term in terms.items()}
         return self.balancer(terms)
 
     def _teacher_outputs(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -167,6 +176,16 @@ class DistillationObjective(nn.Module):
     def end_epoch(self) -> None:
         if isinstance(self.balancer, DynamicWeightAverage):
             self.balancer.end_epoch()
+
+
+def check_task_weights(weights: Mapping[str, float]) -> Dict[str, float]:
+    """``weights`` as a dict, refusing a task other than pose / seg and a weight that is negative or not finite."""
+    for task, value in weights.items():
+        if task not in ("pose", "seg"):
+            raise ValueError(f"task weights are for 'pose' and 'seg', got {task!r}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"the {task} task weight (--task-weights) must be finite and >= 0, got {value}")
+    return {task: float(value) for task, value in weights.items()}
 
 
 def _trunk_channels(teacher: nn.Module) -> list:

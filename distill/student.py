@@ -1,6 +1,7 @@
 """Training the multi-task student on task-mixed data with its teachers, on the shared engine."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -11,7 +12,7 @@ from distill.objective import DistillationObjective, KDSettings
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache
 from evaluation.dataset_eval import evaluate_joint
 from mtl_ehrnet import create_model
-from mtl_ehrnet.checkpoint import load_weights, save_checkpoint
+from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
 from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe
 from mtl_ehrnet.training.seeding import seed_everything
@@ -52,6 +53,8 @@ def train_student(
     ae_push: str = "exp",
     class_weights: str = "none",
     ohem: Optional[float] = None,
+    init_weights: Optional[PathLike] = None,
+    task_weights: Tuple[float, float] = (1.0, 1.0),
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -70,22 +73,33 @@ def train_student(
         augmentation: :class:`TrainTransform` options for both sets (HigherHRNet's when unset).
         ae_weight, ae_push, class_weights, ohem: the ground-truth terms, as for a teacher
             (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`).
+        init_weights: a checkpoint whose weights start the student where the names match
+            (:func:`mtl_ehrnet.checkpoint.load_matching_weights`): a pose or segmentation model of the
+            student's width gives it a trained backbone, body and head.
+        task_weights: (pose, seg) factors on every term of each task, labels and teachers alike
+            (:class:`distill.objective.DistillationObjective`).
     """
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
     net = create_model(student, **({"input_size": input_size} if input_size else {}))
     if set(net.tasks) != {"pose", "seg"}:
         raise ValueError(f"the student must be a multi-task model (mtl_*), got {student} with heads {net.tasks}")
+    if init_weights is not None:
+        report = load_matching_weights(net, init_weights)
+        print(f"student {student} initialised from {init_weights}: {len(report.loaded)} weights loaded, "
+              f"{len(report.missing)} left at their initialisation")
     size = net.input_size
     augment = TrainTransform(size, **(augmentation or {}))
     pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
     seg_set = Cityscapes(cityscapes, "train", augment)
     gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
-    if teachers:
-        loss_fn: nn.Module = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"), settings, gt=gt)
-    else:
-        loss_fn = gt
+    if len(task_weights) != 2:
+        raise ValueError(f"task_weights must be (pose, seg) factors, got {task_weights}")
+    # Without teachers the same objective weighs and balances the ground-truth terms alone (no hints: they need a teacher).
+    loss_fn = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"),
+                                    settings if teachers else replace(settings, hints=False), gt=gt,
+                                    task_weights={"pose": task_weights[0], "seg": task_weights[1]})
     if cache is not None and teachers:
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         store = TeacherCache(cache, teachers, size[0], identity)
@@ -94,7 +108,7 @@ def train_student(
             store.build(data, task, device=device, batch_size=config.batch_size)
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
-                        augmentation=augment.settings(), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
+                        augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights), task_weights=list(task_weights), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

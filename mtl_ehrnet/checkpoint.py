@@ -17,6 +17,7 @@ from torch import nn
 
 from mtl_ehrnet.models.config import ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
+from mtl_ehrnet.models.weights import LoadReport
 
 FORMAT = "mtl_ehrnet/1"
 PathLike = Union[str, Path]
@@ -96,6 +97,41 @@ def load_weights(model: nn.Module, path: PathLike, data: Optional[Dict[str, Any]
         )
     inner.load_state_dict(data["model"])
     return data
+
+
+def load_matching_weights(model: nn.Module, path: PathLike) -> LoadReport:
+    """Initialises ``model`` from every weight of a checkpoint that it has under the same name.
+
+    A single-task model's weights are a subset of the multi-task model of the same width (``pose_h-4``'s
+    backbone, body and pose head are ``mtl_h-4``'s), so a trained pose or segmentation model can start a
+    multi-task one; the other head keeps its initialisation.
+
+    Returns:
+        which of the model's keys were loaded, which were not in the file (``missing``) and which keys
+        of the file the model does not have (``unexpected``).
+
+    Raises:
+        ValueError: a shared key has another shape (another width or phi; the message names both
+            architectures), or no key of the file is one of the model's.
+    """
+    data = read_checkpoint(path)
+    inner = _unwrap(model)
+    own = inner.state_dict()
+    state = data["model"]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    own_config = inner.config.to_dict() if hasattr(inner, "config") else {}
+    if mismatched:
+        raise ValueError(
+            f"cannot initialise from {path}: {len(mismatched)} weights differ in shape (e.g. {mismatched[0]}); "
+            f"the weights must come from a model of the same width:\n  checkpoint: {_describe(data['config'])}\n"
+            f"  model:      {_describe(own_config)}"
+        )
+    loaded = [k for k in own if k in state]
+    if not loaded:
+        raise ValueError(f"cannot initialise from {path}: none of its weights is one of this model's "
+                         f"(file keys like {list(state)[:3]}, model keys like {list(own)[:3]})")
+    inner.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return LoadReport(loaded, [k for k in own if k not in state], [k for k in state if k not in own])
 
 
 def _describe(config: Dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mtl_ehrnet import create_model
-from mtl_ehrnet.checkpoint import load_model, load_weights, read_checkpoint, save_checkpoint
+from mtl_ehrnet.checkpoint import load_matching_weights, load_model, load_weights, read_checkpoint, save_checkpoint
 
 
 def test_round_trip_restores_architecture_and_weights(tmp_path: Path) -> None:
@@ -44,3 +44,23 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         load_model(path)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "absent.pt")
+
+
+def test_single_task_weights_start_a_multi_task_model_of_the_same_width(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    pose = create_model("pose_h-4")
+    path = save_checkpoint(tmp_path / "pose.pt", pose)
+    student = create_model("mtl_h-4")
+    seg_head_before = {k: v.clone() for k, v in student.state_dict().items() if k not in pose.state_dict()}
+    report = load_matching_weights(student, path)
+    after = student.state_dict()
+    assert sorted(report.loaded) == sorted(pose.state_dict()) and not report.unexpected
+    assert all(torch.equal(after[k], v) for k, v in pose.state_dict().items())
+    assert sorted(report.missing) == sorted(seg_head_before) and any(k.startswith("heads.seg") for k in report.missing)
+    assert all(torch.equal(after[k], v) for k, v in seg_head_before.items()), "weights the file lacks keep their init"
+
+
+def test_weights_of_another_width_are_refused_naming_both(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-3"))
+    with pytest.raises(ValueError, match=r"(?s)differ in shape.*checkpoint: pose_h-3.*model: +mtl_h-4"):
+        load_matching_weights(create_model("mtl_h-4"), path)

@@ -18,10 +18,19 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert paths["plot"].is_file() and paths["markdown"].is_file()
     from mtl_ehrnet.checkpoint import read_checkpoint
 
-    for run in ("pose_teacher", "pose_student_gt", "joint_student_kd"):  # the plan's tag loss reaches every pose run
+    for run in ("pose_teacher", "joint_student_gt", "joint_student_kd"):  # the plan's tag loss reaches every pose run
         extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
         assert (extra["ae_weight"], extra["ae_push"]) == (plan.ae_weight, plan.ae_push) == (0.01, "max")
-    for run in quickstart_runs:  # and every run averages its weights
+    # The pose teacher has the student's width: it is the separate pose student too, and starts both joint students.
+    assert plan.runs == tuple(r for r in quickstart_runs if r != "pose_student_gt")
+    assert not (tmp_path / "qs" / "runs" / "pose_student_gt").exists()
+    by = {r["name"]: r for r in rows}
+    assert by["pose_student_gt"]["ap"] == by["pose_teacher"]["ap"] and by["pose_student_gt"]["params"] == by["pose_teacher"]["params"]
+    for run in ("joint_student_gt", "joint_student_kd"):
+        extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
+        assert extra["init_weights"] == str(tmp_path / "qs" / "runs" / "pose_teacher" / "best.pt")
+        assert extra["task_weights"] == list(plan.task_weights) == [1.0, 0.01]
+    for run in plan.runs:  # and every run averages its weights
         state = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")
         assert state["run_config"]["ema_decay"] == plan.ema_decay == 0.9 and "train_model" in state
     # A second run reuses every result instead of training again.
@@ -66,19 +75,29 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
     # Measured step times vary with the machine's load; a fixed one makes the shares checkable.
     monkeypatch.setattr(quickstart, "seconds_per_step_each", one_second)
 
-    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
-                          batch_size=2, workers=0, minutes=60.0, task_ratios=(1.0, 1.0))
+    # From scratch with a wider pose teacher: six runs, five of them timed (the KD step is derived).
+    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-3", seg_teacher="seg_h-4",
+                          batch_size=2, workers=0, minutes=60.0, task_ratios=(1.0, 1.0), student_init="none")
     layout = quickstart._synthetic_set(tmp_path / "data", plan)
     first = quickstart._schedules(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic())
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert set(saved["schedules"]) == set(quickstart.RUNS) and saved["train_seconds"] > 0
     assert all(s.epochs >= 1 and s.steps_per_epoch >= 1 for s in first.values())
-    assert len(timed) == 5 and all(shape == (2, 3, 64, 64) for shape in timed)  # the KD step is derived
+    assert len(timed) == 5 and all(shape == (2, 3, 64, 64) for shape in timed)
     # At equal step times the shares decide: the pose teacher trains longest.
-    assert first["pose_teacher"].epochs * first["pose_teacher"].steps_per_epoch > \
-        first["pose_student_gt"].epochs * first["pose_student_gt"].steps_per_epoch
+    steps = {name: s.epochs * s.steps_per_epoch for name, s in first.items()}
+    assert steps["pose_teacher"] == max(steps.values()) > steps["pose_student_gt"]
     again = quickstart._schedules(tmp_path, QuickstartPlan(minutes=1.0), layout, started=0.0)
     assert again == first  # a resumed run keeps its schedules
+    # Started from a pose teacher of the student's width, the separate pose student is that teacher: not timed, no run.
+    timed.clear()
+    (tmp_path / "warm").mkdir()
+    warm = quickstart._schedules(tmp_path / "warm", QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4",
+                                                                  batch_size=2, workers=0, minutes=60.0), layout, started=__import__("time").monotonic())
+    assert set(warm) == set(quickstart.RUNS) - {"pose_student_gt"} and len(timed) == 4
+    warm_steps = {name: s.epochs * s.steps_per_epoch for name, s in warm.items()}
+    assert warm_steps["pose_teacher"] > steps["pose_teacher"], "the pose teacher gets the separate pose student's time"
+    assert abs(warm_steps["joint_student_kd"] - warm_steps["joint_student_gt"]) <= 0.02 * warm_steps["joint_student_gt"]
 
 
 def test_joint_students_get_the_same_number_of_steps() -> None:
@@ -106,6 +125,13 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(ae_push="hinge")
     with pytest.raises(ValueError, match="class_weights must be one of"):
         QuickstartPlan(class_weights="inverse")
+    with pytest.raises(ValueError, match=r"(?s)pose teacher must have the student's width: pose_h-4 for mtl_h-4, got pose_h-3"):
+        QuickstartPlan(pose_teacher="pose_h-3")
+    assert QuickstartPlan(pose_teacher="pose_h-3", student_init="none").runs == quickstart_runs
+    with pytest.raises(ValueError, match="student_init must be"):
+        QuickstartPlan(student_init="seg_teacher")
+    with pytest.raises(ValueError, match=r"seg task weight \(--task-weights\) must be finite and >= 0"):
+        QuickstartPlan(task_weights=(1.0, -0.5))
 
 
 def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
@@ -124,6 +150,11 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert plans[1].ground_truth == {"ae_weight": 0.001, "ae_push": "exp", "class_weights": "none", "ohem": 0.7}
     assert plans[0].ema_decay is None
     assert main(["quickstart", "--ema-decay", "0.998"]) == 0 and plans[2].ema_decay == 0.998
+    assert (plans[0].student_init, plans[0].task_weights, plans[0].pose_teacher) == ("pose_teacher", (1.0, 0.01), "pose_h-4")
+    assert main(["quickstart", "--student-init", "none", "--pose-teacher", "pose_h-3", "--task-weights", "1", "1"]) == 0
+    assert (plans[3].student_init, plans[3].task_weights, plans[3].pose_teacher) == ("none", (1.0, 1.0), "pose_h-3")
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
+        main(["quickstart", "--pose-teacher", "pose_h-3"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: ema_decay must be in"):
         main(["quickstart", "--ema-decay", "1.5"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task ratios .* must be >= 0 with a positive sum"):

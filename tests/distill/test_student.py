@@ -55,6 +55,26 @@ def test_gradients_reach_student_never_teachers(synth: SyntheticLayout, teacher_
     assert objective.hints is not None and all(p.grad is not None for p in objective.hints.parameters())
 
 
+def test_task_weights_scale_every_term_of_their_task(synth: SyntheticLayout, teacher_paths) -> None:
+    pose, seg = _datasets(synth)
+    batch = collate_samples([pose[0], seg[0]])
+    student = create_model("mtl_h-4", input_size=64).eval()
+    teachers = load_teacher(teacher_paths[0]), load_teacher(teacher_paths[1])
+    plain = DistillationObjective(student.body.out_channels, *teachers)
+    weighted = DistillationObjective(student.body.out_channels, *teachers, task_weights={"pose": 3.0, "seg": 0.01})
+    with torch.no_grad():
+        outputs = student(batch["image"])
+        a, b = plain(outputs, batch), weighted(outputs, batch)
+    assert set(a) == set(b) and {"pose/kd_heatmaps", "pose/kd_tags", "seg/kd", "seg/ce", "pose/heatmaps"} <= set(a)
+    for name in a:
+        factor = 3.0 if name.startswith("pose/") else 0.01
+        assert torch.allclose(b[name], factor * a[name]), name
+    with pytest.raises(ValueError, match="seg task weight .* finite and >= 0"):
+        DistillationObjective(student.body.out_channels, *teachers, task_weights={"seg": -1.0})
+    with pytest.raises(ValueError, match="for 'pose' and 'seg'"):
+        DistillationObjective(student.body.out_channels, *teachers, task_weights={"depth": 1.0})
+
+
 def test_kd_terms_vanish_when_student_equals_teacher(synth: SyntheticLayout, teacher_paths, tmp_path: Path) -> None:
     pose, seg = _datasets(synth)
     batch = collate_samples([seg[0], seg[1]])
@@ -152,7 +172,8 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
         "mtl_h-4", tmp_path / "run", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
         cityscapes=synth.cityscapes_root, pose_teacher=teacher_paths[0], seg_teacher=teacher_paths[1],
         cache=tmp_path / "cache", input_size=64, epochs=1, batch_size=4, workers=0, steps_per_epoch=2,
-        joint_val=synth.joint_root, task_ratios=(1, 1), class_weights="median", ohem=0.7,
+        joint_val=synth.joint_root, task_ratios=(1, 1), class_weights="median", ohem=0.7, init_weights=teacher_paths[0],
+        task_weights=(1.0, 0.01),
     )
     student = read_checkpoint(tmp_path / "run" / "student.pt")
     assert set(student) == {"format", "config", "model"}
@@ -162,4 +183,6 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     assert not any(k.startswith("teachers") for k in last["loss_state"])
     assert last["run_config"]["task_ratios"] == [1.0, 1.0]
     assert (last["run_config"]["extra"]["class_weights"], last["run_config"]["extra"]["ohem"]) == ("median", 0.7)
+    assert last["run_config"]["extra"]["init_weights"] == str(teacher_paths[0])
+    assert last["run_config"]["extra"]["task_weights"] == [1.0, 0.01]
     assert set(result.history[0]) >= {"AP", "mIoU", "score"}
