@@ -26,6 +26,9 @@ PathLike = Union[str, Path]
 def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, latency_runs: int = 5, threads: Optional[int] = None) -> List[Dict[str, object]]:
     """Measures every given checkpoint (a subset of ``ROW_NAMES``) in one run.
 
+    Rows that name the same file (the quick start's pose teacher is also its separate pose student) are
+    scored and timed once and share the figures; the later row's ``same_as`` names the first.
+
     Latency: batch 1 at the model's native input, ``inference_mode``, on the CPU with ``threads`` threads
     (default: torch's current setting); the median of ``latency_runs`` rounds over all models
     (:func:`latencies_in_rounds`).
@@ -33,20 +36,27 @@ def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, l
     unknown = sorted(set(checkpoints) - set(ROW_NAMES))
     if unknown:
         raise ValueError(f"unknown comparison rows {unknown}; expected names from {list(ROW_NAMES)}")
-    rows, models = [], {}
+    rows: List[Dict[str, object]] = []
+    models: Dict[str, Tuple[nn.Module, Tuple[int, int]]] = {}
+    first_row: Dict[Path, Dict[str, object]] = {}
     for name in ROW_NAMES:
         if name not in checkpoints:
+            continue
+        key = Path(checkpoints[name]).resolve()
+        if key in first_row:
+            rows.append({**first_row[key], "name": name, "same_as": first_row[key]["name"], "checkpoint": str(checkpoints[name])})
             continue
         model: nn.Module = load_teacher(checkpoints[name]).model  # frozen, eval mode, any kind of model
         size = tuple(model.input_size)
         metrics = evaluate_joint(model, joint_root)
         counts = complexity(model, size)
         models[name] = (model, size)
-        rows.append({"name": name, "tasks": list(model.tasks), "input_size": list(size), "ap": metrics["AP"], "miou": metrics["mIoU"],
-                     "params": counts["params"], "macs": counts["macs"], "latency_ms": None, "checkpoint": str(checkpoints[name])})
+        first_row[key] = {"name": name, "tasks": list(model.tasks), "input_size": list(size), "ap": metrics["AP"], "miou": metrics["mIoU"],
+                          "params": counts["params"], "macs": counts["macs"], "latency_ms": None, "checkpoint": str(checkpoints[name])}
+        rows.append(first_row[key])
     latency = latencies_in_rounds(models, latency_runs, threads)
     for row in rows:
-        row["latency_ms"] = latency[row["name"]]
+        row["latency_ms"] = latency[str(row.get("same_as", row["name"]))]
     return rows
 
 
@@ -97,7 +107,7 @@ def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) 
     for r in rows:
         h, w = r["input_size"]  # type: ignore[misc]
         lines.append(
-            f"| {r['name']} | {'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['ap'])} | {_fmt(r['miou'])} | "  # type: ignore[arg-type]
+            f"| {r['name']}{' (= ' + str(r['same_as']) + ')' if r.get('same_as') else ''} | {'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['ap'])} | {_fmt(r['miou'])} | "  # type: ignore[arg-type]
             f"{_fmt(r['params'], 1e6, 2, ' M')} | {_fmt(r['macs'], 1e9, 2, ' G')} | {_fmt(r['latency_ms'], 1, 1, ' ms')} |"
         )
     if saving:

@@ -55,3 +55,18 @@ def test_latency_rounds_keep_a_passing_load_off_every_row(monkeypatch: pytest.Mo
     assert latency == {"a": 10.0, "b": 10.0}
     with pytest.raises(ValueError, match="rounds must be >= 1"):
         compare.latencies_in_rounds({"a": (a, (8, 8))}, rounds=0)
+
+
+def test_rows_naming_one_checkpoint_are_measured_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distill import compare
+
+    evaluated, timed = [], []
+    monkeypatch.setattr(compare, "evaluate_joint", lambda model, root: evaluated.append(model) or {"AP": 0.5, "mIoU": None})
+    monkeypatch.setattr(compare, "latencies_in_rounds", lambda models, runs, threads: timed.append(sorted(models)) or {n: 7.0 for n in models})
+    pose = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4", input_size=64))
+    rows = compare.compare_rows({"pose_teacher": pose, "pose_student_gt": tmp_path / "." / "pose.pt"}, tmp_path)
+    assert len(evaluated) == 1 and timed == [["pose_teacher"]]
+    teacher, student = rows
+    assert student["name"] == "pose_student_gt" and student["same_as"] == "pose_teacher" and "same_as" not in teacher
+    assert all(student[k] == teacher[k] for k in ("ap", "params", "macs", "latency_ms"))
+    assert "| pose_student_gt (= pose_teacher) |" in compare.markdown(rows, {})
