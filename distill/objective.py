@@ -3,8 +3,8 @@ task (soft targets for the task it lacks, weighted ones for the task it has), op
 balanced into one named, weighted sum."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
+from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence
 
 import torch
@@ -176,6 +176,13 @@ class DistillationObjective(nn.Module):
     def end_epoch(self) -> None:
         if isinstance(self.balancer, DynamicWeightAverage):
             self.balancer.end_epoch()
+
+
+def task_weight_pair(pair: Sequence[float]) -> Dict[str, float]:
+    """``(pose, seg)`` factors as the objective's ``task_weights``, checked as :func:`check_task_weights` does."""
+    if len(pair) != 2:
+        raise ValueError(f"task_weights must be (pose, seg) factors, got {tuple(pair)}")
+    return check_task_weights({"pose": pair[0], "seg": pair[1]})
 
 
 def check_task_weights(weights: Mapping[str, float]) -> Dict[str, float]:

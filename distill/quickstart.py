@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
-from distill.objective import KDSettings, check_task_weights
+from distill.objective import KDSettings, task_weight_pair
 from distill.quickstart_budget import (KD_STEP_FACTOR, SHARES, WARM_START_SHARES, StageSchedule, load_schedules, save_schedules,
                                        split_budget)
 from distill.student import train_student
@@ -113,9 +113,7 @@ class QuickstartPlan:
         split_batch(self.batch_size, self.task_ratios)
         ground_truth_loss(("pose",), **self.ground_truth)  # refuses an unknown push or class-weight rule as early
         RunConfig(ema_decay=self.ema_decay)  # and a decay outside (0, 1)
-        if len(self.task_weights) != 2:
-            raise ValueError(f"task_weights must be (pose, seg) factors, got {self.task_weights}")
-        check_task_weights({"pose": self.task_weights[0], "seg": self.task_weights[1]})
+        task_weight_pair(self.task_weights)
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
         if self.student_init == "pose_teacher" and not self.pose_teacher_is_separate_student:

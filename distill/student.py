@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from distill.objective import DistillationObjective, KDSettings
+from distill.objective import DistillationObjective, KDSettings, task_weight_pair
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache
 from evaluation.dataset_eval import evaluate_joint
 from mtl_ehrnet import create_model
@@ -94,12 +94,10 @@ def train_student(
     seg_set = Cityscapes(cityscapes, "train", augment)
     gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
-    if len(task_weights) != 2:
-        raise ValueError(f"task_weights must be (pose, seg) factors, got {task_weights}")
     # Without teachers the same objective weighs and balances the ground-truth terms alone (no hints: they need a teacher).
     loss_fn = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"),
                                     settings if teachers else replace(settings, hints=False), gt=gt,
-                                    task_weights={"pose": task_weights[0], "seg": task_weights[1]})
+                                    task_weights=task_weight_pair(task_weights))
     if cache is not None and teachers:
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         store = TeacherCache(cache, teachers, size[0], identity)
@@ -108,7 +106,8 @@ def train_student(
             store.build(data, task, device=device, batch_size=config.batch_size)
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
-                        augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights), task_weights=list(task_weights), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
+                        augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights),
+                        task_weights=list(task_weights), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

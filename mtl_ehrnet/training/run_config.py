@@ -79,6 +79,8 @@ class RunConfig:
         if self.ema_decay is not None:
             check_decay(self.ema_decay)
         self.milestones = tuple(self.milestones)
+        if any(m < 0 for m in self.milestones):
+            raise ValueError(f"milestones are epochs and must be >= 0, got {self.milestones}")
         if self.task_ratios is not None:
             self.task_ratios = tuple(float(r) for r in self.task_ratios)
             if any(r < 0 for r in self.task_ratios) or not any(self.task_ratios):

@@ -27,12 +27,17 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Adds the RunConfig flags (all optional: unset flags keep the recipe's value)."""
     for flag, kind, text in RUN_FLAGS:
         parser.add_argument(flag, type=kind, help=text)
+    parser.add_argument("--milestones", type=float, nargs="+", metavar="EPOCH",
+                        help="epochs after which the step schedule multiplies the lr by 0.1 (pose recipe: 2/3 and 13/15 of --epochs)")
 
 
 def run_changes(args: argparse.Namespace) -> Dict[str, Any]:
     """The RunConfig fields the user set on the command line."""
-    names = (flag[2:].replace("-", "_") for flag, _, _ in RUN_FLAGS)
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    names = [flag[2:].replace("-", "_") for flag, _, _ in RUN_FLAGS] + ["milestones"]
+    changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if "milestones" in changes:
+        changes["milestones"] = tuple(changes["milestones"])
+    return changes
 
 
 def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:

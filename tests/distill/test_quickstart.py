@@ -132,6 +132,8 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(student_init="seg_teacher")
     with pytest.raises(ValueError, match=r"seg task weight \(--task-weights\) must be finite and >= 0"):
         QuickstartPlan(task_weights=(1.0, -0.5))
+    with pytest.raises(ValueError, match=r"task_weights must be \(pose, seg\) factors"):
+        QuickstartPlan(task_weights=(1.0,))
 
 
 def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:

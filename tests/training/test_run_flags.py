@@ -21,6 +21,17 @@ def test_only_the_flags_given_are_changed() -> None:
     assert augmentation_options(args) == {"scale_range": (0.9, 1.2), "max_rotation": 10.0}
 
 
+def test_milestones_reach_the_step_schedule() -> None:
+    from mtl_ehrnet.training import pose_recipe
+
+    changes = run_changes(_parser().parse_args(["--milestones", "12", "20"]))
+    assert changes == {"milestones": (12.0, 20.0)}
+    assert pose_recipe(23, **changes).milestones == (12.0, 20.0)
+    assert pose_recipe(23).milestones == (15, 20)  # the thesis's 2/3 and 13/15
+    with pytest.raises(ValueError, match="milestones are epochs and must be >= 0"):
+        pose_recipe(23, milestones=(-1,))
+
+
 def test_no_flags_keep_the_recipe() -> None:
     args = _parser().parse_args([])
     assert run_changes(args) == {} and augmentation_options(args) == {}
