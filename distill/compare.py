@@ -119,6 +119,12 @@ def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) 
     return "\n".join(lines)
 
 
+def point_labels(rows: List[Dict[str, object]]) -> Dict[str, str]:
+    """The plot's label per point: a row that shares another's checkpoint is that point, named beside it."""
+    return {str(r["name"]): " = ".join([str(r["name"])] + [str(o["name"]) for o in rows if o.get("same_as") == r["name"]])
+            for r in rows if not r.get("same_as")}
+
+
 def plot(rows: List[Dict[str, object]], out_png: Path) -> Path:
     """Accuracy against MACs, one point per row and metric (the shape of thesis figure 1.2)."""
     import matplotlib
@@ -127,11 +133,12 @@ def plot(rows: List[Dict[str, object]], out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = point_labels(rows)
     for metric, marker in (("ap", "o"), ("miou", "s")):
         for r in rows:
-            if r[metric] is not None:
+            if r[metric] is not None and str(r["name"]) in names:
                 ax.scatter(float(r["macs"]) / 1e9, float(r[metric]), marker=marker, s=50)  # type: ignore[arg-type]
-                ax.annotate(f"{r['name']} ({'AP' if metric == 'ap' else 'mIoU'})", (float(r["macs"]) / 1e9, float(r[metric])),  # type: ignore[arg-type]
+                ax.annotate(f"{names[str(r['name'])]} ({'AP' if metric == 'ap' else 'mIoU'})", (float(r["macs"]) / 1e9, float(r[metric])),  # type: ignore[arg-type]
                             fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set(xlabel="GMACs (true count, native input)", ylabel="AP (o) / mIoU (s) on the joint val split", title="Joint versus separate")
     ax.grid(alpha=0.3)

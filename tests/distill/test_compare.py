@@ -70,3 +70,4 @@ def test_rows_naming_one_checkpoint_are_measured_once(tmp_path: Path, monkeypatc
     assert student["name"] == "pose_student_gt" and student["same_as"] == "pose_teacher" and "same_as" not in teacher
     assert all(student[k] == teacher[k] for k in ("ap", "params", "macs", "latency_ms"))
     assert "| pose_student_gt (= pose_teacher) |" in compare.markdown(rows, {})
+    assert compare.point_labels(rows) == {"pose_teacher": "pose_teacher = pose_student_gt"}  # one point in the plot
