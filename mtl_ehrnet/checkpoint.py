@@ -17,7 +17,7 @@ from torch import nn
 
 from mtl_ehrnet.models.config import ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
-from mtl_ehrnet.models.weights import LoadReport
+from mtl_ehrnet.models.weights import LoadReport, match_keys
 
 FORMAT = "mtl_ehrnet/1"
 PathLike = Union[str, Path]
@@ -118,20 +118,19 @@ def load_matching_weights(model: nn.Module, path: PathLike) -> LoadReport:
     inner = _unwrap(model)
     own = inner.state_dict()
     state = data["model"]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
-    own_config = inner.config.to_dict() if hasattr(inner, "config") else {}
+    mismatched, report = match_keys(own, state)
     if mismatched:
+        own_config = inner.config.to_dict() if hasattr(inner, "config") else {}
         raise ValueError(
             f"cannot initialise from {path}: {len(mismatched)} weights differ in shape (e.g. {mismatched[0]}); "
             f"the weights must come from a model of the same width:\n  checkpoint: {_describe(data['config'])}\n"
             f"  model:      {_describe(own_config)}"
         )
-    loaded = [k for k in own if k in state]
-    if not loaded:
+    if not report.loaded:
         raise ValueError(f"cannot initialise from {path}: none of its weights is one of this model's "
                          f"(file keys like {list(state)[:3]}, model keys like {list(own)[:3]})")
-    inner.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    return LoadReport(loaded, [k for k in own if k not in state], [k for k in state if k not in own])
+    inner.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    return report
 
 
 def _describe(config: Dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Mapping, NamedTuple, Union
+from typing import Dict, List, Mapping, NamedTuple, Tuple, Union
 
 import torch
 from torch import nn
@@ -24,6 +24,18 @@ class LoadReport(NamedTuple):
     loaded: List[str]
     missing: List[str]
     unexpected: List[str]
+
+
+def match_keys(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> Tuple[List[str], LoadReport]:
+    """Compares a model's state dict ``own`` with weights ``state`` by key.
+
+    Returns:
+        the shared keys whose shapes differ (``"key: file (..) vs model (..)"``), and which keys of
+        ``own`` ``state`` fills (``loaded``), lacks (``missing``) and has beyond them (``unexpected``).
+    """
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    report = LoadReport([k for k in own if k in state], [k for k in own if k not in state], [k for k in state if k not in own])
+    return mismatched, report
 
 
 def _load_file(path: Path) -> object:
@@ -113,15 +125,13 @@ def load_backbone_weights(
     if adapt is not None:  # foreign backbones rename a classifier's keys to their wrapped network's
         state = adapt(state)
     own = backbone.state_dict()
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    mismatched, report = match_keys(own, state)
     if mismatched:
         raise ValueError(
             f"backbone weights {source if not isinstance(source, Mapping) else '(state dict)'} do not fit this "
             f"backbone ({len(mismatched)} shape mismatches, e.g. {mismatched[:3]}); is it another phi or variant?"
         )
-    loaded = [k for k in own if k in state]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    loaded, missing, unexpected = report
     if not loaded:
         raise ValueError(
             f"no key of the weights matches the backbone (file keys like {list(state)[:3]}, expected keys like "
