@@ -1,8 +1,9 @@
 """The whole story on the built-in synthetic data: generate it, train both teachers, the three
 ground-truth-only students and the distilled joint student, then compare them in one table.
 
-With a time budget (``minutes``) every run's step is timed first and the budget is shared between the
-runs (:mod:`distill.quickstart_budget`); without one, the plan's fixed epochs are used.
+With a time budget (``minutes``) every run's step is timed first, the budget is shared between the runs,
+and it is shared again before each run from the time really left (:mod:`distill.quickstart_budget`);
+without one, the plan's fixed epochs are used.
 """
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from torch.utils.data import DataLoader
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
-from distill.quickstart_budget import (KD_STEP_FACTOR, SHARES, WARM_START_SHARES, StageSchedule, load_schedules, save_schedules,
-                                       split_budget)
+from distill.quickstart_budget import KD_STEP_FACTOR, SHARES, WARM_START_SHARES, QuickstartBudget, StageSchedule
 from distill.student import train_student
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
@@ -164,18 +164,37 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     layout = _synthetic_set(out / "data", plan)
     coco = (layout.coco_annotations("train"), layout.coco_images("train"))
     coco_val = (layout.coco_annotations("val"), layout.coco_images("val"))
-    schedules = _schedules(out, plan, layout, started)
+    resumed_plan = (out / "plan.json").is_file()
+    budget = _budget(out, plan, layout, started)
+    call_base = budget.elapsed_seconds if budget is not None and resumed_plan else 0.0  # wall time of earlier calls
     common = dict(input_size=plan.input_size, batch_size=plan.batch_size, workers=plan.workers, seed=plan.seed,
                   augmentation=plan.augmentation, ema_decay=plan.ema_decay, **plan.ground_truth)
     runs = out / "runs"
     checkpoints: Dict[str, Path] = {}
 
+    def schedule(name: str) -> StageSchedule:
+        if budget is None:
+            return StageSchedule(plan.teacher_epochs if name.endswith("teacher") else plan.student_epochs, None, 1)
+        before = dict(budget.schedules)
+        budget.replan(started={n for n in plan.runs if (runs / n / "last.pt").is_file()})
+        budget.save(out / "plan.json", minutes=plan.minutes)
+        if budget.schedules != before:
+            print(f"quick start re-plan: the runs so far took {budget.speed_ratio:.2f}x their timed steps ("
+                  + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items()
+                              if before.get(n) != s) + ")")
+        return budget.schedules[name]
+
     def once(name: str, train, result_file: str) -> Path:  # noqa: ANN001
         path = runs / name / result_file
         if not path.is_file():
             resume = (runs / name / "last.pt").is_file()
-            s = schedules[name]
+            s = schedule(name)
+            run_started = time.monotonic()
             train(runs / name, resume, dict(epochs=s.epochs, steps_per_epoch=s.steps_per_epoch, val_every=s.val_every))
+            if budget is not None:
+                now = time.monotonic()
+                budget.finish(name, now - run_started, call_base + now - started, resumed=resume)
+                budget.save(out / "plan.json", minutes=plan.minutes)
         checkpoints[name] = path
         return path
 
@@ -221,13 +240,13 @@ def _timing_loader(dataset, batch_size: int, workers: int, seed: int) -> DataLoa
                       generator=torch.Generator().manual_seed(seed), drop_last=True)
 
 
-def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: float) -> Dict[str, StageSchedule]:
-    """Fixed epochs without a budget; with one, timed on this machine once and kept in ``plan.json``."""
+def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: float) -> Optional[QuickstartBudget]:
+    """None without a time budget; with one, timed on this machine once and kept in ``plan.json``."""
     if plan.minutes is None:
-        return {name: StageSchedule(plan.teacher_epochs if name.endswith("teacher") else plan.student_epochs, None, 1) for name in plan.runs}
+        return None
     path = out / "plan.json"
     if path.is_file():
-        return load_schedules(path)
+        return QuickstartBudget.load(path)
     augment = TrainTransform((plan.input_size, plan.input_size), **plan.augmentation)
     pose_set = CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True)
     seg_set = Cityscapes(layout.cityscapes_root, "train", augment)
@@ -253,9 +272,7 @@ def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started
     fixed = (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set)  # the teacher cache
              + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started
-    train_seconds = BUDGET_RESERVE * plan.minutes * 60 - elapsed - fixed
-    schedules = split_budget(train_seconds, step, full, plan.shares)
-    save_schedules(path, schedules, {"minutes": plan.minutes, "seconds_per_step": step, "reserved_seconds": fixed + elapsed,
-                                     "train_seconds": train_seconds})
-    print("quick start plan (" + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in schedules.items()) + ")")
-    return schedules
+    budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed)
+    budget.save(path, minutes=plan.minutes, reserved_seconds=fixed + elapsed, train_seconds=budget.seconds_left(()))
+    print("quick start plan (" + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items()) + ")")
+    return budget

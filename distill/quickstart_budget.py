@@ -1,16 +1,17 @@
 """Turns the quick start's wall-clock budget into epochs and steps for each of its six training runs.
 
 Each run's step is timed on this machine first (:func:`mtl_ehrnet.training.step_timer.seconds_per_step_each`),
-the fixed costs (teacher-output cache, validation, the final comparison) are set aside, and what is
-left is shared between the runs in fixed proportions. The result is written to ``plan.json`` so that a
-resumed quick start keeps the same schedules.
+the fixed costs (teacher-output cache, the final comparison) are set aside, and what is left is shared
+between the runs in fixed proportions. Before each run, the runs that have not started share again what
+is really left, at the speed the finished runs had (:class:`QuickstartBudget`). The budget is written to
+``plan.json`` so that a resumed quick start keeps the schedules of the runs that have started.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Union
+from typing import Collection, Dict, List, Mapping, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -76,10 +77,109 @@ def split_budget(train_seconds: float, step_seconds: Mapping[str, float], full_e
             for name, share in shares.items()}
 
 
-def save_schedules(path: PathLike, schedules: Mapping[str, StageSchedule], details: Mapping[str, object]) -> None:
-    Path(path).write_text(json.dumps({"schedules": {k: asdict(v) for k, v in schedules.items()}, **details}, indent=2))
+@dataclass
+class QuickstartBudget:
+    """The quick start's time as it is spent: planned once from timed steps, re-planned before each run.
 
+    A machine's speed can change between the timing and the runs: the runs of two 30-minute quick starts
+    took 0.86-1.00x (qs10) and 1.12-1.45x (qs11) their timed steps, and qs11 ended after 35 minutes. So
+    before each run, the runs that have not started share the seconds really left, at the speed the
+    finished runs really had (their validations and checkpoints included).
 
-def load_schedules(path: PathLike) -> Dict[str, StageSchedule]:
-    data = json.loads(Path(path).read_text())
-    return {name: StageSchedule(**fields) for name, fields in data["schedules"].items()}
+    Attributes:
+        total_seconds: the wall-clock budget that is planned for (the reserve already taken off).
+        step_seconds: timed seconds per step of each run.
+        full_epoch_steps: steps of a whole pass over each run's training data.
+        shares: each run's share of the training time.
+        fixed_seconds: the teacher-output cache and the comparison, at the timed speed.
+        schedules: each run's schedule; a run's is fixed once it has started.
+        elapsed_seconds: wall time of the quick start when the plan was made or the last run finished.
+        run_seconds: wall time of each finished run.
+        resumed: finished runs that were resumed (their time is partial, so they do not set the speed).
+        same_steps: runs that train exactly as long as another (the distilled student as long as the
+            ground-truth one, so that the comparison measures distillation, not training length).
+        replanning: False for a plan written before re-planning existed, whose schedules are kept.
+    """
+
+    total_seconds: float
+    step_seconds: Dict[str, float]
+    full_epoch_steps: Dict[str, int]
+    shares: Dict[str, float]
+    fixed_seconds: float
+    schedules: Dict[str, StageSchedule] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+    run_seconds: Dict[str, float] = field(default_factory=dict)
+    resumed: List[str] = field(default_factory=list)
+    same_steps: Dict[str, str] = field(default_factory=lambda: {"joint_student_kd": "joint_student_gt"})
+    replanning: bool = True
+
+    @classmethod
+    def plan(cls, total_seconds: float, elapsed_seconds: float, step_seconds: Mapping[str, float],
+             full_epoch_steps: Mapping[str, int], shares: Mapping[str, float], fixed_seconds: float) -> "QuickstartBudget":
+        """The first plan; refused when the budget is already spent."""
+        budget = cls(total_seconds, dict(step_seconds), dict(full_epoch_steps), dict(shares), fixed_seconds, elapsed_seconds=elapsed_seconds)
+        budget.schedules = split_budget(budget.seconds_left(()), budget.step_seconds, budget.full_epoch_steps, budget.shares)
+        budget._pin()
+        return budget
+
+    def planned_seconds(self, name: str) -> float:
+        """A run's length at the timed speed."""
+        s = self.schedules[name]
+        return s.epochs * (s.steps_per_epoch or self.full_epoch_steps[name]) * self.step_seconds[name]
+
+    @property
+    def speed_ratio(self) -> float:
+        """Wall time of the runs finished in one go against their timed steps (1 before any has)."""
+        whole = [n for n in self.run_seconds if n not in self.resumed]
+        planned = sum(self.planned_seconds(n) for n in whole)
+        return sum(self.run_seconds[n] for n in whole) / planned if planned > 0 else 1.0
+
+    def seconds_left(self, running: Collection[str]) -> float:
+        """Training seconds left for the runs that have not started (``running``: started, not finished)."""
+        ratio = self.speed_ratio
+        return self.total_seconds - self.elapsed_seconds - ratio * (self.fixed_seconds + sum(self.planned_seconds(n) for n in running))
+
+    def replan(self, started: Collection[str]) -> Dict[str, StageSchedule]:
+        """Shares the time left between the runs that have neither finished nor ``started``.
+
+        With no time left, each such run gets the shortest schedule (one step per validation).
+        """
+        running = [n for n in self.shares if n in started and n not in self.run_seconds]
+        waiting = [n for n in self.shares if n not in started and n not in self.run_seconds]
+        if waiting and self.replanning:
+            left = max(0.0, self.seconds_left(running))
+            ratio, total = self.speed_ratio, sum(self.shares[n] for n in waiting)
+            for name in waiting:
+                self.schedules[name] = schedule_for(left * self.shares[name] / total, ratio * self.step_seconds[name],
+                                                    self.full_epoch_steps[name])
+            self._pin(waiting)
+        return dict(self.schedules)
+
+    def finish(self, name: str, seconds: float, elapsed_seconds: float, resumed: bool = False) -> None:
+        """Records a finished run's wall time and the quick start's."""
+        self.run_seconds[name] = seconds
+        self.elapsed_seconds = elapsed_seconds
+        if resumed and name not in self.resumed:
+            self.resumed.append(name)
+
+    def _pin(self, waiting: Optional[Collection[str]] = None) -> None:
+        for name, leader in self.same_steps.items():
+            if name in self.schedules and leader in self.schedules and (waiting is None or name in waiting):
+                self.schedules[name] = self.schedules[leader]
+
+    def save(self, path: PathLike, **details: object) -> None:
+        """Writes the budget to ``path`` (``plan.json``), with ``details`` for the reader."""
+        data = asdict(self)
+        data["seconds_per_step"] = data.pop("step_seconds")  # the name plan.json has always used
+        Path(path).write_text(json.dumps({**details, **data, "speed_ratio": self.speed_ratio}, indent=2))
+
+    @classmethod
+    def load(cls, path: PathLike) -> "QuickstartBudget":
+        data = json.loads(Path(path).read_text())
+        schedules = {name: StageSchedule(**s) for name, s in data["schedules"].items()}
+        if "total_seconds" not in data:  # written before re-planning: its schedules stand
+            return cls(0.0, data["seconds_per_step"], {}, {}, 0.0, schedules, replanning=False)
+        names = {f.name for f in fields(cls)} - {"step_seconds"}
+        budget = cls(step_seconds=data["seconds_per_step"], **{k: v for k, v in data.items() if k in names})
+        budget.schedules = schedules
+        return budget

@@ -79,7 +79,7 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
     plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-3", seg_teacher="seg_h-4",
                           batch_size=2, workers=0, minutes=60.0, task_ratios=(1.0, 1.0), student_init="none")
     layout = quickstart._synthetic_set(tmp_path / "data", plan)
-    first = quickstart._schedules(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic())
+    first = quickstart._budget(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic()).schedules
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert set(saved["schedules"]) == set(quickstart.RUNS) and saved["train_seconds"] > 0
     assert all(s.epochs >= 1 and s.steps_per_epoch >= 1 for s in first.values())
@@ -87,13 +87,13 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
     # At equal step times the shares decide: the pose teacher trains longest.
     steps = {name: s.epochs * s.steps_per_epoch for name, s in first.items()}
     assert steps["pose_teacher"] == max(steps.values()) > steps["pose_student_gt"]
-    again = quickstart._schedules(tmp_path, QuickstartPlan(minutes=1.0), layout, started=0.0)
+    again = quickstart._budget(tmp_path, QuickstartPlan(minutes=1.0), layout, started=0.0).schedules
     assert again == first  # a resumed run keeps its schedules
     # Started from a pose teacher of the student's width, the separate pose student is that teacher: not timed, no run.
     timed.clear()
     (tmp_path / "warm").mkdir()
-    warm = quickstart._schedules(tmp_path / "warm", QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4",
-                                                                  batch_size=2, workers=0, minutes=60.0), layout, started=__import__("time").monotonic())
+    warm = quickstart._budget(tmp_path / "warm", QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4",
+                                                                  batch_size=2, workers=0, minutes=60.0), layout, started=__import__("time").monotonic()).schedules
     assert set(warm) == set(quickstart.RUNS) - {"pose_student_gt"} and len(timed) == 4
     warm_steps = {name: s.epochs * s.steps_per_epoch for name, s in warm.items()}
     assert warm_steps["pose_teacher"] > steps["pose_teacher"], "the pose teacher gets the separate pose student's time"
