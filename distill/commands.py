@@ -134,6 +134,8 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
                    "width (default %(default)s), or from scratch (none)")
     p.add_argument("--task-weights", type=float, nargs=2, default=list(defaults.task_weights), metavar=("POSE", "SEG"),
                    help="factor on every pose and every segmentation term of the joint students (default %(default)s)")
+    p.add_argument("--labelled-kd-weight", type=float, default=defaults.labelled_kd_weight,
+                   help="the distilled student's teacher weight on samples that have that task's labels (default %(default)s)")
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -150,6 +152,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                               workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
+                              labelled_kd_weight=args.labelled_kd_weight,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

@@ -45,6 +45,10 @@ class KDSettings:
     weights: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.labelled_kd_weight) and self.labelled_kd_weight >= 0):
+            raise ValueError(f"labelled_kd_weight (--labelled-kd-weight) must be finite and >= 0, got {self.labelled_kd_weight}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature (--temperature) must be finite and > 0, got {self.temperature}")
         for name, value, allowed in (("seg_kd", self.seg_kd, ("kl", "cwd")), ("tag_kd", self.tag_kd, ("pseudo", "relational", "none")),
                                      ("balancing", self.balancing, ("fixed", "uncertainty", "dwa"))):
             if value not in allowed:

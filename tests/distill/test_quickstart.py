@@ -30,6 +30,8 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
         extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
         assert extra["init_weights"] == str(tmp_path / "qs" / "runs" / "pose_teacher" / "best.pt")
         assert extra["task_weights"] == list(plan.task_weights) == [1.0, 0.01]
+    kd = read_checkpoint(tmp_path / "qs" / "runs" / "joint_student_kd" / "last.pt")["run_config"]["extra"]["kd"]
+    assert kd["labelled_kd_weight"] == plan.labelled_kd_weight == 1.0
     for run in plan.runs:  # and every run averages its weights
         state = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")
         assert state["run_config"]["ema_decay"] == plan.ema_decay == 0.9 and "train_model" in state
@@ -134,6 +136,8 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(task_weights=(1.0, -0.5))
     with pytest.raises(ValueError, match=r"task_weights must be \(pose, seg\) factors"):
         QuickstartPlan(task_weights=(1.0,))
+    with pytest.raises(ValueError, match=r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -1"):
+        QuickstartPlan(labelled_kd_weight=-1.0)
 
 
 def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
@@ -155,6 +159,7 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert (plans[0].student_init, plans[0].task_weights, plans[0].pose_teacher) == ("pose_teacher", (1.0, 0.01), "pose_h-4")
     assert main(["quickstart", "--student-init", "none", "--pose-teacher", "pose_h-3", "--task-weights", "1", "1"]) == 0
     assert (plans[3].student_init, plans[3].task_weights, plans[3].pose_teacher) == ("none", (1.0, 1.0), "pose_h-3")
+    assert main(["quickstart", "--labelled-kd-weight", "0.5"]) == 0 and plans[4].labelled_kd_weight == 0.5
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
         main(["quickstart", "--pose-teacher", "pose_h-3"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: ema_decay must be in"):

@@ -186,3 +186,16 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     assert last["run_config"]["extra"]["init_weights"] == str(teacher_paths[0])
     assert last["run_config"]["extra"]["task_weights"] == [1.0, 0.01]
     assert set(result.history[0]) >= {"AP", "mIoU", "score"}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("labelled_kd_weight", -0.5, r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -0.5"),
+    ("labelled_kd_weight", float("nan"), r"labelled_kd_weight .* got nan"),
+    ("temperature", 0.0, r"temperature \(--temperature\) must be finite and > 0, got 0.0"),
+    ("seg_kd", "mse", r"seg_kd must be one of \('kl', 'cwd'\), got 'mse'"),
+    ("tag_kd", "exact", r"tag_kd must be one of"),
+    ("balancing", "gradnorm", r"balancing must be one of"),
+])
+def test_kd_settings_refuse_bad_values(field: str, value, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match=message):
+        KDSettings(**{field: value})
