@@ -39,6 +39,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--task-weights", type=float, nargs=2, default=(1.0, 1.0), metavar=("POSE", "SEG"),
                    help="factor on every pose and every segmentation term, labels and teachers alike (default 1 1); "
                    "pose terms are ~100x smaller than segmentation ones, so 1 0.01 lets pose reach the shared trunk")
+    p.add_argument("--init-lr-factor", type=float, default=1.0, metavar="F",
+                   help="learning-rate factor of the weights --init-weights loads; new ones (a head the checkpoint lacks) "
+                   "train at --lr (default 1)")
     p.add_argument("--labelled-kd-weight", type=float, default=0.5, help="teacher weight on samples that have that task's labels")
     p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
     p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size, init_weights=args.init_weights,
-        task_weights=tuple(args.task_weights),
+        task_weights=tuple(args.task_weights), init_lr_factor=args.init_lr_factor,
         epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args),
         **ground_truth_options(args), **changes,
     )
@@ -136,6 +139,8 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
                    help="factor on every pose and every segmentation term of the joint students (default %(default)s)")
     p.add_argument("--labelled-kd-weight", type=float, default=defaults.labelled_kd_weight,
                    help="the distilled student's teacher weight on samples that have that task's labels (default %(default)s)")
+    p.add_argument("--init-lr-factor", type=float, default=defaults.init_lr_factor, metavar="F",
+                   help="learning-rate factor of the weights the joint students take from the pose teacher (default %(default)s)")
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -152,7 +157,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                               workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
-                              labelled_kd_weight=args.labelled_kd_weight,
+                              labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

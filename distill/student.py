@@ -15,6 +15,7 @@ from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
 from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe
+from mtl_ehrnet.training.optim import covering_prefixes
 from mtl_ehrnet.training.seeding import seed_everything
 from mtl_ehrnet.training.task_loss import ground_truth_loss
 from teachers.frozen import load_teacher
@@ -55,6 +56,7 @@ def train_student(
     ohem: Optional[float] = None,
     init_weights: Optional[PathLike] = None,
     task_weights: Tuple[float, float] = (1.0, 1.0),
+    init_lr_factor: float = 1.0,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -78,6 +80,8 @@ def train_student(
             student's width gives it a trained backbone, body and head.
         task_weights: (pose, seg) factors on every term of each task, labels and teachers alike
             (:class:`distill.objective.DistillationObjective`).
+        init_lr_factor: learning-rate factor of the weights ``init_weights`` loaded (the new ones train at
+            the full rate): Adam's first steps at the full rate undo much of what a trained model knows.
     """
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
@@ -88,6 +92,10 @@ def train_student(
         report = load_matching_weights(net, init_weights)
         print(f"student {student} initialised from {init_weights}: {len(report.loaded)} weights loaded, "
               f"{len(report.missing)} left at their initialisation")
+        if init_lr_factor != 1.0:
+            config.lr_factors = {prefix: init_lr_factor for prefix in covering_prefixes(net, set(report.loaded))}
+    elif init_lr_factor != 1.0:
+        raise ValueError(f"init_lr_factor {init_lr_factor} scales the learning rate of the weights --init-weights loads; give --init-weights")
     size = net.input_size
     augment = TrainTransform(size, **(augmentation or {}))
     pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
@@ -107,7 +115,7 @@ def train_student(
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
                         augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights),
-                        task_weights=list(task_weights), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
+                        task_weights=list(task_weights), init_lr_factor=init_lr_factor, ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

@@ -121,8 +121,10 @@ def fit(
     steps_per_epoch = len(_epoch_batches(train_set, config, 0, ctx.rank, ctx.world, skip=0))
     # A loss module may train parameters of its own (hint adapters, learned loss weights); frozen
     # teachers inside it have requires_grad=False and stay out.
-    loss_parameters = [p for p in loss_fn.parameters() if p.requires_grad] if isinstance(loss_fn, nn.Module) else []
-    optimizer = build_optimizer(list(model.parameters()) + loss_parameters, config)
+    named = list(model.named_parameters())
+    if isinstance(loss_fn, nn.Module):
+        named += [(f"loss.{name}", p) for name, p in loss_fn.named_parameters() if p.requires_grad]
+    optimizer = build_optimizer([p for _, p in named], config, names=[name for name, _ in named])
     forward_kwargs = dict(getattr(loss_fn, "forward_kwargs", {}))
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

@@ -1,6 +1,7 @@
 """Run configuration of a training job, with the thesis's recipes as defaults."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -40,6 +41,8 @@ class RunConfig:
             task's share of every batch, e.g. ``(1, 1)``; None samples the mixed set uniformly (each
             task's share follows its dataset's size).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        lr_factors: learning-rate factor per parameter-name prefix (``{"backbone.": 0.3}``); the longest
+            matching prefix wins, other parameters train at ``lr``.
         extra: free-form fields a caller stores with the run (model name, data paths...).
     """
 
@@ -67,6 +70,7 @@ class RunConfig:
     steps_per_epoch: Optional[int] = None
     task_ratios: Optional[Tuple[float, ...]] = None
     device: str = "auto"
+    lr_factors: Dict[str, float] = field(default_factory=dict)
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,9 @@ class RunConfig:
         self.milestones = tuple(self.milestones)
         if any(m < 0 for m in self.milestones):
             raise ValueError(f"milestones are epochs and must be >= 0, got {self.milestones}")
+        self.lr_factors = {str(k): float(v) for k, v in self.lr_factors.items()}
+        if any(not math.isfinite(v) or v < 0 for v in self.lr_factors.values()):
+            raise ValueError(f"lr_factors must be finite and >= 0, got {self.lr_factors}")
         if self.task_ratios is not None:
             self.task_ratios = tuple(float(r) for r in self.task_ratios)
             if any(r < 0 for r in self.task_ratios) or not any(self.task_ratios):

@@ -30,6 +30,7 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
         extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
         assert extra["init_weights"] == str(tmp_path / "qs" / "runs" / "pose_teacher" / "best.pt")
         assert extra["task_weights"] == list(plan.task_weights) == [1.0, 0.01]
+        assert extra["init_lr_factor"] == plan.init_lr_factor == 0.2
     kd = read_checkpoint(tmp_path / "qs" / "runs" / "joint_student_kd" / "last.pt")["run_config"]["extra"]["kd"]
     assert kd["labelled_kd_weight"] == plan.labelled_kd_weight == 1.0
     for run in plan.runs:  # and every run averages its weights
@@ -138,6 +139,8 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(task_weights=(1.0,))
     with pytest.raises(ValueError, match=r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -1"):
         QuickstartPlan(labelled_kd_weight=-1.0)
+    with pytest.raises(ValueError, match=r"init_lr_factor \(--init-lr-factor\) must be finite and > 0, got 0.0"):
+        QuickstartPlan(init_lr_factor=0.0)
 
 
 def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
@@ -159,7 +162,8 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert (plans[0].student_init, plans[0].task_weights, plans[0].pose_teacher) == ("pose_teacher", (1.0, 0.01), "pose_h-4")
     assert main(["quickstart", "--student-init", "none", "--pose-teacher", "pose_h-3", "--task-weights", "1", "1"]) == 0
     assert (plans[3].student_init, plans[3].task_weights, plans[3].pose_teacher) == ("none", (1.0, 1.0), "pose_h-3")
-    assert main(["quickstart", "--labelled-kd-weight", "0.5"]) == 0 and plans[4].labelled_kd_weight == 0.5
+    assert main(["quickstart", "--labelled-kd-weight", "0.5", "--init-lr-factor", "0.3"]) == 0
+    assert (plans[4].labelled_kd_weight, plans[4].init_lr_factor) == (0.5, 0.3)
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
         main(["quickstart", "--pose-teacher", "pose_h-3"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: ema_decay must be in"):

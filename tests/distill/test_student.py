@@ -173,7 +173,7 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
         cityscapes=synth.cityscapes_root, pose_teacher=teacher_paths[0], seg_teacher=teacher_paths[1],
         cache=tmp_path / "cache", input_size=64, epochs=1, batch_size=4, workers=0, steps_per_epoch=2,
         joint_val=synth.joint_root, task_ratios=(1, 1), class_weights="median", ohem=0.7, init_weights=teacher_paths[0],
-        task_weights=(1.0, 0.01),
+        task_weights=(1.0, 0.01), init_lr_factor=0.1,
     )
     student = read_checkpoint(tmp_path / "run" / "student.pt")
     assert set(student) == {"format", "config", "model"}
@@ -185,7 +185,18 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     assert (last["run_config"]["extra"]["class_weights"], last["run_config"]["extra"]["ohem"]) == ("median", 0.7)
     assert last["run_config"]["extra"]["init_weights"] == str(teacher_paths[0])
     assert last["run_config"]["extra"]["task_weights"] == [1.0, 0.01]
+    # The weights the pose checkpoint gave train at 0.1x the rate, the new segmentation head at the full rate.
+    from mtl_ehrnet.training.optim import lr_factor
+
+    loaded = set(read_checkpoint(teacher_paths[0])["model"])
+    factors = last["run_config"]["lr_factors"]
+    assert 0 < len(factors) < 20
+    for name, _ in create_model("mtl_h-4").named_parameters():
+        assert lr_factor(name, factors) == (0.1 if name in loaded else 1.0), name
     assert set(result.history[0]) >= {"AP", "mIoU", "score"}
+    with pytest.raises(ValueError, match="give --init-weights"):
+        train_student("mtl_h-4", tmp_path / "no_init", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+                      cityscapes=synth.cityscapes_root, init_lr_factor=0.5)
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -49,3 +49,37 @@ def test_fused_and_looped_adam_take_the_same_steps() -> None:
             optimizer.step()
     assert torch.allclose(weights[0], weights[1], atol=1e-6)
     assert not torch.equal(weights[0].detach(), start)
+
+
+def _net() -> torch.nn.Module:
+    return torch.nn.ModuleDict({"body": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)),
+                                "head": torch.nn.Linear(2, 1)})
+
+
+def test_lr_factors_put_each_parameter_in_its_prefix_group_and_the_scheduler_keeps_the_ratio() -> None:
+    from mtl_ehrnet.training.optim import build_scheduler
+
+    net = _net()
+    config = RunConfig(lr=0.1, lr_factors={"body.": 0.5, "body.1.": 0.1}, schedule="step", milestones=(1,), epochs=2)
+    names, params = zip(*net.named_parameters())
+    optimizer = build_optimizer(params, config, names=names)
+    by_lr = {round(g["lr"], 6): {id(p) for p in g["params"]} for g in optimizer.param_groups}
+    assert by_lr == {0.05: {id(p) for p in net["body"][0].parameters()}, 0.01: {id(p) for p in net["body"][1].parameters()},
+                     0.1: {id(p) for p in net["head"].parameters()}}  # the longest prefix wins
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=1)
+    optimizer.step(), scheduler.step()  # past the milestone: x0.1 in every group
+    assert sorted(round(g["lr"], 6) for g in optimizer.param_groups) == [0.001, 0.005, 0.01]
+    with pytest.raises(ValueError, match="need the parameters' names"):
+        build_optimizer(params, config)
+    with pytest.raises(ValueError, match="lr_factors must be finite and >= 0"):
+        RunConfig(lr_factors={"body.": -1.0})
+
+
+def test_covering_prefixes_name_whole_modules_where_they_can() -> None:
+    from mtl_ehrnet.training.optim import covering_prefixes
+
+    net = _net()
+    assert covering_prefixes(net, {"body.0.weight", "body.0.bias", "body.1.weight", "body.1.bias"}) == ["body."]
+    assert covering_prefixes(net, {"body.0.weight", "body.0.bias", "body.1.weight"}) == ["body.0.", "body.1.weight"]
+    assert covering_prefixes(net, {n for n, _ in net.named_parameters()}) == [""]
+    assert covering_prefixes(net, {"running_mean"}) == []  # buffers and unknown names select nothing
