@@ -8,7 +8,6 @@ without one, the plan's fixed epochs are used.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch.utils.data import DataLoader
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
 from distill.quickstart_budget import KD_STEP_FACTOR, SHARES, WARM_START_SHARES, QuickstartBudget, StageSchedule
-from distill.student import train_student
+from distill.student import check_init_lr_factor, train_student
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
                              generate_synthetic)
@@ -127,8 +126,7 @@ class QuickstartPlan:
         RunConfig(ema_decay=self.ema_decay)  # and a decay outside (0, 1)
         task_weight_pair(self.task_weights)
         KDSettings(labelled_kd_weight=self.labelled_kd_weight)  # refuses a negative weight as early
-        if not (math.isfinite(self.init_lr_factor) and self.init_lr_factor > 0):
-            raise ValueError(f"init_lr_factor (--init-lr-factor) must be finite and > 0, got {self.init_lr_factor}")
+        check_init_lr_factor(self.init_lr_factor)
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
         if self.student_init == "pose_teacher" and not self.pose_teacher_is_separate_student:

@@ -1,6 +1,7 @@
 """Training the multi-task student on task-mixed data with its teachers, on the shared engine."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -32,6 +33,13 @@ def joint_validator(joint_root: PathLike):  # noqa: ANN201
         return {"AP": metrics["AP"], "mIoU": metrics["mIoU"], "score": (metrics["AP"] + metrics["mIoU"]) / 2}
 
     return validate
+
+
+def check_init_lr_factor(value: float) -> float:
+    """Refuses a learning-rate factor for loaded weights that is not finite and > 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"init_lr_factor (--init-lr-factor) must be finite and > 0, got {value}")
+    return value
 
 
 def train_student(
@@ -83,6 +91,7 @@ def train_student(
         init_lr_factor: learning-rate factor of the weights ``init_weights`` loaded (the new ones train at
             the full rate): Adam's first steps at the full rate undo much of what a trained model knows.
     """
+    check_init_lr_factor(init_lr_factor)
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
     net = create_model(student, **({"input_size": input_size} if input_size else {}))

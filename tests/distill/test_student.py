@@ -194,6 +194,10 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     for name, _ in create_model("mtl_h-4").named_parameters():
         assert lr_factor(name, factors) == (0.1 if name in loaded else 1.0), name
     assert set(result.history[0]) >= {"AP", "mIoU", "score"}
+    with pytest.raises(ValueError, match=r"init_lr_factor \(--init-lr-factor\) must be finite and > 0, got -0.5"):
+        train_student("mtl_h-4", tmp_path / "negative", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+                      cityscapes=synth.cityscapes_root, init_weights=teacher_paths[0], init_lr_factor=-0.5)
+    assert not (tmp_path / "negative").exists()
     with pytest.raises(ValueError, match="give --init-weights"):
         train_student("mtl_h-4", tmp_path / "no_init", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                       cityscapes=synth.cityscapes_root, init_lr_factor=0.5)
