@@ -43,6 +43,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="learning-rate factor of the weights --init-weights loads; new ones (a head the checkpoint lacks) "
                    "train at --lr (default 1)")
     p.add_argument("--labelled-kd-weight", type=float, default=0.5, help="teacher weight on samples that have that task's labels")
+    p.add_argument("--teacher-flip", action="store_true",
+                   help="teachers answer with the mean of their pass over the image and over its mirror (flip test)")
     p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
     p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
     p.add_argument("--tag-kd", choices=("pseudo", "relational", "none"), default="pseudo")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.student import train_student
 
     settings = KDSettings(labelled_kd_weight=args.labelled_kd_weight, temperature=args.temperature, seg_kd=args.seg_kd,
-                          tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing)
+                          tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing, teacher_flip=args.teacher_flip)
     changes = run_changes(args)
     if args.task_ratios is not None:
         changes["task_ratios"] = tuple(args.task_ratios)
@@ -141,6 +143,9 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
                    help="the distilled student's teacher weight on samples that have that task's labels (default %(default)s)")
     p.add_argument("--init-lr-factor", type=float, default=defaults.init_lr_factor, metavar="F",
                    help="learning-rate factor of the weights the joint students take from the pose teacher (default %(default)s)")
+    p.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=defaults.teacher_flip,
+                   help="the distilled student learns from the mean of each teacher's pass over the image and over its mirror "
+                   "(default: %(default)s)")
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -157,7 +162,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                               workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
-                              labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor,
+                              labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor, teacher_flip=args.teacher_flip,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

@@ -34,6 +34,8 @@ class KDSettings:
         hints: feature hints from the shared trunk to the teachers' HRNet branches.
         balancing: ``"fixed"``, ``"uncertainty"`` or ``"dwa"``.
         weights: fixed weights per term name (``"pose/kd_heatmaps"``, ``"seg/kd"``...).
+        teacher_flip: teachers answer with the mean of their pass over the image and over its mirror
+            (:class:`teachers.flip_average.FlipAveragedTeacher`), cached or online.
     """
 
     labelled_kd_weight: float = 0.5
@@ -43,6 +45,7 @@ class KDSettings:
     hints: bool = False
     balancing: str = "fixed"
     weights: Dict[str, float] = field(default_factory=dict)
+    teacher_flip: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.labelled_kd_weight) and self.labelled_kd_weight >= 0):

@@ -19,6 +19,7 @@ from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe
 from mtl_ehrnet.training.optim import covering_prefixes
 from mtl_ehrnet.training.seeding import seed_everything
 from mtl_ehrnet.training.task_loss import ground_truth_loss
+from teachers.flip_average import FlipAveragedTeacher
 from teachers.frozen import load_teacher
 
 PathLike = Union[str, Path]
@@ -111,12 +112,16 @@ def train_student(
     seg_set = Cityscapes(cityscapes, "train", augment)
     gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
+    if settings.teacher_flip:
+        teachers = {task: FlipAveragedTeacher(teacher) for task, teacher in teachers.items()}
     # Without teachers the same objective weighs and balances the ground-truth terms alone (no hints: they need a teacher).
     loss_fn = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"),
                                     settings if teachers else replace(settings, hints=False), gt=gt,
                                     task_weights=task_weight_pair(task_weights))
     if cache is not None and teachers:
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
+        if settings.teacher_flip:
+            identity["teacher_flip"] = "mean of the image's and its mirror's pass"
         store = TeacherCache(cache, teachers, size[0], identity)
         device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
         for task, data in (("pose", pose_set), ("seg", seg_set)):

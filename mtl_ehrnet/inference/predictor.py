@@ -193,7 +193,7 @@ class Predictor:
         if "seg" in out:
             seg = out["seg"]
             if self.flip:
-                seg = (seg[:n] + seg[n:].flip(-1)) / 2
+                seg = mirror_average(seg[:n], seg[n:])
         return heat, tag, seg
 
 
@@ -213,9 +213,18 @@ def pose_maps(outputs: Dict[str, torch.Tensor], flip_index: Optional[torch.Tenso
     tag = F.interpolate(outputs["tags"], size=size, mode="bilinear", align_corners=False)[..., None]
     if flip_index is not None:
         n = heat.shape[0] // 2
-        heat = (heat[:n] + heat[n:].flip(-1)[:, flip_index]) / 2
+        heat = mirror_average(heat[:n], heat[n:], flip_index)
         tag = torch.cat((tag[:n], tag[n:].flip(-2)[:, flip_index]), dim=-1)
     return heat, tag
+
+
+def mirror_average(maps: torch.Tensor, mirrored: torch.Tensor, channel_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The mean of ``maps`` (B, C, H, W) and the maps of the mirrored images turned back: ``mirrored``
+    flipped along W, its channels permuted by ``channel_index`` (joints swapped left to right) when given."""
+    back = mirrored.flip(-1)
+    if channel_index is not None:
+        back = back[:, channel_index]
+    return (maps + back) / 2
 
 
 def _to_tensor(image: ImageLike) -> torch.Tensor:

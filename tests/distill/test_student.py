@@ -13,7 +13,7 @@ from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
 from mtl_ehrnet.data.mixed import collate_samples
-from teachers import FrozenTeacher, load_teacher
+from teachers import FlipAveragedTeacher, FrozenTeacher, load_teacher
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +136,12 @@ class _PooledImage(torch.nn.Module):
                 "tags": lr.expand(-1, 17, -1, -1), "seg": lr.expand(-1, 19, -1, -1)}
 
 
-def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flip", [False, True])
+def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path, flip: bool) -> None:
     pose, _ = _datasets(synth)
     teacher = FrozenTeacher(_PooledImage())
+    if flip:  # the flip-averaged teacher goes through the cache and the online path alike
+        teacher = FlipAveragedTeacher(teacher)
     cache = TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "pooled"})
     assert cache.build(pose, "pose", progress=False) == len(pose)
     assert cache.build(pose, "pose", progress=False) == 0  # nothing left to do: resumable
@@ -201,6 +204,11 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     with pytest.raises(ValueError, match="give --init-weights"):
         train_student("mtl_h-4", tmp_path / "no_init", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                       cityscapes=synth.cityscapes_root, init_lr_factor=0.5)
+    # Maps of single-pass teachers are not those of flip-averaged ones: their cache is refused.
+    with pytest.raises(ValueError, match=r"teacher cache .* was built for .*, not .*teacher_flip"):
+        train_student("mtl_h-4", tmp_path / "flip", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+                      cityscapes=synth.cityscapes_root, pose_teacher=teacher_paths[0], seg_teacher=teacher_paths[1],
+                      cache=tmp_path / "cache", input_size=64, settings=KDSettings(teacher_flip=True))
 
 
 @pytest.mark.parametrize("field, value, message", [
