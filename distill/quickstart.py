@@ -113,7 +113,8 @@ class QuickstartPlan:
     student_init: str = "pose_teacher"
     task_weights: Tuple[float, float] = (1.0, 0.01)
     labelled_kd_weight: float = 1.0
-    init_lr_factor: float = 0.2
+    init_lr_factor: float = 1.0
+    teacher_flip: bool = False
 
     def __post_init__(self) -> None:
         if self.seg_optimizer not in ("adam", "sgd"):
@@ -158,7 +159,7 @@ class QuickstartPlan:
     @property
     def kd_settings(self) -> KDSettings:
         """How the distilled joint student learns from the teachers."""
-        return KDSettings(labelled_kd_weight=self.labelled_kd_weight)
+        return KDSettings(labelled_kd_weight=self.labelled_kd_weight, teacher_flip=self.teacher_flip)
 
     @property
     def ground_truth(self) -> Dict[str, Any]:
@@ -287,7 +288,8 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in plan.runs}
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
     joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))  # joint/val is as large as each val split
-    fixed = (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set)  # the teacher cache
+    cache_passes = 2 if plan.teacher_flip else 1  # a flip-averaged teacher runs on the image and its mirror
+    fixed = (cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
              + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started
     budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed)

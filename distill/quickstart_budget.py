@@ -35,9 +35,9 @@ SHARES: Dict[str, float] = {
 # student, and its steps are the joint students' pose start: it gets what the separate pose student and
 # part of the joint students' time had. The joint students still need a few hundred steps to learn
 # segmentation and to recover from the new head's first steps (a 180-step probe: AP 0.26 -> 0.17 -> 0.22).
-_WARM_JOINT_SHARE = 0.15
+_WARM_JOINT_SHARE = 0.165
 WARM_START_SHARES: Dict[str, float] = {
-    "pose_teacher": 0.40, "seg_teacher": 0.20, "seg_student_gt": 0.06,
+    "pose_teacher": 0.355, "seg_teacher": 0.22, "seg_student_gt": 0.05,
     "joint_student_gt": _WARM_JOINT_SHARE, "joint_student_kd": _WARM_JOINT_SHARE * KD_STEP_FACTOR,
 }
 VALIDATIONS = 3  # per run, the last epoch included
