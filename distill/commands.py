@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+import math
+from typing import Any, Dict, Tuple
 
 from mtl_ehrnet.data.commands import add_scene_flags, scene_options
 from mtl_ehrnet.training.run_flags import (add_augmentation_flags, add_ground_truth_flags, add_run_flags, augmentation_options,
@@ -24,6 +25,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--cityscapes", required=True, metavar="ROOT", help="segmentation training set (train split)")
     p.add_argument("--joint-val", metavar="ROOT", help="split labelled for both tasks (synth's joint/), validated each epoch")
     p.add_argument("--cache", metavar="DIR", help="teacher-output cache (teachers run once per image)")
+    p.add_argument("--cache-input-size", type=int, metavar="S",
+                   help="square letterbox the cached teachers see, a multiple of 32 (default: 1.5x the student's input)")
     p.add_argument("--init-weights", metavar="CKPT",
                    help="start the student from the weights of this checkpoint that it shares by name, e.g. a pose_h-4 "
                    "model for mtl_h-4 (backbone, body, pose head); the rest keeps its initialisation")
@@ -50,7 +53,22 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--tag-kd", choices=("pseudo", "relational", "none"), default="pseudo")
     p.add_argument("--hints", action="store_true", help="feature hints from the shared trunk (online teachers)")
     p.add_argument("--balancing", choices=("fixed", "uncertainty", "dwa"), default="fixed")
+    p.add_argument("--loss-weight", action="append", default=[], type=term_weight, metavar="TERM=W",
+                   help="fixed weight of one loss term (--balancing fixed), e.g. pose/kd_heatmaps=4; repeatable. Terms: "
+                   "pose/heatmaps, pose/heatmaps_lr, pose/pull, pose/push, seg/ce, pose/kd_heatmaps, pose/kd_tags, seg/kd, trunk/hints")
     p.set_defaults(func=run)
+
+
+def term_weight(text: str) -> Tuple[str, float]:
+    """``"pose/kd_heatmaps=4"`` -> ``("pose/kd_heatmaps", 4.0)``."""
+    name, sep, value = text.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not name or not math.isfinite(weight) or weight < 0:
+        raise argparse.ArgumentTypeError(f"expected TERM=W with a finite W >= 0, e.g. pose/kd_heatmaps=4, got {text!r}")
+    return name, weight
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,14 +76,15 @@ def run(args: argparse.Namespace) -> int:
     from distill.student import train_student
 
     settings = KDSettings(labelled_kd_weight=args.labelled_kd_weight, temperature=args.temperature, seg_kd=args.seg_kd,
-                          tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing, teacher_flip=args.teacher_flip)
+                          tag_kd=args.tag_kd, hints=args.hints, balancing=args.balancing, teacher_flip=args.teacher_flip,
+                          weights=dict(args.loss_weight))
     changes = run_changes(args)
     if args.task_ratios is not None:
         changes["task_ratios"] = tuple(args.task_ratios)
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size, init_weights=args.init_weights,
-        task_weights=tuple(args.task_weights), init_lr_factor=args.init_lr_factor,
+        task_weights=tuple(args.task_weights), init_lr_factor=args.init_lr_factor, cache_input_size=args.cache_input_size,
         epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args),
         **ground_truth_options(args), **changes,
     )
@@ -143,6 +162,11 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
                    help="the distilled student's teacher weight on samples that have that task's labels (default %(default)s)")
     p.add_argument("--init-lr-factor", type=float, default=defaults.init_lr_factor, metavar="F",
                    help="learning-rate factor of the weights the joint students take from the pose teacher (default %(default)s)")
+    p.add_argument("--pose-kd-weight", type=float, default=defaults.pose_kd_weight, metavar="W",
+                   help="weight of the distilled student's heatmap term against the pose teacher (default %(default)s)")
+    p.add_argument("--teacher-cache", action=argparse.BooleanOptionalAction, default=defaults.teacher_cache,
+                   help="the distilled student reads cached teacher maps (OUT/cache) instead of running the teachers on "
+                   "every batch (default: %(default)s)")
     p.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=defaults.teacher_flip,
                    help="the distilled student learns from the mean of each teacher's pass over the image and over its mirror "
                    "(default: %(default)s)")
@@ -163,6 +187,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
                               workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
                               labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor, teacher_flip=args.teacher_flip,
+                              pose_kd_weight=args.pose_kd_weight, teacher_cache=args.teacher_cache,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

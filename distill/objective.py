@@ -19,6 +19,8 @@ from distill.teacher_cache import cached_outputs
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
 from mtl_ehrnet.training.task_loss import GroundTruthLoss
 
+TERM_NAMES = ("pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce", "pose/kd_heatmaps", "pose/kd_tags",
+              "seg/kd", "trunk/hints")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class KDSettings:
                                      ("balancing", self.balancing, ("fixed", "uncertainty", "dwa"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        for term, weight in self.weights.items():
+            if term not in TERM_NAMES:
+                raise ValueError(f"no loss term {term!r} to weight (--loss-weight); terms: {', '.join(TERM_NAMES)}")
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"the weight of {term} (--loss-weight) must be finite and >= 0, got {weight}")
 
 
 class DistillationObjective(nn.Module):

@@ -8,6 +8,7 @@ without one, the plan's fixed epochs are used.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +19,8 @@ from torch.utils.data import DataLoader
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
-from distill.quickstart_budget import KD_STEP_FACTOR, SHARES, WARM_START_SHARES, QuickstartBudget, StageSchedule
-from distill.student import check_init_lr_factor, train_student
+from distill.quickstart_budget import KD_STEP_FACTOR, ONLINE_KD_STEP_FACTOR, SHARES, WARM_START_SHARES, QuickstartBudget, StageSchedule
+from distill.student import check_init_lr_factor, default_cache_size, train_student
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
                              generate_synthetic)
@@ -78,10 +79,18 @@ class QuickstartPlan:
     0.209 / 0.208 and mIoU 0.435 / 0.435 with seeds 0 / 1, where the ground-truth student had 0.203 / 0.194
     and 0.431 / 0.431, and 0.5 (the library's default) gave 0.201 / 0.435 with seed 0.
     ``init_lr_factor`` scales the learning rate of the weights the joint students take from the pose
-    teacher (their new segmentation head trains at the full rate): at the full rate, Adam's first steps
-    took a joint student from the teacher's AP 0.217 to 0.093 after 101 steps, and it ended at AP 0.177 and
-    mIoU 0.411 after 303 (qs12). With qs12's teachers and schedule, 0.1 kept AP 0.211 after 101 steps and
-    ended at 0.208 / 0.384; 0.3 ended at 0.196 / 0.406. 0.2 lies between.
+    teacher (their new segmentation head trains at the full rate); the quick start keeps the full rate.
+    Gentler starts keep the teacher's AP from the first step, but then the ground-truth student simply
+    trains the teacher's pose further, passes its teacher, and the teachers' maps hold the distilled one
+    back: at 0.2 (qs13) it ended at AP 0.178 against 0.193, and with 0.1 and 0.3 on qs12's and qs13's
+    teachers it was 0.004-0.005 behind. At the full rate both students first lose some pose (qs12: AP 0.217
+    -> 0.093 after 101 steps) and the teachers' maps bring the distilled one back faster: it led on both
+    metrics in 5 of 6 such runs (qs10 with seeds 0 and 1, qs11's teachers with seeds 0 and 1, qs12; qs11
+    itself, with labelled KD 0.5, was 0.002 AP behind).
+    ``teacher_flip`` has the distilled student learn from flip-averaged teachers
+    (:class:`teachers.flip_average.FlipAveragedTeacher`; the pose teacher's AP rises from 0.182 to 0.211
+    flip-tested). It is off: the student's AP moved +0.012 with qs13's teachers at init_lr_factor 0.2 and
+    -0.003 with qs12's at 1.0, and its cache costs two teacher passes per image.
     ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for
     ``teacher_epochs`` and every student for ``student_epochs``.
     """
@@ -115,6 +124,8 @@ class QuickstartPlan:
     labelled_kd_weight: float = 1.0
     init_lr_factor: float = 1.0
     teacher_flip: bool = False
+    pose_kd_weight: float = 4.0
+    teacher_cache: bool = False
 
     def __post_init__(self) -> None:
         if self.seg_optimizer not in ("adam", "sgd"):
@@ -126,7 +137,9 @@ class QuickstartPlan:
         ground_truth_loss(("pose",), **self.ground_truth)  # refuses an unknown push or class-weight rule as early
         RunConfig(ema_decay=self.ema_decay)  # and a decay outside (0, 1)
         task_weight_pair(self.task_weights)
-        KDSettings(labelled_kd_weight=self.labelled_kd_weight)  # refuses a negative weight as early
+        if not (math.isfinite(self.pose_kd_weight) and self.pose_kd_weight >= 0):
+            raise ValueError(f"pose_kd_weight (--pose-kd-weight) must be finite and >= 0, got {self.pose_kd_weight}")
+        self.kd_settings  # refuses a negative labelled-KD weight as early
         check_init_lr_factor(self.init_lr_factor)
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
@@ -153,13 +166,20 @@ class QuickstartPlan:
     @property
     def shares(self) -> Dict[str, float]:
         """Each training run's share of the budget."""
-        table = WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES
+        table = dict(WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES)
+        table["joint_student_kd"] = table["joint_student_gt"] * self.kd_step_factor  # the same steps as the other joint student
         return {name: table[name] for name in self.runs}
+
+    @property
+    def kd_step_factor(self) -> float:
+        """A distillation step's cost against a ground-truth joint step."""
+        return KD_STEP_FACTOR if self.teacher_cache else ONLINE_KD_STEP_FACTOR
 
     @property
     def kd_settings(self) -> KDSettings:
         """How the distilled joint student learns from the teachers."""
-        return KDSettings(labelled_kd_weight=self.labelled_kd_weight, teacher_flip=self.teacher_flip)
+        return KDSettings(labelled_kd_weight=self.labelled_kd_weight, teacher_flip=self.teacher_flip,
+                          weights={"pose/kd_heatmaps": self.pose_kd_weight})
 
     @property
     def ground_truth(self) -> Dict[str, Any]:
@@ -234,7 +254,7 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
         joint.update(init_weights=checkpoints["pose_teacher"], init_lr_factor=plan.init_lr_factor)
     once("joint_student_gt", lambda d, r, s: train_student(plan.student, d, resume=r, **joint, **s), "student.pt")
     once("joint_student_kd", lambda d, r, s: train_student(
-        plan.student, d, pose_teacher=checkpoints["pose_teacher"], seg_teacher=checkpoints["seg_teacher"], cache=out / "cache",
+        plan.student, d, pose_teacher=checkpoints["pose_teacher"], seg_teacher=checkpoints["seg_teacher"], cache=out / "cache" if plan.teacher_cache else None,
         settings=plan.kd_settings, resume=r, **joint, **s), "student.pt")
     rows = compare_rows(checkpoints, layout.joint_root)
     paths = write_comparison(rows, out / "compare")
@@ -284,11 +304,12 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
                                          iter(_timing_loader(data[kind], b, plan.workers, plan.seed)))
                                   for name, (kind, model) in models.items()}, steps=TIMED_STEPS)
     step = {name: REAL_STEP_FACTOR * seconds for name, seconds in step.items()}
-    step["joint_student_kd"] = KD_STEP_FACTOR * step["joint_student_gt"]
+    step["joint_student_kd"] = plan.kd_step_factor * step["joint_student_gt"]
     full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in plan.runs}
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
     joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))  # joint/val is as large as each val split
-    cache_passes = 2 if plan.teacher_flip else 1  # a flip-averaged teacher runs on the image and its mirror
+    # A flip-averaged teacher runs on the image and its mirror; the cache's letterbox is larger than the input.
+    cache_passes = (2 if plan.teacher_flip else 1) * (default_cache_size((plan.input_size,) * 2) / plan.input_size) ** 2 * plan.teacher_cache
     fixed = (cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
              + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started

@@ -26,6 +26,9 @@ PathLike = Union[str, Path]
 # ground-truth joint step: 1.23-1.26 in the training epochs of three 30-minute quick starts (qs3, qs5, qs6;
 # e.g. 9.9 against 12.3 images/s). An earlier measurement outside the quick start gave 1.06.
 KD_STEP_FACTOR = 1.25
+# With the teachers run online on every batch instead (no cache): 1.77 in a 303-step probe on qs14's data
+# (7.3 against 12.9 images/s).
+ONLINE_KD_STEP_FACTOR = 1.75
 _JOINT_SHARE = 0.19
 SHARES: Dict[str, float] = {
     "pose_teacher": 0.29, "seg_teacher": 0.18, "pose_student_gt": 0.08, "seg_student_gt": 0.05,
@@ -34,7 +37,11 @@ SHARES: Dict[str, float] = {
 # When the joint students start from the pose teacher (same width), that teacher is also the separate pose
 # student, and its steps are the joint students' pose start: it gets what the separate pose student and
 # part of the joint students' time had. The joint students still need a few hundred steps to learn
-# segmentation and to recover from the new head's first steps (a 180-step probe: AP 0.26 -> 0.17 -> 0.22).
+# segmentation and to win back the pose their first full-rate steps cost (qs12: AP 0.217 -> 0.093 after
+# 101 steps, 0.177 after 303, 82 % of the teacher; qs11: 426 steps, 97 %), so they get 0.165 each (0.15
+# before). The segmentation teacher gets 0.22 (0.20 before): with 240 steps (qs13) it scored mIoU 0.393,
+# below the ground-truth joint student's 0.409, and the distilled student lost mIoU; with 320 (qs10,
+# qs12) it scored 0.426 and the distilled student won.
 _WARM_JOINT_SHARE = 0.165
 WARM_START_SHARES: Dict[str, float] = {
     "pose_teacher": 0.355, "seg_teacher": 0.22, "seg_student_gt": 0.05,

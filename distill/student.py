@@ -23,6 +23,11 @@ from teachers.flip_average import FlipAveragedTeacher
 from teachers.frozen import load_teacher
 
 PathLike = Union[str, Path]
+# The cache letterboxes the whole image, so its long side fits; a training crop spans the short side,
+# zoomed by up to 1/0.8. Letterboxed at the student's input size, a 4:3 image reached the teachers at
+# 0.8x the scale of the student's crop, and the replay upsampled their maps by 1.07-1.67x, blurring the
+# heatmap peaks the student then learned.
+CACHE_SCALE = 1.5
 
 
 def joint_validator(joint_root: PathLike):  # noqa: ANN201
@@ -34,6 +39,12 @@ def joint_validator(joint_root: PathLike):  # noqa: ANN201
         return {"AP": metrics["AP"], "mIoU": metrics["mIoU"], "score": (metrics["AP"] + metrics["mIoU"]) / 2}
 
     return validate
+
+
+def default_cache_size(input_hw: Tuple[int, int]) -> int:
+    """The cache's square letterbox for a student input of ``input_hw``: its long side times
+    :data:`CACHE_SCALE`, rounded up to a multiple of 32."""
+    return int(math.ceil(max(input_hw) * CACHE_SCALE / 32) * 32)
 
 
 def check_init_lr_factor(value: float) -> float:
@@ -66,6 +77,7 @@ def train_student(
     init_weights: Optional[PathLike] = None,
     task_weights: Tuple[float, float] = (1.0, 1.0),
     init_lr_factor: float = 1.0,
+    cache_input_size: Optional[int] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -91,6 +103,8 @@ def train_student(
             (:class:`distill.objective.DistillationObjective`).
         init_lr_factor: learning-rate factor of the weights ``init_weights`` loaded (the new ones train at
             the full rate): Adam's first steps at the full rate undo much of what a trained model knows.
+        cache_input_size: the square letterbox the cached teachers see (a multiple of 32); by default the
+            student's input size scaled by :data:`CACHE_SCALE` (see there).
     """
     check_init_lr_factor(init_lr_factor)
     config = run or pose_recipe(epochs, monitor="score", **changes)
@@ -122,7 +136,7 @@ def train_student(
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         if settings.teacher_flip:
             identity["teacher_flip"] = "mean of the image's and its mirror's pass"
-        store = TeacherCache(cache, teachers, size[0], identity)
+        store = TeacherCache(cache, teachers, cache_input_size or default_cache_size(size), identity)
         device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
         for task, data in (("pose", pose_set), ("seg", seg_set)):
             store.build(data, task, device=device, batch_size=config.batch_size)

@@ -10,7 +10,7 @@ from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     plan = QuickstartPlan(images=10, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
                           teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None,
-                          task_ratios=(1.0, 1.0), ema_decay=0.9, init_lr_factor=0.2, teacher_flip=True)
+                          task_ratios=(1.0, 1.0), ema_decay=0.9, init_lr_factor=0.2, teacher_flip=True, teacher_cache=True)
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
@@ -34,6 +34,7 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     kd = read_checkpoint(tmp_path / "qs" / "runs" / "joint_student_kd" / "last.pt")["run_config"]["extra"]["kd"]
     assert kd["labelled_kd_weight"] == plan.labelled_kd_weight == 1.0
     assert kd["teacher_flip"] is plan.teacher_flip is True  # flip-averaged teachers fill the cache
+    assert kd["weights"] == {"pose/kd_heatmaps": plan.pose_kd_weight}
     assert "teacher_flip" in json.loads((tmp_path / "qs" / "cache" / "manifest.json").read_text())
     for run in plan.runs:  # and every run averages its weights
         state = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")
@@ -168,6 +169,11 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert (plans[4].labelled_kd_weight, plans[4].init_lr_factor) == (0.5, 0.3)
     assert plans[0].kd_settings.teacher_flip is False and plans[0].init_lr_factor == 1.0
     assert main(["quickstart", "--teacher-flip"]) == 0 and plans[5].kd_settings.teacher_flip is True
+    assert plans[0].kd_settings.weights == {"pose/kd_heatmaps": 4.0} and plans[0].teacher_cache is False
+    assert plans[0].shares["joint_student_kd"] == plans[0].shares["joint_student_gt"] * plans[0].kd_step_factor
+    assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {"pose/kd_heatmaps": 2.0}
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0"):
+        main(["quickstart", "--pose-kd-weight", "-1"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
         main(["quickstart", "--pose-teacher", "pose_h-3"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: ema_decay must be in"):

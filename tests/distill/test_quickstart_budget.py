@@ -88,11 +88,12 @@ def test_quickstart_replans_each_run_from_the_time_really_left(tmp_path: Path, m
     clock = [0.0]
     monkeypatch.setattr(quickstart, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     monkeypatch.setattr(quickstart, "seconds_per_step_each", lambda jobs, **kw: {name: 1.0 for name in jobs})
+    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2, workers=0, minutes=30.0)
     got = {}
 
     def fake_run(name: str, out: Path, result: str, epochs: int, steps_per_epoch: int, **kwargs) -> None:  # noqa: ANN003
         got[name] = StageSchedule(epochs, steps_per_epoch, kwargs["val_every"])
-        step = quickstart.REAL_STEP_FACTOR * (quickstart.KD_STEP_FACTOR if name == "joint_student_kd" else 1.0)  # as planned
+        step = quickstart.REAL_STEP_FACTOR * (plan.kd_step_factor if name == "joint_student_kd" else 1.0)  # as planned
         clock[0] += 2.0 * step * epochs * steps_per_epoch
         out.mkdir(parents=True)
         for file in ("last.pt", result):
@@ -104,7 +105,6 @@ def test_quickstart_replans_each_run_from_the_time_really_left(tmp_path: Path, m
     monkeypatch.setattr(quickstart, "write_comparison", lambda rows, out: {})
     monkeypatch.setattr(quickstart, "markdown", lambda rows, saved: "")
     monkeypatch.setattr(quickstart, "savings", lambda rows: {})
-    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2, workers=0, minutes=30.0)
     run_quickstart(tmp_path, plan)
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert set(saved["run_seconds"]) == set(plan.runs) and saved["speed_ratio"] == pytest.approx(2.0)

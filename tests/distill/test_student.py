@@ -218,7 +218,26 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     ("seg_kd", "mse", r"seg_kd must be one of \('kl', 'cwd'\), got 'mse'"),
     ("tag_kd", "exact", r"tag_kd must be one of"),
     ("balancing", "gradnorm", r"balancing must be one of"),
+    ("weights", {"pose/kd_heatmap": 4.0}, r"no loss term 'pose/kd_heatmap' to weight \(--loss-weight\); terms: pose/heatmaps, "),
+    ("weights", {"seg/kd": -1.0}, r"the weight of seg/kd \(--loss-weight\) must be finite and >= 0, got -1.0"),
 ])
 def test_kd_settings_refuse_bad_values(field: str, value, message: str) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match=message):
         KDSettings(**{field: value})
+
+
+def test_loss_weight_flag_reaches_the_objective(monkeypatch, teacher_paths) -> None:  # noqa: ANN001
+    import distill.student
+    from mtl_ehrnet.cli import main
+
+    calls = []
+    monkeypatch.setattr(distill.student, "train_student", lambda *a, **k: calls.append(k) or type("R", (), {"out_dir": Path("x")})())
+    args = ["distill", "--student", "mtl_h-4", "--coco", "a.json", "imgs", "--cityscapes", "cs", "--out", "o"]
+    assert main(args + ["--loss-weight", "pose/kd_heatmaps=4", "--loss-weight", "seg/kd=0.5", "--teacher-flip"]) == 0
+    settings = calls[0]["settings"]
+    assert settings.weights == {"pose/kd_heatmaps": 4.0, "seg/kd": 0.5} and settings.teacher_flip is True
+    student, objective = _objective(teacher_paths, weights=settings.weights)
+    assert objective.current_weights()["pose/kd_heatmaps"] == 4.0 and objective.current_weights()["pose/heatmaps"] == 1.0
+    for bad in ("pose/kd_heatmaps", "seg/kd=-1", "=2", "seg/kd=x"):
+        with pytest.raises(SystemExit):
+            main(args + ["--loss-weight", bad])
