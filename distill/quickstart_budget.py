@@ -39,12 +39,13 @@ SHARES: Dict[str, float] = {
 # part of the joint students' time had. The joint students still need a few hundred steps to learn
 # segmentation and to win back the pose their first full-rate steps cost (qs12: AP 0.217 -> 0.093 after
 # 101 steps, 0.177 after 303, 82 % of the teacher; qs11: 426 steps, 97 %), so they get 0.165 each (0.15
-# before). The segmentation teacher gets 0.22 (0.20 before): with 240 steps (qs13) it scored mIoU 0.393,
+# before). The segmentation teacher gets 0.27 (0.20 before): with 240 steps (qs13) it scored mIoU 0.393,
 # below the ground-truth joint student's 0.409, and the distilled student lost mIoU; with 320 (qs10,
-# qs12) it scored 0.426 and the distilled student won.
+# qs12, qs14) it scored 0.426-0.428. The pose teacher gets 0.30 (0.40 before): its AP on the joint split
+# was 0.183 after 864 steps (qs14) and 0.182 after 1008 (qs10, qs13).
 _WARM_JOINT_SHARE = 0.165
 WARM_START_SHARES: Dict[str, float] = {
-    "pose_teacher": 0.355, "seg_teacher": 0.22, "seg_student_gt": 0.05,
+    "pose_teacher": 0.30, "seg_teacher": 0.27, "seg_student_gt": 0.05,
     "joint_student_gt": _WARM_JOINT_SHARE, "joint_student_kd": _WARM_JOINT_SHARE * KD_STEP_FACTOR,
 }
 VALIDATIONS = 3  # per run, the last epoch included
