@@ -161,6 +161,28 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: Synt
         TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "other"})
 
 
+def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, tmp_path: Path) -> None:
+    """Letterboxed at the student's size, a cache holds the image at a lower scale than a training crop
+    shows it; at 1.5x (the default) the replayed maps are closer to the online teacher's."""
+    from distill.student import default_cache_size
+
+    pose, _ = _datasets(synth)
+    teacher = FrozenTeacher(_PooledImage())
+    torch.manual_seed(5)
+    samples = [pose[i] for i in range(6)]
+    online = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(collate_samples(samples))
+    errors = {}
+    for size in (64, default_cache_size((64, 64))):
+        cache = TeacherCache(tmp_path / str(size), {"both": teacher}, size, {"teacher": "pooled"})
+        cache.build(pose, "pose", progress=False)
+        batch = collate_samples([{**s, **{f"teacher_{k}": v for k, v in cache.load("pose", i).items()}} for i, s in enumerate(samples)])
+        cached = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(batch)
+        inside = cached["valid_lr"][:, None] * (online["heatmaps"][:, :, ::2, ::2] != 0)
+        errors[size] = float(((cached["heatmaps"] - online["heatmaps"])[:, :, ::2, ::2].abs() * inside).sum() / inside.sum())
+    assert default_cache_size((64, 64)) == 96 and default_cache_size((128, 128)) == 192
+    assert errors[96] < 0.8 * errors[64], errors
+
+
 def test_replay_mirrors_and_swaps_joint_channels() -> None:
     maps = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
     identity = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])
