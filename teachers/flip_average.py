@@ -14,12 +14,13 @@ from torch import nn
 
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, check_flip_index
 from mtl_ehrnet.inference.predictor import mirror_average
+from teachers.frozen import FrozenTeacher
 
 JOINT_MAPS = ("heatmaps", "heatmaps_lr")
 CLASS_MAPS = ("seg",)
 
 
-class FlipAveragedTeacher(nn.Module):
+class FlipAveragedTeacher(FrozenTeacher):
     """Runs a frozen teacher on ``cat(images, images.flip(-1))`` and merges the two passes.
 
     Heatmaps (both resolutions) and segmentation logits are averaged with the mirrored pass turned back
@@ -27,38 +28,20 @@ class FlipAveragedTeacher(nn.Module):
     passes' tag values are not on one scale, so their mean would mean nothing.
 
     Args:
-        teacher: a frozen teacher (:func:`teachers.load_teacher`).
+        teacher: a trained model or a :class:`FrozenTeacher` (:func:`teachers.load_teacher`); frozen as
+            :class:`FrozenTeacher` freezes it.
         flip_index: joint permutation under a horizontal mirror (COCO default).
 
     Shape: as the wrapped teacher; the batch is run twice as large.
     """
 
     def __init__(self, teacher: nn.Module, flip_index: Sequence[int] = COCO_FLIP_INDEX) -> None:
-        super().__init__()
-        self.teacher = teacher
+        super().__init__(teacher.model if isinstance(teacher, FrozenTeacher) else teacher)
         self.register_buffer("flip_index", torch.as_tensor(check_flip_index(flip_index, len(flip_index))), persistent=False)
-        super().train(False)
-
-    def train(self, mode: bool = True) -> "FlipAveragedTeacher":
-        return super().train(False)
-
-    @property
-    def model(self) -> nn.Module:
-        """The wrapped network (what feature hints read the trunk channels of)."""
-        return getattr(self.teacher, "model", self.teacher)
-
-    @property
-    def tasks(self):  # noqa: ANN201
-        return self.teacher.tasks
-
-    @property
-    def input_size(self):  # noqa: ANN201
-        return self.teacher.input_size
 
     def forward(self, images: torch.Tensor, **kwargs: bool) -> Dict[str, torch.Tensor]:
         n = images.shape[0]
-        with torch.no_grad():
-            both = self.teacher(torch.cat((images, images.flip(-1))), **kwargs)
+        both = super().forward(torch.cat((images, images.flip(-1))), **kwargs)
         merged: Dict[str, torch.Tensor] = {}
         for key, value in both.items():
             if key in JOINT_MAPS:
