@@ -308,8 +308,11 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in plan.runs}
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
     joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))  # joint/val is as large as each val split
-    # A flip-averaged teacher runs on the image and its mirror; the cache's letterbox is larger than the input.
-    cache_passes = (2 if plan.teacher_flip else 1) * (default_cache_size((plan.input_size,) * 2) / plan.input_size) ** 2 * plan.teacher_cache
+    # Teacher passes per image the cache costs, in units of one pass at the input size: none without a cache;
+    # its letterbox is larger than the input, and a flip-averaged teacher also runs on the mirror.
+    cache_passes = 0.0
+    if plan.teacher_cache:
+        cache_passes = (2 if plan.teacher_flip else 1) * (default_cache_size((plan.input_size,) * 2) / plan.input_size) ** 2
     fixed = (cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
              + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started
