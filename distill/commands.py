@@ -147,6 +147,8 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.add_argument("--pose-teacher", default=defaults.pose_teacher)
     p.add_argument("--seg-teacher", default=defaults.seg_teacher)
     p.add_argument("--workers", type=int, default=defaults.workers)
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help="seeds the synthetic set, every model's initialisation and every data order (default %(default)s)")
     p.add_argument("--task-ratios", type=float, nargs=2, default=list(defaults.task_ratios), metavar=("POSE", "SEG"),
                    help="pose and segmentation samples per joint-student batch (default %(default)s)")
     add_scene_flags(p, defaults.scene)
@@ -184,7 +186,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
     try:
         return QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher, seg_teacher=args.seg_teacher,
                               student=args.student, teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
-                              workers=args.workers, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
+                              workers=args.workers, seed=args.seed, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
                               labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor, teacher_flip=args.teacher_flip,
                               pose_kd_weight=args.pose_kd_weight, teacher_cache=args.teacher_cache,

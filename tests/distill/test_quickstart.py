@@ -172,6 +172,7 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert plans[0].kd_settings.weights == {"pose/kd_heatmaps": 4.0} and plans[0].teacher_cache is False
     assert plans[0].shares["joint_student_kd"] == plans[0].shares["joint_student_gt"] * plans[0].kd_step_factor
     assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {"pose/kd_heatmaps": 2.0}
+    assert main(["quickstart", "--seed", "3"]) == 0 and (plans[0].seed, plans[7].seed) == (0, 3)
     with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0"):
         main(["quickstart", "--pose-kd-weight", "-1"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
