@@ -2,7 +2,7 @@
 one with cached teacher maps (data loading included), and the one-off cost of building the cache.
 
     python -m distill.bench_cache --data SYNTH_ROOT [--pose-teacher pose_h-3 --seg-teacher seg_h-3]
-        [--student mtl_h-4] [--input-size 128] [--batch-size 8] [--steps 10] [--threads N]
+        [--student mtl_h-4] [--input-size 128] [--cache-input-size S] [--batch-size 8] [--steps 10] [--threads N]
 
 Teachers are checkpoints or model names (random weights: the cost does not depend on the weights).
 """
@@ -13,12 +13,13 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch.utils.data import DataLoader
 
 from distill.objective import DistillationObjective, KDSettings
+from distill.student import default_cache_size
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import save_checkpoint
@@ -41,7 +42,12 @@ def _seconds_per_step(student, objective, data, batch_size: int, steps: int) -> 
     return seconds_per_step(student, objective, iter(loader), steps=steps, warmup=1, channels_last=False)
 
 
-def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, input_size: int, batch_size: int, steps: int) -> Dict[str, float]:
+def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, input_size: int, batch_size: int, steps: int,
+                cache_input_size: Optional[Union[int, Sequence[int]]] = None) -> Dict[str, Any]:
+    """Seconds per online and per cached step, their ratio, and the cache's build time (in seconds and in
+    online epochs). ``cache_input_size`` (one letterbox size or several) defaults to
+    :func:`distill.student.default_cache_size`, as in ``distill``."""
+    cache_size = cache_input_size or default_cache_size((input_size, input_size))
     layout = SyntheticLayout(data)
     transform = TrainTransform(input_size)
     pose = CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), transform, skip_empty=True)
@@ -51,7 +57,7 @@ def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, i
         net = create_model(student, input_size=input_size).train()
         objective = DistillationObjective(net.body.out_channels, teachers["pose"], teachers["seg"], KDSettings())
         online = _seconds_per_step(net, objective, MixedTaskDataset([pose, seg]), batch_size, steps)
-        store = TeacherCache(Path(scratch) / "cache", teachers, input_size, {"bench": "random teachers"})
+        store = TeacherCache(Path(scratch) / "cache", teachers, cache_size, {"bench": "random teachers"})
         started = time.perf_counter()
         for tag, dataset in (("pose", pose), ("seg", seg)):
             store.build(dataset, tag, batch_size=batch_size, progress=False)
@@ -60,7 +66,8 @@ def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, i
         cached = _seconds_per_step(net, objective, cached_data, batch_size, steps)
     epoch_steps = (len(pose) + len(seg)) // batch_size
     return {"online_s_per_step": online, "cached_s_per_step": cached, "cached_over_online": cached / online,
-            "cache_build_s": build, "cache_build_in_online_epochs": build / (online * epoch_steps), "epoch_steps": epoch_steps}
+            "cache_build_s": build, "cache_build_in_online_epochs": build / (online * epoch_steps), "epoch_steps": epoch_steps,
+            "cache_input_size": list(store.input_sizes)}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -70,14 +77,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seg-teacher", default="seg_h-3")
     parser.add_argument("--student", default="mtl_h-4")
     parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--cache-input-size", type=int, nargs="+", help="the cache's letterbox size(s) (default: as distill, 1.5x the input)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = bench_cache(Path(args.data), args.pose_teacher, args.seg_teacher, args.student, args.input_size, args.batch_size, args.steps)
-    print(json.dumps({k: round(v, 4) for k, v in result.items()}, indent=2))
+    result = bench_cache(Path(args.data), args.pose_teacher, args.seg_teacher, args.student, args.input_size, args.batch_size, args.steps,
+                         args.cache_input_size)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
     return 0
 
 

@@ -25,8 +25,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--cityscapes", required=True, metavar="ROOT", help="segmentation training set (train split)")
     p.add_argument("--joint-val", metavar="ROOT", help="split labelled for both tasks (synth's joint/), validated each epoch")
     p.add_argument("--cache", metavar="DIR", help="teacher-output cache (teachers run once per image)")
-    p.add_argument("--cache-input-size", type=int, metavar="S",
-                   help="square letterbox the cached teachers see, a multiple of 32 (default: 1.5x the student's input)")
+    p.add_argument("--cache-input-size", type=int, nargs="+", metavar="S",
+                   help="square letterbox the cached teachers see, a multiple of 32 (default: 1.5x the student's input); "
+                   "several sizes cache every image at each, and each sample reads the one nearest its augmented scale")
     p.add_argument("--init-weights", metavar="CKPT",
                    help="start the student from the weights of this checkpoint that it shares by name, e.g. a pose_h-4 "
                    "model for mtl_h-4 (backbone, body, pose head); the rest keeps its initialisation")

@@ -13,7 +13,7 @@ from torch import nn
 from distill.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting
 from distill.hints import FeatureHints
 from distill.pose_kd import heatmap_kd, tag_kd_pseudo, tag_kd_relational
-from distill.replay import replay_affine
+from distill.replay import replay_cached
 from distill.seg_kd import channel_wise, pixel_kl
 from distill.teacher_cache import cached_outputs
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
@@ -162,18 +162,7 @@ class DistillationObjective(nn.Module):
             for teacher in self.teachers.values():
                 merged.update(teacher(batch["image"], **({"return_features": True} if self.hints is not None else {})))
             return merged
-        replayed: Dict[str, torch.Tensor] = {}
-        height, width = batch["image"].shape[-2:]
-        for key, value in cached.items():
-            if key == "affine":
-                continue
-            out_stride = 2 if key == "heatmaps" else 4
-            flip = self.flip_index if key in ("heatmaps", "heatmaps_lr", "tags") else None
-            out_hw = (height // out_stride, width // out_stride)
-            replayed[key], valid = replay_affine(value, cached["affine"], batch["affine"], out_hw, out_stride, out_stride, flip)
-            if out_stride == 4:
-                replayed["valid_lr"] = valid
-        return replayed
+        return replay_cached(cached, batch["affine"], tuple(batch["image"].shape[-2:]), self.flip_index)
 
     def training_state_dict(self) -> Dict[str, torch.Tensor]:
         """What a checkpoint must hold to resume this objective (never the teachers' weights)."""

@@ -7,7 +7,7 @@ mirrored sample (det A < 0) also swaps left and right joint channels.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -69,3 +69,36 @@ def replay_affine(
             index = torch.as_tensor(list(flip_index), device=device)
             warped = torch.where(mirrored[:, None, None, None], warped[:, index], warped)
     return warped, valid
+
+
+# Stride of each cached teacher map on its input; the student's map of the same key has the same stride.
+CACHED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
+JOINT_KEYS = ("heatmaps", "heatmaps_lr", "tags")
+
+
+def replay_cached(
+    cached: Dict[str, torch.Tensor], sample_affine: torch.Tensor, input_hw: Tuple[int, int], flip_index: Sequence[int]
+) -> Dict[str, torch.Tensor]:
+    """Every cached teacher map warped into the frame of the augmented student input.
+
+    Args:
+        cached: a batch's cached teacher maps by key (``heatmaps`` (B, K, h/2, w/2), ``heatmaps_lr``,
+            ``tags`` and ``seg`` at stride 4) and ``affine`` (B, 2, 3), original -> teacher input pixels.
+        sample_affine: (B, 2, 3) original -> student input pixels.
+        input_hw: (H, W) of the student input.
+        flip_index: joint permutation applied to the joint maps of mirrored samples.
+    Returns:
+        the warped maps by key, at the student's map sizes, and ``valid_lr`` (B, H/4, W/4): 1 where a
+        stride-4 student pixel falls inside the cached maps.
+    """
+    height, width = input_hw
+    replayed: Dict[str, torch.Tensor] = {}
+    for key, value in cached.items():
+        if key == "affine":
+            continue
+        stride = CACHED_STRIDES.get(key, 4)
+        flip = flip_index if key in JOINT_KEYS else None
+        replayed[key], valid = replay_affine(value, cached["affine"], sample_affine, (height // stride, width // stride), stride, stride, flip)
+        if stride == 4:
+            replayed["valid_lr"] = valid
+    return replayed

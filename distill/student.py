@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -77,7 +77,7 @@ def train_student(
     init_weights: Optional[PathLike] = None,
     task_weights: Tuple[float, float] = (1.0, 1.0),
     init_lr_factor: float = 1.0,
-    cache_input_size: Optional[int] = None,
+    cache_input_size: Optional[Union[int, Sequence[int]]] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -103,8 +103,10 @@ def train_student(
             (:class:`distill.objective.DistillationObjective`).
         init_lr_factor: learning-rate factor of the weights ``init_weights`` loaded (the new ones train at
             the full rate): Adam's first steps at the full rate undo much of what a trained model knows.
-        cache_input_size: the square letterbox the cached teachers see (a multiple of 32); by default the
-            student's input size scaled by :data:`CACHE_SCALE` (see there).
+        cache_input_size: the square letterbox the cached teachers see (a multiple of 32), or several: each
+            image is cached at each and every sample reads the one nearest its augmented scale
+            (:func:`distill.teacher_cache.nearest_cache_size`); by default the student's input size scaled by
+            :data:`CACHE_SCALE` (see there).
     """
     check_init_lr_factor(init_lr_factor)
     config = run or pose_recipe(epochs, monitor="score", **changes)

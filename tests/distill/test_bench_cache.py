@@ -7,3 +7,4 @@ def test_bench_cache_reports_online_and_cached_steps(synth) -> None:
     assert result["online_s_per_step"] > 0 and result["cached_s_per_step"] > 0 and result["cache_build_s"] > 0
     assert result["cached_over_online"] == result["cached_s_per_step"] / result["online_s_per_step"]
     assert result["epoch_steps"] >= 1
+    assert result["cache_input_size"] == [96]  # distill's default: 1.5x the input, a multiple of 32

@@ -1,5 +1,6 @@
 """Student training: teachers never learn, every batch mix trains, the cache replays augmentation,
 the result holds no teacher weights."""
+import math
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from distill.objective import DistillationObjective, KDSettings
 from distill.replay import replay_affine
 from distill.student import train_student
-from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache, nearest_cache_size
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
@@ -123,23 +124,10 @@ def test_tag_kd_is_weighted_and_pushed_as_the_ground_truth_terms(synth: Syntheti
     assert exp_value.item() != pytest.approx(expected.item(), rel=1e-4)
 
 
-class _PooledImage(torch.nn.Module):
-    """An exactly equivariant stand-in teacher: its maps are the pooled image brightness, so a map computed
-    on the letterboxed image and warped must equal the map computed on the augmented crop."""
-
-    tasks = ("pose", "seg")
-
-    def forward(self, images: torch.Tensor, **_: bool) -> dict:
-        gray = images.mean(dim=1, keepdim=True)
-        lr = torch.nn.functional.avg_pool2d(gray, 4)
-        return {"heatmaps": torch.nn.functional.avg_pool2d(gray, 2).expand(-1, 17, -1, -1), "heatmaps_lr": lr.expand(-1, 17, -1, -1),
-                "tags": lr.expand(-1, 17, -1, -1), "seg": lr.expand(-1, 19, -1, -1)}
-
-
 @pytest.mark.parametrize("flip", [False, True])
-def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path, flip: bool) -> None:
+def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path, flip: bool, pooled_image) -> None:
     pose, _ = _datasets(synth)
-    teacher = FrozenTeacher(_PooledImage())
+    teacher = FrozenTeacher(pooled_image)
     if flip:  # the flip-averaged teacher goes through the cache and the online path alike
         teacher = FlipAveragedTeacher(teacher)
     cache = TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "pooled"})
@@ -161,13 +149,13 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: Synt
         TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "other"})
 
 
-def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, tmp_path: Path) -> None:
+def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
     """Letterboxed at the student's size, a cache holds the image at a lower scale than a training crop
     shows it; at 1.5x (the default) the replayed maps are closer to the online teacher's."""
     from distill.student import default_cache_size
 
     pose, _ = _datasets(synth)
-    teacher = FrozenTeacher(_PooledImage())
+    teacher = FrozenTeacher(pooled_image)
     torch.manual_seed(5)
     samples = [pose[i] for i in range(6)]
     online = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(collate_samples(samples))
@@ -181,6 +169,38 @@ def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, t
         errors[size] = float(((cached["heatmaps"] - online["heatmaps"])[:, :, ::2, ::2].abs() * inside).sum() / inside.sum())
     assert default_cache_size((64, 64)) == 96 and default_cache_size((128, 128)) == 192
     assert errors[96] < 0.8 * errors[64], errors
+
+
+def test_nearest_cache_size_matches_the_sample_scale() -> None:
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
+    assert nearest_cache_size([128, 160, 192], identity, (120, 160)) == 160  # letterboxes show it at 0.8 / 1.0 / 1.2
+    assert nearest_cache_size([128, 160, 192], identity * 1.15, (120, 160)) == 192
+    mirrored = torch.tensor([[-0.8, 0, 127], [0, 0.8, 0]])
+    assert nearest_cache_size([128, 160, 192], mirrored, (120, 160)) == 128
+
+
+def test_a_cache_of_several_sizes_serves_each_sample_its_nearest_scale(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
+    pose, _ = _datasets(synth)
+    cache = TeacherCache(tmp_path / "multi", {"both": FrozenTeacher(pooled_image)}, [128, 64], {"teacher": "pooled"})
+    assert cache.input_sizes == (64, 128) and cache.identity["input_size"] == "64,128"
+    assert cache.build(pose, "pose", progress=False) == 2 * len(pose)
+    assert cache.path("pose", 0, 64).is_file() and cache.path("pose", 0, 128).is_file()
+    torch.manual_seed(5)
+    data = CachedTeacherDataset(pose, cache, "pose")
+    served = set()
+    for i in range(len(pose)):
+        sample = data[i]
+        scale = float(torch.linalg.det(sample["affine"][:, :2]).abs().sqrt())
+        cached_scale = float(torch.linalg.det(sample["teacher_affine"][:, :2]).abs().sqrt())
+        long_side = int(sample["orig_size"].max())
+        best = min((64, 128), key=lambda size: abs(math.log(size / long_side / scale)))
+        assert cached_scale == pytest.approx(best / long_side, rel=1e-4)
+        served.add(best)
+    assert served == {64, 128}  # the augmentation's scales straddle the two
+    with pytest.raises(ValueError, match="multiples of 32"):
+        TeacherCache(tmp_path / "bad", {"both": FrozenTeacher(pooled_image)}, [64, 100], {"teacher": "pooled"})
+    with pytest.raises(ValueError, match="holds sizes"):
+        cache.path("pose", 0, 96)
 
 
 def test_replay_mirrors_and_swaps_joint_channels() -> None:
@@ -258,6 +278,8 @@ def test_loss_weight_flag_reaches_the_objective(monkeypatch, teacher_paths) -> N
     assert main(args + ["--loss-weight", "pose/kd_heatmaps=4", "--loss-weight", "seg/kd=0.5", "--teacher-flip"]) == 0
     settings = calls[0]["settings"]
     assert settings.weights == {"pose/kd_heatmaps": 4.0, "seg/kd": 0.5} and settings.teacher_flip is True
+    assert calls[0]["cache_input_size"] is None
+    assert main(args + ["--cache-input-size", "160", "192", "224"]) == 0 and calls[1]["cache_input_size"] == [160, 192, 224]
     student, objective = _objective(teacher_paths, weights=settings.weights)
     assert objective.current_weights()["pose/kd_heatmaps"] == 4.0 and objective.current_weights()["pose/heatmaps"] == 1.0
     for bad in ("pose/kd_heatmaps", "seg/kd=-1", "=2", "seg/kd=x"):
