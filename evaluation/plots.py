@@ -2,9 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Any, Dict, List, Optional, Union
 
 from mtl_ehrnet.training.metric_log import read_log
+
+
+def metric_series(vals: List[Dict[str, Any]]) -> Dict[str, List[Optional[float]]]:
+    """Each validation metric of the log's ``val`` records, by epoch; COCOeval's -1 (an area range with no
+    objects, e.g. APL on small people) becomes a gap, and a metric that is never defined is left out."""
+    series = {}
+    for metric in [k for k in (vals[-1] if vals else {}) if k not in ("kind", "epoch", "step")]:
+        values = [None if r.get(metric) == -1 else r.get(metric) for r in vals]
+        if any(v is not None for v in values):
+            series[metric] = values
+    return series
 
 
 def plot_training_log(log_path: Union[str, Path], out_png: Union[str, Path]) -> Path:
@@ -24,8 +35,8 @@ def plot_training_log(log_path: Union[str, Path], out_png: Union[str, Path]) -> 
         left.set_yscale("log")
     left.set(title="training loss per epoch", xlabel="epoch")
     left.legend(fontsize=7)
-    for metric in [k for k in (vals[-1] if vals else {}) if k not in ("kind", "epoch", "step")]:
-        right.plot([r["epoch"] for r in vals], [r.get(metric) for r in vals], label=metric, marker="o")
+    for metric, values in metric_series(vals).items():
+        right.plot([r["epoch"] for r in vals], values, label=metric, marker="o")
     right.set(title="validation", xlabel="epoch")
     if vals:
         right.legend(fontsize=7)
