@@ -33,6 +33,7 @@ def replay_affine(
     out_stride: int,
     cached_stride: int,
     flip_index: Optional[Sequence[int]] = None,
+    extent: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Warps cached teacher maps into the frame of augmented student maps.
 
@@ -42,6 +43,8 @@ def replay_affine(
         sample_affine: (B, 2, 3) original -> student input pixels (the sample's ``affine``).
         out_hw: (H, W) of the student map, at stride ``out_stride`` of the student input.
         flip_index: channel permutation applied to mirrored samples (joint maps); None for class maps.
+        extent: (B, 2) height and width of each sample's map within ``maps`` when maps of several sizes
+            were zero-padded to one shape; None: the whole map.
     Returns:
         warped (B, C, H, W) and valid (B, H, W): 1 where the student pixel falls inside the cached map.
     """
@@ -62,7 +65,12 @@ def replay_affine(
     grid = torch.stack([(2 * source[..., 0] + 1) / w_t - 1, (2 * source[..., 1] + 1) / h_t - 1], dim=-1)
     grid = grid.reshape(b, height, width, 2)
     warped = F.grid_sample(maps.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    valid = ((grid.abs() <= 1).all(dim=-1)).to(dtype)
+    if extent is None:
+        valid = ((grid.abs() <= 1).all(dim=-1)).to(dtype)
+    else:
+        size = extent.to(device, dtype)[:, None, None, :].flip(-1)  # (B, 1, 1, 2) as (w, h)
+        inside = (source.reshape(b, height, width, 2) >= -0.5) & (source.reshape(b, height, width, 2) <= size - 0.5)
+        valid = inside.all(dim=-1).to(dtype)
     if flip_index is not None:
         mirrored = torch.linalg.det(sample_affine[:, :, :2].to(dtype)) < 0
         if mirrored.any():
@@ -83,7 +91,9 @@ def replay_cached(
 
     Args:
         cached: a batch's cached teacher maps by key (``heatmaps`` (B, K, h/2, w/2), ``heatmaps_lr``,
-            ``tags`` and ``seg`` at stride 4) and ``affine`` (B, 2, 3), original -> teacher input pixels.
+            ``tags`` and ``seg`` at stride 4), ``affine`` (B, 2, 3), original -> teacher input pixels, and,
+            from a cache of several sizes, ``letterbox`` (B,): each sample's letterbox size, its maps
+            zero-padded at the right and bottom to the largest.
         sample_affine: (B, 2, 3) original -> student input pixels.
         input_hw: (H, W) of the student input.
         flip_index: joint permutation applied to the joint maps of mirrored samples.
@@ -94,11 +104,12 @@ def replay_cached(
     height, width = input_hw
     replayed: Dict[str, torch.Tensor] = {}
     for key, value in cached.items():
-        if key == "affine":
+        if key in ("affine", "letterbox"):
             continue
         stride = CACHED_STRIDES.get(key, 4)
         flip = flip_index if key in JOINT_KEYS else None
-        replayed[key], valid = replay_affine(value, cached["affine"], sample_affine, (height // stride, width // stride), stride, stride, flip)
+        extent = None if "letterbox" not in cached else (cached["letterbox"].float() / stride)[:, None].expand(-1, 2)
+        replayed[key], valid = replay_affine(value, cached["affine"], sample_affine, (height // stride, width // stride), stride, stride, flip, extent)
         if stride == 4:
             replayed["valid_lr"] = valid
     return replayed

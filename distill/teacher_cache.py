@@ -14,11 +14,12 @@ letterboxed at twice the student's input replayed with a relative squared error 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import math
+from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -128,10 +129,27 @@ class CachedTeacherDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         sample = self.dataset[index]
         sizes = self.cache.input_sizes
-        size = sizes[0] if len(sizes) == 1 else nearest_cache_size(sizes, sample["affine"], sample["orig_size"].tolist())
-        for key, value in self.cache.load(self.tag, index, size).items():
+        if len(sizes) == 1:
+            entry = self.cache.load(self.tag, index)
+        else:
+            size = nearest_cache_size(sizes, sample["affine"], sample["orig_size"].tolist())
+            entry = _pad_to(self.cache.load(self.tag, index, size), size, sizes[-1])
+        for key, value in entry.items():
             sample[PREFIX + key] = value
         return sample
+
+
+def _pad_to(entry: Dict[str, torch.Tensor], size: int, largest: int) -> Dict[str, torch.Tensor]:
+    """Zero-pads an entry's maps at the right and bottom to the shapes of the largest letterbox, so that a
+    batch collates, and records its own size as ``letterbox`` (the replay treats the padding as outside)."""
+    padded = {}
+    for key, value in entry.items():
+        if key in CACHE_KEYS:
+            extra = value.shape[-1] * largest // size - value.shape[-1]
+            value = F.pad(value, (0, extra, 0, extra))
+        padded[key] = value
+    padded["letterbox"] = torch.tensor(size)
+    return padded
 
 
 def cached_outputs(batch: Dict[str, torch.Tensor]) -> Optional[Dict[str, torch.Tensor]]:

@@ -124,18 +124,21 @@ def test_tag_kd_is_weighted_and_pushed_as_the_ground_truth_terms(synth: Syntheti
     assert exp_value.item() != pytest.approx(expected.item(), rel=1e-4)
 
 
-@pytest.mark.parametrize("flip", [False, True])
-def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path, flip: bool, pooled_image) -> None:
+@pytest.mark.parametrize("flip,sizes", [(False, [64]), (True, [64]), (False, [64, 96])])
+def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path, flip: bool, sizes, pooled_image) -> None:
     pose, _ = _datasets(synth)
     teacher = FrozenTeacher(pooled_image)
     if flip:  # the flip-averaged teacher goes through the cache and the online path alike
         teacher = FlipAveragedTeacher(teacher)
-    cache = TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "pooled"})
-    assert cache.build(pose, "pose", progress=False) == len(pose)
+    # With several sizes a batch mixes letterboxes: their maps are padded to one shape and replayed by their own size.
+    cache = TeacherCache(tmp_path / "cache", {"both": teacher}, sizes, {"teacher": "pooled"})
+    assert cache.build(pose, "pose", progress=False) == len(pose) * len(sizes)
     assert cache.build(pose, "pose", progress=False) == 0  # nothing left to do: resumable
     torch.manual_seed(5)
     batch = collate_samples([CachedTeacherDataset(pose, cache, "pose")[i] for i in range(4)])
     assert batch["teacher_heatmaps"].dtype == torch.float16
+    if len(sizes) > 1:
+        assert sorted(set(batch["teacher_letterbox"].tolist())) == sizes  # this batch mixes both
     objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
     cached = objective._teacher_outputs(batch)
     online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
@@ -146,7 +149,7 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: Synt
     shuffled = torch.roll(online["heatmaps_lr"], 3, dims=-1)  # a wrong geometry is far off
     assert ((cached["heatmaps_lr"] - shuffled).abs() * inside).sum() / inside.sum() > 2 * error
     with pytest.raises(ValueError, match="was built for"):
-        TeacherCache(tmp_path / "cache", {"both": teacher}, 64, {"teacher": "other"})
+        TeacherCache(tmp_path / "cache", {"both": teacher}, sizes, {"teacher": "other"})
 
 
 def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
