@@ -19,6 +19,7 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 # HigherHRNet matches head, shoulders and hips first: they are found most reliably and seed people.
 COCO_JOINT_ORDER: Tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+_UNMATCHABLE = 1e12  # stands in for a non-finite assignment cost
 # Pixels per joint tried first when filling missing joints (see _refine_missing).
 _REFINE_SHORTLIST = 1024
 
@@ -198,6 +199,9 @@ def _match(
             means = tag_sum[:grouped] / count[:grouped, None]
             dist = np.linalg.norm(tags[:, None, :] - means[None, :, :], axis=2)
             cost = np.round(dist) * 100 - vals[joint, rows][:, None] if use_detection_value else dist
+            # A non-finite tag or peak (an untrained or diverged model) must not make the assignment
+            # infeasible; such a pair is never within the tag threshold, so it stays unmatched.
+            cost = np.nan_to_num(cost, nan=_UNMATCHABLE, posinf=_UNMATCHABLE, neginf=-_UNMATCHABLE)
             r, c = linear_sum_assignment(cost)
             ok = dist[r, c] < tag_threshold
             members[c[ok], joint] = rows[r[ok]]

@@ -127,3 +127,15 @@ def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool) -> None:
     assert shortcut[0].shape[0] > 8
     for a, b in zip(shortcut, whole_map):
         np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_tags_leave_those_joints_unmatched_instead_of_failing() -> None:
+    """An untrained or diverged model can answer inf or NaN tags; the assignment must stay feasible."""
+    joints, heatmaps, tags = plant(2, seed=2)
+    tags = tags.copy()
+    wrist = 9
+    tags[wrist] = np.inf  # every left-wrist tag
+    tags[wrist + 1] = np.nan  # and every right-wrist tag
+    keypoints, scores = group_poses(heatmaps, tags)
+    assert np.isfinite(scores).all() and keypoints.shape[1] == 17
+    assert keypoints.shape[0] >= 2  # the people are still found from their other joints
