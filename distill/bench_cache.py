@@ -2,9 +2,13 @@
 one with cached teacher maps (data loading included), and the one-off cost of building the cache.
 
     python -m distill.bench_cache --data SYNTH_ROOT [--pose-teacher pose_h-3 --seg-teacher seg_h-3]
-        [--student mtl_h-4] [--input-size 128] [--cache-input-size S] [--batch-size 8] [--steps 10] [--threads N]
+        [--student mtl_h-4] [--input-size 128] [--cache-input-size S] [--tag-kd pseudo] [--batch-size 8] [--steps 10]
+        [--threads N]
 
-Teachers are checkpoints or model names (random weights: the cost does not depend on the weights).
+Teachers are checkpoints or model names (random weights). The networks' cost does not depend on their
+weights, but ``--tag-kd pseudo`` (the default) groups the teacher's maps into pseudo-keypoints on every
+step, and an untrained teacher's maps hold so many peaks that the grouping dominates: with model names,
+time ``--tag-kd relational`` (or give trained checkpoints).
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ def _seconds_per_step(student, objective, data, batch_size: int, steps: int) -> 
 
 
 def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, input_size: int, batch_size: int, steps: int,
-                cache_input_size: Optional[Union[int, Sequence[int]]] = None) -> Dict[str, Any]:
+                cache_input_size: Optional[Union[int, Sequence[int]]] = None, tag_kd: str = "pseudo") -> Dict[str, Any]:
     """Seconds per online and per cached step, their ratio, and the cache's build time (in seconds and in
     online epochs). ``cache_input_size`` (one letterbox size or several) defaults to
     :func:`distill.student.default_cache_size`, as in ``distill``."""
@@ -55,7 +59,7 @@ def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, i
     with tempfile.TemporaryDirectory() as scratch:
         teachers = {"pose": _teacher(pose_teacher, Path(scratch)), "seg": _teacher(seg_teacher, Path(scratch))}
         net = create_model(student, input_size=input_size).train()
-        objective = DistillationObjective(net.body.out_channels, teachers["pose"], teachers["seg"], KDSettings())
+        objective = DistillationObjective(net.body.out_channels, teachers["pose"], teachers["seg"], KDSettings(tag_kd=tag_kd))
         online = _seconds_per_step(net, objective, MixedTaskDataset([pose, seg]), batch_size, steps)
         store = TeacherCache(Path(scratch) / "cache", teachers, cache_size, {"bench": "random teachers"})
         started = time.perf_counter()
@@ -78,6 +82,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--student", default="mtl_h-4")
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--cache-input-size", type=int, nargs="+", help="the cache's letterbox size(s) (default: as distill, 1.5x the input)")
+    parser.add_argument("--tag-kd", choices=("pseudo", "relational", "none"), default="pseudo",
+                        help="tag distillation of the timed steps (pseudo groups the teacher's maps on every step)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -85,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = bench_cache(Path(args.data), args.pose_teacher, args.seg_teacher, args.student, args.input_size, args.batch_size, args.steps,
-                         args.cache_input_size)
+                         args.cache_input_size, args.tag_kd)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
     return 0
 

@@ -3,7 +3,7 @@ from distill.bench_cache import bench_cache
 
 
 def test_bench_cache_reports_online_and_cached_steps(synth) -> None:
-    result = bench_cache(synth.root, "pose_h-4", "seg_h-4", "mtl_h-4", input_size=64, batch_size=2, steps=1)
+    result = bench_cache(synth.root, "pose_h-4", "seg_h-4", "mtl_h-4", input_size=64, batch_size=2, steps=1, tag_kd="relational")
     assert result["online_s_per_step"] > 0 and result["cached_s_per_step"] > 0 and result["cache_build_s"] > 0
     assert result["cached_over_online"] == result["cached_s_per_step"] / result["online_s_per_step"]
     assert result["epoch_steps"] >= 1
