@@ -95,50 +95,58 @@ def cache_fidelity(
         cache_sizes: the caches to compare: each a letterbox size or several (multiples of 32).
         samples: training images per task.
         augmentation: :class:`TrainTransform` options.
-        seed: seeds the augmentations (the same for every cache size).
+        seed: seeds the augmentations; every cache replays the same ones, and each image's teacher
+            passes (online, and letterboxed at each size used) run once for all caches.
     """
     layout = SyntheticLayout(data)
     augment = TrainTransform(input_size, **(augmentation or {}))
     sets = {"pose": CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True),
             "seg": Cityscapes(layout.cityscapes_root, "train", augment)}
-    results: Dict[str, Dict[str, Dict[str, float]]] = {}
-    for cache in cache_sizes:
-        sizes = [cache] if isinstance(cache, int) else list(cache)
-        torch.manual_seed(seed)
-        sums: Dict[str, Dict[str, List[float]]] = {view: defaultdict(list) for view in ("plain", "mirrored")}
-        for task, teacher in teachers.items():
-            dataset = sets[task]
-            for index in range(min(samples, len(dataset))):
-                raw = dataset.load(index)
-                sample = augment(raw)
-                entry = TestTransform(nearest_cache_size(sizes, sample["affine"], (raw.height, raw.width)))(raw)
-                online = teacher(sample["image"][None])
-                cached = {k: v.half().float() for k, v in teacher(entry["image"][None]).items() if k in CACHE_KEYS}
-                cached["affine"] = entry["affine"][None]
-                replayed = replay_cached(cached, sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
-                view = sums["mirrored" if torch.linalg.det(sample["affine"][:, :2]) < 0 else "plain"]
-                view[f"{task}_samples"].append(1.0)
-                if task == "pose":
-                    for key in ("heatmaps", "heatmaps_lr"):
-                        err, norm = _relative_error(replayed[key][0], online[key][0])
-                        view[f"{key}_err"].append(err)
-                        view[f"{key}_norm"].append(norm)
-                    for ratio, dx, dy in _peak_stats(replayed["heatmaps"][0], online["heatmaps"][0]):
-                        view["peak_ratio"].append(ratio)
-                        view["peak_dx"].append(dx)
-                        view["peak_dy"].append(dy)
-                        view["peak_shift"].append((dx * dx + dy * dy) ** 0.5)
-                else:
-                    inside = replayed["valid_lr"][0] > 0
-                    log_online = F.log_softmax(online["seg"][0], dim=0)
-                    log_cached = F.log_softmax(replayed["seg"][0], dim=0)
-                    agree = (log_online.argmax(0) == log_cached.argmax(0))[inside]
-                    kl = (log_online.exp() * (log_online - log_cached)).sum(0)[inside]
-                    view["seg_agreement"].extend(agree.float().tolist())
-                    view["seg_kl"].extend(kl.tolist())
-        results[",".join(str(s) for s in sizes)] = {name: _summary(parts) for name, parts in
-                         (("plain", [sums["plain"]]), ("mirrored", [sums["mirrored"]]), ("all", [sums["plain"], sums["mirrored"]]))}
-    return results
+    caches = {",".join(str(s) for s in sizes): sizes for sizes in ([c] if isinstance(c, int) else list(c) for c in cache_sizes)}
+    sums = {label: {view: defaultdict(list) for view in ("plain", "mirrored")} for label in caches}
+    torch.manual_seed(seed)
+    for task, teacher in teachers.items():
+        dataset = sets[task]
+        for index in range(min(samples, len(dataset))):
+            raw = dataset.load(index)
+            sample = augment(raw)
+            online = teacher(sample["image"][None])
+            view = "mirrored" if torch.linalg.det(sample["affine"][:, :2]) < 0 else "plain"
+            letterboxed: Dict[int, Dict[str, torch.Tensor]] = {}  # one teacher pass per size, shared by the caches
+            for label, sizes in caches.items():
+                size = nearest_cache_size(sizes, sample["affine"], (raw.height, raw.width))
+                if size not in letterboxed:
+                    entry = TestTransform(size)(raw)
+                    letterboxed[size] = {k: v.half().float() for k, v in teacher(entry["image"][None]).items() if k in CACHE_KEYS}
+                    letterboxed[size]["affine"] = entry["affine"][None]
+                replayed = replay_cached(letterboxed[size], sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
+                _record(sums[label][view], task, replayed, online)
+    return {label: {name: _summary(parts) for name, parts in
+                    (("plain", [views["plain"]]), ("mirrored", [views["mirrored"]]), ("all", [views["plain"], views["mirrored"]]))}
+            for label, views in sums.items()}
+
+
+def _record(view: Dict[str, List[float]], task: str, replayed: Dict[str, torch.Tensor], online: Dict[str, torch.Tensor]) -> None:
+    """Adds one sample's comparison of replayed and online maps (batch of one) to ``view``'s lists."""
+    view[f"{task}_samples"].append(1.0)
+    if task == "pose":
+        for key in ("heatmaps", "heatmaps_lr"):
+            err, norm = _relative_error(replayed[key][0], online[key][0])
+            view[f"{key}_err"].append(err)
+            view[f"{key}_norm"].append(norm)
+        for ratio, dx, dy in _peak_stats(replayed["heatmaps"][0], online["heatmaps"][0]):
+            view["peak_ratio"].append(ratio)
+            view["peak_dx"].append(dx)
+            view["peak_dy"].append(dy)
+            view["peak_shift"].append((dx * dx + dy * dy) ** 0.5)
+    else:
+        inside = replayed["valid_lr"][0] > 0
+        log_online = F.log_softmax(online["seg"][0], dim=0)
+        log_cached = F.log_softmax(replayed["seg"][0], dim=0)
+        agree = (log_online.argmax(0) == log_cached.argmax(0))[inside]
+        kl = (log_online.exp() * (log_online - log_cached)).sum(0)[inside]
+        view["seg_agreement"].extend(agree.float().tolist())
+        view["seg_kl"].extend(kl.tolist())
 
 
 def _summary(parts: List[Dict[str, List[float]]]) -> Dict[str, float]:
