@@ -141,6 +141,9 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.add_argument("--minutes", type=float, default=defaults.minutes,
                    help="wall-clock budget of the whole run: each model's step is timed and the budget shared between "
                    "the six runs (default %(default)s; 0: use --teacher-epochs / --student-epochs instead)")
+    p.add_argument("--step-cap-scale", type=float, default=defaults.step_cap_scale, metavar="S",
+                   help="within the budget no run trains longer than its step cap (the steps at which the recipe meets "
+                   "its bars) times S, so a fast machine ends early; 0: no caps, the whole budget is shared (default %(default)s)")
     p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs, help="without a budget")
     p.add_argument("--student-epochs", type=int, default=defaults.student_epochs, help="without a budget")
     p.add_argument("--input-size", type=int, default=defaults.input_size)
@@ -190,7 +193,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
                               workers=args.workers, seed=args.seed, minutes=args.minutes or None, task_ratios=tuple(args.task_ratios), ema_decay=args.ema_decay or None,
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
                               labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor, teacher_flip=args.teacher_flip,
-                              pose_kd_weight=args.pose_kd_weight, teacher_cache=args.teacher_cache,
+                              pose_kd_weight=args.pose_kd_weight, teacher_cache=args.teacher_cache, step_cap_scale=args.step_cap_scale,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

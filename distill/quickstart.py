@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
-from distill.quickstart_budget import KD_STEP_FACTOR, ONLINE_KD_STEP_FACTOR, SHARES, WARM_START_SHARES, QuickstartBudget, StageSchedule
+from distill.quickstart_budget import (KD_STEP_FACTOR, ONLINE_KD_STEP_FACTOR, SHARES, STEP_CAPS, WARM_START_SHARES, QuickstartBudget,
+                                       StageSchedule)
 from distill.student import check_init_lr_factor, default_cache_size, train_student
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
@@ -92,7 +93,9 @@ class QuickstartPlan:
     flip-tested). It is off: the student's AP moved +0.012 with qs13's teachers at init_lr_factor 0.2 and
     -0.003 with qs12's at 1.0, and its cache costs two teacher passes per image.
     ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for
-    ``teacher_epochs`` and every student for ``student_epochs``.
+    ``teacher_epochs`` and every student for ``student_epochs``. Within it no run takes more than its
+    :data:`~distill.quickstart_budget.STEP_CAPS` steps times ``step_cap_scale`` (0: no caps, the whole
+    budget is shared), so a fast machine ends early with the result a slower one reaches at 30 minutes.
     """
 
     images: int = 800
@@ -126,6 +129,7 @@ class QuickstartPlan:
     teacher_flip: bool = False
     pose_kd_weight: float = 4.0
     teacher_cache: bool = False
+    step_cap_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.seg_optimizer not in ("adam", "sgd"):
@@ -141,6 +145,8 @@ class QuickstartPlan:
             raise ValueError(f"pose_kd_weight (--pose-kd-weight) must be finite and >= 0, got {self.pose_kd_weight}")
         self.kd_settings  # refuses a negative labelled-KD weight as early
         check_init_lr_factor(self.init_lr_factor)
+        if not (math.isfinite(self.step_cap_scale) and self.step_cap_scale >= 0):
+            raise ValueError(f"step_cap_scale (--step-cap-scale) must be finite and >= 0 (0: no caps), got {self.step_cap_scale}")
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
         if self.student_init == "pose_teacher" and not self.pose_teacher_is_separate_student:
@@ -169,6 +175,13 @@ class QuickstartPlan:
         table = dict(WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES)
         table["joint_student_kd"] = table["joint_student_gt"] * self.kd_step_factor  # the same steps as the other joint student
         return {name: table[name] for name in self.runs}
+
+    @property
+    def max_steps(self) -> Dict[str, int]:
+        """The most steps each training run takes within the budget (none with ``step_cap_scale`` 0)."""
+        if self.step_cap_scale == 0:
+            return {}
+        return {name: max(1, round(STEP_CAPS[name] * self.step_cap_scale)) for name in self.runs}
 
     @property
     def kd_step_factor(self) -> float:
@@ -316,7 +329,7 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     fixed = (cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
              + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started
-    budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed)
+    budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed, plan.max_steps)
     budget.save(path, minutes=plan.minutes, reserved_seconds=fixed + elapsed, train_seconds=budget.seconds_left(()))
     print("quick start plan (" + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items()) + ")")
     return budget

@@ -7,7 +7,7 @@ import pytest
 
 from distill import quickstart
 from distill.quickstart import QuickstartPlan, run_quickstart
-from distill.quickstart_budget import QuickstartBudget, StageSchedule
+from distill.quickstart_budget import STEP_CAPS, QuickstartBudget, StageSchedule, share_seconds
 
 
 def _steps(s: StageSchedule) -> int:
@@ -113,3 +113,35 @@ def test_quickstart_replans_each_run_from_the_time_really_left(tmp_path: Path, m
     # and the later ones absorbed it, leaving the cache and the comparison their time at the speed seen.
     ended = clock[0] + saved["speed_ratio"] * saved["fixed_seconds"]
     assert 0.9 * quickstart.BUDGET_RESERVE * 30 * 60 < ended <= quickstart.BUDGET_RESERVE * 30 * 60
+
+
+def test_capped_runs_give_their_unused_time_to_the_others() -> None:
+    shares = {"a": 0.5, "b": 0.25, "c": 0.25}
+    seconds = share_seconds(1000.0, {n: 1.0 for n in shares}, shares, {"a": 100})
+    assert seconds == pytest.approx({"a": 100.0, "b": 450.0, "c": 450.0})  # a's 400 unused seconds shared by b and c
+    # A cap freed by another's cap binds in the next round; time no run can use is left over.
+    seconds = share_seconds(1000.0, {n: 1.0 for n in shares}, shares, {"a": 100, "b": 300, "c": 50})
+    assert seconds == pytest.approx({"a": 100.0, "b": 300.0, "c": 50.0})
+
+
+def test_a_fast_machine_stops_every_run_at_its_cap() -> None:
+    shares = {"a": 0.5, "b": 0.25, "c": 0.25}
+    budget = QuickstartBudget.plan(1000.0, 0.0, {n: 0.1 for n in shares}, {"a": 72, "b": 80, "c": 152}, shares, 0.0,
+                                   max_steps={"a": 2592, "b": 560, "c": 912})
+    assert {n: (s.epochs, s.steps_per_epoch) for n, s in budget.schedules.items()} == {"a": (36, 72), "b": (7, 80), "c": (6, 152)}
+    budget.finish("a", seconds=100.0, elapsed_seconds=100.0)  # under half its timed steps: b and c still stop at their caps
+    assert {n: _steps(budget.replan(started=())[n]) for n in "bc"} == {"b": 560, "c": 912}
+    # A slow machine shares the budget as without caps until a run reaches its cap.
+    slow = QuickstartBudget.plan(1000.0, 0.0, {n: 1.0 for n in shares}, {n: 10_000 for n in shares}, shares, 0.0,
+                                 max_steps={"a": 2592, "b": 200, "c": 912})
+    # b takes its 200 s, a and c share the other 800 s 2:1 (in three epochs each, hence 531 and 264, not 533 and 266).
+    assert [slow.schedules[n] for n in "abc"] == [StageSchedule(3, 177, 1), StageSchedule(3, 66, 1), StageSchedule(3, 88, 1)]
+
+
+def test_quickstart_caps_scale_and_switch_off() -> None:
+    plan = QuickstartPlan()
+    assert plan.max_steps == {n: STEP_CAPS[n] for n in plan.runs}
+    assert QuickstartPlan(step_cap_scale=0.5).max_steps["seg_teacher"] == STEP_CAPS["seg_teacher"] // 2
+    assert QuickstartPlan(step_cap_scale=0.0).max_steps == {}
+    with pytest.raises(ValueError, match="step_cap_scale"):
+        QuickstartPlan(step_cap_scale=-1.0)
