@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
 from distill.quickstart_budget import (KD_STEP_FACTOR, ONLINE_KD_STEP_FACTOR, SHARES, STEP_CAPS, WARM_START_SHARES, QuickstartBudget,
-                                       StageSchedule)
+                                       StageSchedule, with_distilled_share)
 from distill.student import check_init_lr_factor, default_cache_size, train_student
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
@@ -172,8 +172,7 @@ class QuickstartPlan:
     @property
     def shares(self) -> Dict[str, float]:
         """Each training run's share of the budget."""
-        table = dict(WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES)
-        table["joint_student_kd"] = table["joint_student_gt"] * self.kd_step_factor  # the same steps as the other joint student
+        table = with_distilled_share(WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES, self.kd_step_factor)
         return {name: table[name] for name in self.runs}
 
     @property
@@ -332,4 +331,8 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed, plan.max_steps)
     budget.save(path, minutes=plan.minutes, reserved_seconds=fixed + elapsed, train_seconds=budget.seconds_left(()))
     print("quick start plan (" + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items()) + ")")
+    if len(budget.capped()) == len(budget.schedules):
+        end = budget.total_seconds - budget.seconds_left(budget.schedules)  # timing, runs, cache and comparison
+        print(f"every run is at its step cap: the quick start should end after about {end / 60:.0f} of its {plan.minutes:g} minutes "
+              "(--step-cap-scale trains longer)")
     return budget

@@ -2,7 +2,7 @@
 
 Each run's step is timed on this machine first (:func:`mtl_ehrnet.training.step_timer.seconds_per_step_each`),
 the fixed costs (teacher-output cache, the final comparison) are set aside, and what is left is shared
-between the runs in fixed proportions. Before each run, the runs that have not started share again what
+between the runs in fixed proportions, no run taking more than its step cap (:data:`STEP_CAPS`). Before each run, the runs that have not started share again what
 is really left, at the speed the finished runs had (:class:`QuickstartBudget`). The budget is written to
 ``plan.json`` so that a resumed quick start keeps the schedules of the runs that have started.
 """
@@ -31,8 +31,7 @@ KD_STEP_FACTOR = 1.25
 ONLINE_KD_STEP_FACTOR = 1.75
 _JOINT_SHARE = 0.19
 SHARES: Dict[str, float] = {
-    "pose_teacher": 0.29, "seg_teacher": 0.18, "pose_student_gt": 0.08, "seg_student_gt": 0.05,
-    "joint_student_gt": _JOINT_SHARE, "joint_student_kd": _JOINT_SHARE * KD_STEP_FACTOR,
+    "pose_teacher": 0.29, "seg_teacher": 0.18, "pose_student_gt": 0.08, "seg_student_gt": 0.05, "joint_student_gt": _JOINT_SHARE,
 }
 # When the joint students start from the pose teacher (same width), that teacher is also the separate pose
 # student, and its steps are the joint students' pose start: it gets what the separate pose student and
@@ -45,18 +44,27 @@ SHARES: Dict[str, float] = {
 # was 0.183 after 864 steps (qs14) and 0.182 after 1008 (qs10, qs13).
 _WARM_JOINT_SHARE = 0.165
 WARM_START_SHARES: Dict[str, float] = {
-    "pose_teacher": 0.30, "seg_teacher": 0.27, "seg_student_gt": 0.05,
-    "joint_student_gt": _WARM_JOINT_SHARE, "joint_student_kd": _WARM_JOINT_SHARE * KD_STEP_FACTOR,
+    "pose_teacher": 0.30, "seg_teacher": 0.27, "seg_student_gt": 0.05, "joint_student_gt": _WARM_JOINT_SHARE,
 }
+
+
+def with_distilled_share(shares: Mapping[str, float], kd_step_factor: float) -> Dict[str, float]:
+    """``shares`` with the distilled student's: the ground-truth joint student's times its step's extra cost
+    (``kd_step_factor``), so that both train the same number of steps."""
+    return {**shares, "joint_student_kd": shares["joint_student_gt"] * kd_step_factor}
 # The most steps (batch 8) each run takes, at which the quick start's recipe meets issue 6's bars. A machine
-# that cannot afford them shares its budget by ``SHARES``; a faster one stops there and ends early instead of
-# training every run longer: with 3.3x the steps (`qs16`, a 3.5x faster machine) the segmentation teacher
-# rose from mIoU 0.451 to 0.639 and the joint students, which learn segmentation on half of each batch with
-# its terms weighted 0.01, only from 0.411 to 0.489 (77 % of the teacher, 91 % before). Capped, a run's
-# result no longer depends on the machine's speed.
+# that cannot afford them shares its budget by the shares above; a faster one stops there and ends early
+# instead of training every run longer: with 3.3x the steps (`qs16`, a 3.5x faster machine) the segmentation
+# teacher rose from mIoU 0.451 to 0.639 and the joint students, which learn segmentation on half of each
+# batch with its terms weighted 0.01, only from 0.411 to 0.489 (77 % of the teacher, 91 % before). Capped,
+# a run's result no longer depends on the machine's speed. With these caps (seeds 0 / 1, `qs20` / `qs21`)
+# the teachers scored AP 0.313 / 0.295 and mIoU 0.511 / 0.500, the ground-truth joint student 0.227 / 0.249
+# and 0.464 / 0.464, the distilled one 0.311 / 0.327 and 0.504 / 0.499 (99-111 % of the teachers). With the
+# segmentation teacher at 560 steps and the joint students at 912 (`qs19` / `qs18`) the distilled student
+# led the ground-truth one on mIoU by only 0.001 with seed 0 (0.459 against 0.458, teacher 0.479).
 STEP_CAPS: Dict[str, int] = {
-    "pose_teacher": 2592, "seg_teacher": 560, "pose_student_gt": 2592, "seg_student_gt": 320,
-    "joint_student_gt": 912, "joint_student_kd": 912,
+    "pose_teacher": 2592, "seg_teacher": 720, "pose_student_gt": 2592, "seg_student_gt": 320,
+    "joint_student_gt": 1216, "joint_student_kd": 1216,
 }
 VALIDATIONS = 3  # per run, the last epoch included
 
@@ -111,7 +119,7 @@ def share_seconds(seconds: float, step_seconds: Mapping[str, float], shares: Map
 
 
 def split_budget(train_seconds: float, step_seconds: Mapping[str, float], full_epoch_steps: Mapping[str, int],
-                 shares: Mapping[str, float] = SHARES, max_steps: Optional[Mapping[str, int]] = None) -> Dict[str, StageSchedule]:
+                 shares: Mapping[str, float], max_steps: Optional[Mapping[str, int]] = None) -> Dict[str, StageSchedule]:
     """Schedules for every run in ``shares`` from the time left for training (seconds), each run of at
     most its ``max_steps`` (none: no cap)."""
     if train_seconds <= 0:
@@ -171,6 +179,11 @@ class QuickstartBudget:
                                         budget.max_steps)
         budget._pin()
         return budget
+
+    def capped(self) -> List[str]:
+        """The runs whose schedule is their step cap."""
+        return [n for n, s in self.schedules.items()
+                if n in self.max_steps and s.epochs * (s.steps_per_epoch or self.full_epoch_steps[n]) >= self.max_steps[n]]
 
     def planned_seconds(self, name: str) -> float:
         """A run's length at the timed speed."""

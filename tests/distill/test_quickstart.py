@@ -108,10 +108,11 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
 
 def test_joint_students_get_the_same_number_of_steps() -> None:
     from distill.quickstart import KD_STEP_FACTOR, RUNS
+    from distill.quickstart_budget import SHARES, with_distilled_share
 
     step = {name: 1.0 for name in RUNS}
     step["joint_student_kd"] = KD_STEP_FACTOR  # a distillation step costs more
-    plans = split_budget(100_000, step, {name: 1_000_000 for name in RUNS})
+    plans = split_budget(100_000, step, {name: 1_000_000 for name in RUNS}, with_distilled_share(SHARES, KD_STEP_FACTOR))
     gt, kd = (plans[n].epochs * plans[n].steps_per_epoch for n in ("joint_student_gt", "joint_student_kd"))
     assert abs(kd - gt) / gt < 0.02, (gt, kd)
 
@@ -173,6 +174,9 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert plans[0].shares["joint_student_kd"] == plans[0].shares["joint_student_gt"] * plans[0].kd_step_factor
     assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {"pose/kd_heatmaps": 2.0}
     assert main(["quickstart", "--seed", "3"]) == 0 and (plans[0].seed, plans[7].seed) == (0, 3)
+    assert main(["quickstart", "--step-cap-scale", "0"]) == 0 and (plans[0].step_cap_scale, plans[8].max_steps) == (1.0, {})
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: step_cap_scale \(--step-cap-scale\) must be finite and >= 0"):
+        main(["quickstart", "--step-cap-scale", "-2"])
     with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0"):
         main(["quickstart", "--pose-kd-weight", "-1"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):

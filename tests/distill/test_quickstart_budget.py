@@ -129,6 +129,7 @@ def test_a_fast_machine_stops_every_run_at_its_cap() -> None:
     budget = QuickstartBudget.plan(1000.0, 0.0, {n: 0.1 for n in shares}, {"a": 72, "b": 80, "c": 152}, shares, 0.0,
                                    max_steps={"a": 2592, "b": 560, "c": 912})
     assert {n: (s.epochs, s.steps_per_epoch) for n, s in budget.schedules.items()} == {"a": (36, 72), "b": (7, 80), "c": (6, 152)}
+    assert budget.capped() == ["a", "b", "c"]
     budget.finish("a", seconds=100.0, elapsed_seconds=100.0)  # under half its timed steps: b and c still stop at their caps
     assert {n: _steps(budget.replan(started=())[n]) for n in "bc"} == {"b": 560, "c": 912}
     # A slow machine shares the budget as without caps until a run reaches its cap.
@@ -136,6 +137,7 @@ def test_a_fast_machine_stops_every_run_at_its_cap() -> None:
                                  max_steps={"a": 2592, "b": 200, "c": 912})
     # b takes its 200 s, a and c share the other 800 s 2:1 (in three epochs each, hence 531 and 264, not 533 and 266).
     assert [slow.schedules[n] for n in "abc"] == [StageSchedule(3, 177, 1), StageSchedule(3, 66, 1), StageSchedule(3, 88, 1)]
+    assert slow.capped() == []  # b's 198 steps fall short of its cap only by the rounding to whole epochs
 
 
 def test_quickstart_caps_scale_and_switch_off() -> None:
