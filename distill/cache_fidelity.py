@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.replay import replay_cached
-from distill.teacher_cache import CACHE_KEYS, nearest_cache_size
+from distill.teacher_cache import CACHE_KEYS, is_mirrored, mirror_letterbox, nearest_cache_size
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TestTransform, TrainTransform
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
 from teachers.flip_average import FlipAveragedTeacher
@@ -84,6 +84,7 @@ def cache_fidelity(
     augmentation: Optional[Dict] = None,
     seed: int = 0,
     flip_index: Sequence[int] = COCO_FLIP_INDEX,
+    mirrored: bool = False,
 ) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Fidelity figures (see the module docstring) by cache (its sizes comma-joined), then by ``plain`` /
     ``mirrored`` / ``all``.
@@ -97,12 +98,17 @@ def cache_fidelity(
         augmentation: :class:`TrainTransform` options.
         seed: seeds the augmentations; every cache replays the same ones, and each image's teacher
             passes (online, and letterboxed at each size used) run once for all caches.
+        mirrored: also compare each cache built ``mirrored`` (label ``"<sizes> mirrored"``), whose mirrored
+            samples read the teachers' pass over the mirrored letterbox.
     """
     layout = SyntheticLayout(data)
     augment = TrainTransform(input_size, **(augmentation or {}))
     sets = {"pose": CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True),
             "seg": Cityscapes(layout.cityscapes_root, "train", augment)}
-    caches = {",".join(str(s) for s in sizes): sizes for sizes in ([c] if isinstance(c, int) else list(c) for c in cache_sizes)}
+    plain = {",".join(str(s) for s in sizes): sizes for sizes in ([c] if isinstance(c, int) else list(c) for c in cache_sizes)}
+    caches = {label: (sizes, False) for label, sizes in plain.items()}
+    if mirrored:
+        caches.update({f"{label} mirrored": (sizes, True) for label, sizes in plain.items()})
     sums = {label: {view: defaultdict(list) for view in ("plain", "mirrored")} for label in caches}
     torch.manual_seed(seed)
     for task, teacher in teachers.items():
@@ -111,15 +117,17 @@ def cache_fidelity(
             raw = dataset.load(index)
             sample = augment(raw)
             online = teacher(sample["image"][None])
-            view = "mirrored" if torch.linalg.det(sample["affine"][:, :2]) < 0 else "plain"
-            letterboxed: Dict[int, Dict[str, torch.Tensor]] = {}  # one teacher pass per size, shared by the caches
-            for label, sizes in caches.items():
+            view = "mirrored" if is_mirrored(sample["affine"]) else "plain"
+            letterboxed: Dict[Tuple[int, bool], Dict[str, torch.Tensor]] = {}  # one teacher pass per size and view, shared by the caches
+            for label, (sizes, has_mirrors) in caches.items():
                 size = nearest_cache_size(sizes, sample["affine"], (raw.height, raw.width))
-                if size not in letterboxed:
+                key = (size, has_mirrors and view == "mirrored")
+                if key not in letterboxed:
                     entry = TestTransform(size)(raw)
-                    letterboxed[size] = {k: v.half().float() for k, v in teacher(entry["image"][None]).items() if k in CACHE_KEYS}
-                    letterboxed[size]["affine"] = entry["affine"][None]
-                replayed = replay_cached(letterboxed[size], sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
+                    image, affine = mirror_letterbox(entry["image"], entry["affine"]) if key[1] else (entry["image"], entry["affine"])
+                    letterboxed[key] = {k: v.half().float() for k, v in teacher(image[None]).items() if k in CACHE_KEYS}
+                    letterboxed[key]["affine"] = affine[None]
+                replayed = replay_cached(letterboxed[key], sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
                 _record(sums[label][view], task, replayed, online)
     return {label: {name: _summary(parts) for name, parts in
                     (("plain", [views["plain"]]), ("mirrored", [views["mirrored"]]), ("all", [views["plain"], views["mirrored"]]))}
@@ -180,6 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--cache-sizes", type=_sizes, nargs="+", default=[[128], [192], [256]],
                         help="caches to compare: a size, or sizes joined by commas for one cache of several")
+    parser.add_argument("--mirrored", action="store_true",
+                        help="also compare each cache built with --cache-mirrored (its mirrored samples read the mirror's pass)")
     parser.add_argument("--samples", type=int, default=64, help="training images per task")
     parser.add_argument("--max-rotation", type=float, default=30.0)
     parser.add_argument("--scale-range", type=float, nargs=2, default=[0.75, 1.5])
@@ -195,7 +205,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.teacher_flip:
         teachers = {task: FlipAveragedTeacher(t) for task, t in teachers.items()}
     result = cache_fidelity(Path(args.data), teachers, args.input_size, args.cache_sizes, args.samples,
-                            {"max_rotation": args.max_rotation, "scale_range": tuple(args.scale_range)}, args.seed)
+                            {"max_rotation": args.max_rotation, "scale_range": tuple(args.scale_range)}, args.seed,
+                            mirrored=args.mirrored)
     print(json.dumps({size: {view: {k: round(v, 4) for k, v in figures.items()} for view, figures in views.items()}
                       for size, views in result.items()}, indent=2))
     return 0

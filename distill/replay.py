@@ -2,8 +2,9 @@
 
 Teacher outputs are cached for the letterboxed, un-augmented image (affine ``A_t``: original pixels ->
 teacher input pixels). A training sample carries its own affine ``A`` (original -> student input). A
-student map at stride ``s`` therefore reads the teacher map at ``A_t A^-1`` of its pixel centres; a
-mirrored sample (det A < 0) also swaps left and right joint channels.
+student map at stride ``s`` therefore reads the teacher map at ``A_t A^-1`` of its pixel centres; when
+that chain mirrors (det A det A_t < 0: a mirrored sample read from an un-mirrored entry) the left and right
+joint channels are also swapped.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def replay_affine(
         cached_affine: (B, 2, 3) original -> teacher input pixels.
         sample_affine: (B, 2, 3) original -> student input pixels (the sample's ``affine``).
         out_hw: (H, W) of the student map, at stride ``out_stride`` of the student input.
-        flip_index: channel permutation applied to mirrored samples (joint maps); None for class maps.
+        flip_index: channel permutation applied where the chain mirrors: a mirrored sample read from an
+            un-mirrored entry or the reverse (joint maps); None for class maps.
         extent: (B, 2) height and width of each sample's map within ``maps`` when maps of several sizes
             were zero-padded to one shape; None: the whole map.
     Returns:
@@ -72,7 +74,7 @@ def replay_affine(
         inside = (source.reshape(b, height, width, 2) >= -0.5) & (source.reshape(b, height, width, 2) <= size - 0.5)
         valid = inside.all(dim=-1).to(dtype)
     if flip_index is not None:
-        mirrored = torch.linalg.det(sample_affine[:, :, :2].to(dtype)) < 0
+        mirrored = torch.linalg.det(sample_affine[:, :, :2].to(dtype)) * torch.linalg.det(cached_affine[:, :, :2].to(device, dtype)) < 0
         if mirrored.any():
             index = torch.as_tensor(list(flip_index), device=device)
             warped = torch.where(mirrored[:, None, None, None], warped[:, index], warped)

@@ -78,6 +78,7 @@ def train_student(
     task_weights: Tuple[float, float] = (1.0, 1.0),
     init_lr_factor: float = 1.0,
     cache_input_size: Optional[Union[int, Sequence[int]]] = None,
+    cache_mirrored: bool = False,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -107,6 +108,8 @@ def train_student(
             image is cached at each and every sample reads the one nearest its augmented scale
             (:func:`distill.teacher_cache.nearest_cache_size`); by default the student's input size scaled by
             :data:`CACHE_SCALE` (see there).
+        cache_mirrored: the cache also holds each image's mirror run through the teachers, which mirrored
+            samples read (a second teacher pass per image and size).
     """
     check_init_lr_factor(init_lr_factor)
     config = run or pose_recipe(epochs, monitor="score", **changes)
@@ -138,7 +141,7 @@ def train_student(
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         if settings.teacher_flip:
             identity["teacher_flip"] = "mean of the image's and its mirror's pass"
-        store = TeacherCache(cache, teachers, cache_input_size or default_cache_size(size), identity)
+        store = TeacherCache(cache, teachers, cache_input_size or default_cache_size(size), identity, mirrored=cache_mirrored)
         device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
         for task, data in (("pose", pose_set), ("seg", seg_set)):
             store.build(data, task, device=device, batch_size=config.batch_size)

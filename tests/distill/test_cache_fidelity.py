@@ -52,3 +52,12 @@ def test_cli_prints_every_cache_size_and_needs_a_teacher(synth, tmp_path, capsys
     with pytest.raises(SystemExit):
         main(["--data", str(synth.root)])
     assert "give --pose-teacher" in capsys.readouterr().err
+
+
+def test_a_mirrored_cache_is_compared_beside_the_plain_one(synth, pooled_image) -> None:
+    result = cache_fidelity(synth.root, {"pose": pooled_image}, 64, [96], 3, {"flip_prob": 1.0}, mirrored=True)
+    assert set(result) == {"96", "96 mirrored"}
+    plain, mirrored = result["96"]["mirrored"], result["96 mirrored"]["mirrored"]
+    assert plain["pose_samples"] == mirrored["pose_samples"] == 3
+    # The stand-in commutes with the mirror, so both replay near exactly; a wrong mirror affine would not.
+    assert mirrored["heatmaps_rel_err"] < 1.2 * plain["heatmaps_rel_err"] + 0.01 and abs(mirrored["peak_dx"]) < 0.5
