@@ -74,7 +74,7 @@ def replay_affine(
         inside = (source.reshape(b, height, width, 2) >= -0.5) & (source.reshape(b, height, width, 2) <= size - 0.5)
         valid = inside.all(dim=-1).to(dtype)
     if flip_index is not None:
-        mirrored = torch.linalg.det(sample_affine[:, :, :2].to(dtype)) * torch.linalg.det(cached_affine[:, :, :2].to(device, dtype)) < 0
+        mirrored = torch.linalg.det(sample_affine[:, :, :2].to(device, dtype)) * torch.linalg.det(cached_affine[:, :, :2].to(device, dtype)) < 0
         if mirrored.any():
             index = torch.as_tensor(list(flip_index), device=device)
             warped = torch.where(mirrored[:, None, None, None], warped[:, index], warped)
