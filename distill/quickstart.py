@@ -95,7 +95,8 @@ class QuickstartPlan:
     ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for
     ``teacher_epochs`` and every student for ``student_epochs``. Within it no run takes more than its
     :data:`~distill.quickstart_budget.STEP_CAPS` steps times ``step_cap_scale`` (0: no caps, the whole
-    budget is shared), so a fast machine ends early with the result a slower one reaches at 30 minutes.
+    budget is shared), so a fast machine ends early instead of training past the steps the recipe was
+    measured at.
     """
 
     images: int = 800
