@@ -2,9 +2,10 @@
 
 Each run's step is timed on this machine first (:func:`mtl_ehrnet.training.step_timer.seconds_per_step_each`),
 the fixed costs (teacher-output cache, the final comparison) are set aside, and what is left is shared
-between the runs in fixed proportions, no run taking more than its step cap (:data:`STEP_CAPS`). Before each run, the runs that have not started share again what
-is really left, at the speed the finished runs had (:class:`QuickstartBudget`). The budget is written to
-``plan.json`` so that a resumed quick start keeps the schedules of the runs that have started.
+between the runs in fixed proportions, no run taking more than its step cap (:data:`STEP_CAPS`). Before
+each run, the runs that have not started share again what is really left, at the speed the finished runs
+had (:class:`QuickstartBudget`). The budget is written to ``plan.json`` so that a resumed quick start keeps
+the schedules of the runs that have started.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def with_distilled_share(shares: Mapping[str, float], kd_step_factor: float) -> 
     """``shares`` with the distilled student's: the ground-truth joint student's times its step's extra cost
     (``kd_step_factor``), so that both train the same number of steps."""
     return {**shares, "joint_student_kd": shares["joint_student_gt"] * kd_step_factor}
+
+
 # The most steps (batch 8) each run takes, at which the quick start's recipe meets issue 6's bars. A machine
 # that cannot afford them shares its budget by the shares above; a faster one stops there and ends early
 # instead of training every run longer: with 3.3x the steps (`qs16`, a 3.5x faster machine) the segmentation
@@ -182,13 +185,16 @@ class QuickstartBudget:
 
     def capped(self) -> List[str]:
         """The runs whose schedule is their step cap."""
-        return [n for n, s in self.schedules.items()
-                if n in self.max_steps and s.epochs * (s.steps_per_epoch or self.full_epoch_steps[n]) >= self.max_steps[n]]
+        return [n for n in self.schedules if n in self.max_steps and self.planned_steps(n) >= self.max_steps[n]]
+
+    def planned_steps(self, name: str) -> int:
+        """A run's steps in its schedule."""
+        s = self.schedules[name]
+        return s.epochs * (s.steps_per_epoch or self.full_epoch_steps[name])
 
     def planned_seconds(self, name: str) -> float:
         """A run's length at the timed speed."""
-        s = self.schedules[name]
-        return s.epochs * (s.steps_per_epoch or self.full_epoch_steps[name]) * self.step_seconds[name]
+        return self.planned_steps(name) * self.step_seconds[name]
 
     @property
     def speed_ratio(self) -> float:
@@ -211,7 +217,8 @@ class QuickstartBudget:
         waiting = [n for n in self.shares if n not in started and n not in self.run_seconds]
         if waiting and self.replanning:
             left = max(0.0, self.seconds_left(running))
-            step = {n: self.speed_ratio * self.step_seconds[n] for n in waiting}
+            ratio = self.speed_ratio
+            step = {n: ratio * self.step_seconds[n] for n in waiting}
             seconds = share_seconds(left, step, {n: self.shares[n] for n in waiting}, self.max_steps)
             for name in waiting:
                 self.schedules[name] = schedule_for(seconds[name], step[name], self.full_epoch_steps[name],

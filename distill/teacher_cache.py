@@ -123,11 +123,10 @@ class TeacherCache:
         name = tag if len(self.input_sizes) == 1 else f"{tag} at {size}"
         for start in tqdm(range(0, len(todo), batch_size), desc=f"teacher cache {name}", disable=not progress):
             chunk = todo[start:start + batch_size]
-            samples = []
-            for index, mirrored in chunk:
-                sample = transform(dataset.load(index))
-                image, affine = mirror_letterbox(sample["image"], sample["affine"]) if mirrored else (sample["image"], sample["affine"])
-                samples.append((image, affine))
+            # An image's plain and mirrored entries come from one load and letterbox.
+            letterboxed = {index: transform(dataset.load(index)) for index in dict.fromkeys(index for index, _ in chunk)}
+            samples = [mirror_letterbox(letterboxed[i]["image"], letterboxed[i]["affine"]) if mirrored
+                       else (letterboxed[i]["image"], letterboxed[i]["affine"]) for i, mirrored in chunk]
             images = torch.stack([image for image, _ in samples]).to(device)
             outputs: Dict[str, torch.Tensor] = {}
             for teacher in self.teachers.values():
