@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader
@@ -287,9 +287,15 @@ def _synthetic_set(data: Path, plan: QuickstartPlan) -> SyntheticLayout:
     return layout
 
 
-def _timing_loader(dataset, batch_size: int, workers: int, seed: int) -> DataLoader:  # noqa: ANN001
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate_samples,
-                      generator=torch.Generator().manual_seed(seed), drop_last=True)
+def _timing_batches(dataset, batch_size: int, workers: int, seed: int) -> Iterator[Dict[str, torch.Tensor]]:  # noqa: ANN001
+    """Training batches for the step timer, pass after pass: a small set (``--images``) holds fewer batches
+    than the timer's rounds take."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate_samples,
+                        generator=torch.Generator().manual_seed(seed), drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training samples cannot fill one batch of {batch_size}: raise --images")
+    while True:
+        yield from loader
 
 
 def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: float) -> Optional[QuickstartBudget]:
@@ -314,7 +320,7 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     # Batches come through a DataLoader with the runs' workers, so loading and augmentation are timed with
     # the step as training pays for them (pre-built batches under-estimated real steps by 10-40 %).
     step = seconds_per_step_each({name: (model, GroundTruthLoss(("pose", "seg") if kind == "joint" else (kind,)),
-                                         iter(_timing_loader(data[kind], b, plan.workers, plan.seed)))
+                                         _timing_batches(data[kind], b, plan.workers, plan.seed))
                                   for name, (kind, model) in models.items()}, steps=TIMED_STEPS)
     step = {name: REAL_STEP_FACTOR * seconds for name, seconds in step.items()}
     step["joint_student_kd"] = plan.kd_step_factor * step["joint_student_gt"]

@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import torch
+
 from distill.compare import ROW_NAMES
 from distill.quickstart import RUNS as quickstart_runs, QuickstartPlan, run_quickstart
 from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
@@ -187,3 +189,16 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
         main(["quickstart", "--task-ratios", "0", "0"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: max_person_height"):
         main(["quickstart", "--min-person-height", "0.5", "--max-person-height", "0.4"])
+
+
+def test_step_timer_batches_go_round_a_set_smaller_than_its_rounds() -> None:
+    import pytest
+
+    from distill.quickstart import _timing_batches
+
+    samples = [{"image": torch.full((3, 4, 4), float(i))} for i in range(3)]
+    batches = _timing_batches(samples, batch_size=2, workers=0, seed=0)
+    seen = [next(batches)["image"].shape for _ in range(5)]  # one batch a pass, five passes
+    assert seen == [(2, 3, 4, 4)] * 5
+    with pytest.raises(ValueError, match="2 training samples cannot fill one batch of 4: raise --images"):
+        next(_timing_batches(samples[:2], batch_size=4, workers=0, seed=0))
