@@ -2,7 +2,7 @@
 
     python -m distill.cache_fidelity --data SYNTH_ROOT --pose-teacher CKPT --seg-teacher CKPT
         [--input-size 128] [--cache-sizes 128 192 256 160,192,224] [--samples 64] [--max-rotation 30]
-        [--scale-range 0.75 1.5] [--teacher-flip] [--seed 0]
+        [--scale-range 0.75 1.5] [--mirrored] [--blend] [--teacher-flip] [--seed 0]
 
 For every cache size each image is letterboxed as :class:`distill.teacher_cache.TeacherCache` does, the
 teachers' maps are rounded to fp16 as on disk and replayed with :func:`distill.replay.replay_cached` on
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.replay import replay_cached
-from distill.teacher_cache import CACHE_KEYS, is_mirrored, mirror_letterbox, nearest_cache_size
+from distill.teacher_cache import CACHE_KEYS, blend_entry, bracketing_cache_sizes, is_mirrored, mirror_letterbox, nearest_cache_size
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TestTransform, TrainTransform
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
 from teachers.flip_average import FlipAveragedTeacher
@@ -85,6 +85,7 @@ def cache_fidelity(
     seed: int = 0,
     flip_index: Sequence[int] = COCO_FLIP_INDEX,
     mirrored: bool = False,
+    blend: bool = False,
 ) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Fidelity figures (see the module docstring) by cache (its sizes comma-joined), then by ``plain`` /
     ``mirrored`` / ``all``.
@@ -100,15 +101,20 @@ def cache_fidelity(
             passes (online, and letterboxed at each size used) run once for all caches.
         mirrored: also compare each cache built ``mirrored`` (label ``"<sizes> mirrored"``), whose mirrored
             samples read the teachers' pass over the mirrored letterbox.
+        blend: also replay each cache of several sizes blended (label ``"<sizes> blend"``, or ``"<sizes>
+            mirrored blend"``): each sample mixes the two sizes bracketing its scale, as
+            ``CachedTeacherDataset(..., blend=True)`` does.
     """
     layout = SyntheticLayout(data)
     augment = TrainTransform(input_size, **(augmentation or {}))
     sets = {"pose": CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True),
             "seg": Cityscapes(layout.cityscapes_root, "train", augment)}
     plain = {",".join(str(s) for s in sizes): sizes for sizes in ([c] if isinstance(c, int) else list(c) for c in cache_sizes)}
-    caches = {label: (sizes, False) for label, sizes in plain.items()}
+    caches = {label: (sizes, False, False) for label, sizes in plain.items()}
     if mirrored:
-        caches.update({f"{label} mirrored": (sizes, True) for label, sizes in plain.items()})
+        caches.update({f"{label} mirrored": (sizes, True, False) for label, sizes in plain.items()})
+    if blend:
+        caches.update({f"{label} blend": (sizes, has_mirrors, True) for label, (sizes, has_mirrors, _) in list(caches.items()) if len(sizes) > 1})
     sums = {label: {view: defaultdict(list) for view in ("plain", "mirrored")} for label in caches}
     torch.manual_seed(seed)
     for task, teacher in teachers.items():
@@ -119,15 +125,24 @@ def cache_fidelity(
             online = teacher(sample["image"][None])
             view = "mirrored" if is_mirrored(sample["affine"]) else "plain"
             letterboxed: Dict[Tuple[int, bool], Dict[str, torch.Tensor]] = {}  # one teacher pass per size and view, shared by the caches
-            for label, (sizes, has_mirrors) in caches.items():
-                size = nearest_cache_size(sizes, sample["affine"], (raw.height, raw.width))
-                key = (size, has_mirrors and view == "mirrored")
-                if key not in letterboxed:
-                    entry = TestTransform(size)(raw)
-                    image, affine = mirror_letterbox(entry["image"], entry["affine"]) if key[1] else (entry["image"], entry["affine"])
-                    letterboxed[key] = {k: v.half().float() for k, v in teacher(image[None]).items() if k in CACHE_KEYS}
-                    letterboxed[key]["affine"] = affine[None]
-                replayed = replay_cached(letterboxed[key], sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
+
+            def entry(size: int, from_mirror: bool) -> Dict[str, torch.Tensor]:
+                if (size, from_mirror) not in letterboxed:
+                    boxed = TestTransform(size)(raw)
+                    image, affine = mirror_letterbox(boxed["image"], boxed["affine"]) if from_mirror else (boxed["image"], boxed["affine"])
+                    letterboxed[size, from_mirror] = {k: v.half().float() for k, v in teacher(image[None]).items() if k in CACHE_KEYS}
+                    letterboxed[size, from_mirror]["affine"] = affine[None]
+                return letterboxed[size, from_mirror]
+
+            for label, (sizes, has_mirrors, blended) in caches.items():
+                from_mirror = has_mirrors and view == "mirrored"
+                if blended:
+                    (size, _), (other, weight) = bracketing_cache_sizes(sizes, sample["affine"], (raw.height, raw.width))
+                    cached = {**entry(size, from_mirror), **blend_entry(entry(other, from_mirror), weight)}
+                    cached["blend_weight"] = cached["blend_weight"][None]
+                else:
+                    cached = entry(nearest_cache_size(sizes, sample["affine"], (raw.height, raw.width)), from_mirror)
+                replayed = replay_cached(cached, sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
                 _record(sums[label][view], task, replayed, online)
     return {label: {name: _summary(parts) for name, parts in
                     (("plain", [views["plain"]]), ("mirrored", [views["mirrored"]]), ("all", [views["plain"], views["mirrored"]]))}
@@ -190,6 +205,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="caches to compare: a size, or sizes joined by commas for one cache of several")
     parser.add_argument("--mirrored", action="store_true",
                         help="also compare each cache built with --cache-mirrored (its mirrored samples read the mirror's pass)")
+    parser.add_argument("--blend", action="store_true",
+                        help="also replay each cache of several sizes blended, as distill --cache-blend (label '<sizes> blend')")
     parser.add_argument("--samples", type=int, default=64, help="training images per task")
     parser.add_argument("--max-rotation", type=float, default=30.0)
     parser.add_argument("--scale-range", type=float, nargs=2, default=[0.75, 1.5])
@@ -206,7 +223,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         teachers = {task: FlipAveragedTeacher(t) for task, t in teachers.items()}
     result = cache_fidelity(Path(args.data), teachers, args.input_size, args.cache_sizes, args.samples,
                             {"max_rotation": args.max_rotation, "scale_range": tuple(args.scale_range)}, args.seed,
-                            mirrored=args.mirrored)
+                            mirrored=args.mirrored, blend=args.blend)
     print(json.dumps({size: {view: {k: round(v, 4) for k, v in figures.items()} for view, figures in views.items()}
                       for size, views in result.items()}, indent=2))
     return 0

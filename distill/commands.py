@@ -31,6 +31,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--cache-mirrored", action="store_true",
                    help="also cache each image's mirror (a second teacher pass), which mirrored samples read instead of "
                    "replaying the plain pass through a flip")
+    p.add_argument("--cache-blend", action="store_true",
+                   help="with several --cache-input-size sizes, each sample mixes the two whose scales bracket its own "
+                   "(weights linear in log scale) instead of reading the nearest; tags stay the nearest size's")
     p.add_argument("--init-weights", metavar="CKPT",
                    help="start the student from the weights of this checkpoint that it shares by name, e.g. a pose_h-4 "
                    "model for mtl_h-4 (backbone, body, pose head); the rest keeps its initialisation")
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_student(
         args.student, args.out, coco=args.coco, cityscapes=args.cityscapes, pose_teacher=args.pose_teacher,
         seg_teacher=args.seg_teacher, joint_val=args.joint_val, cache=args.cache, input_size=args.input_size, init_weights=args.init_weights,
-        task_weights=tuple(args.task_weights), init_lr_factor=args.init_lr_factor, cache_input_size=args.cache_input_size, cache_mirrored=args.cache_mirrored,
+        task_weights=tuple(args.task_weights), init_lr_factor=args.init_lr_factor, cache_input_size=args.cache_input_size, cache_mirrored=args.cache_mirrored, cache_blend=args.cache_blend,
         epochs=args.epochs, settings=settings, resume=args.resume, augmentation=augmentation_options(args),
         **ground_truth_options(args), **changes,
     )

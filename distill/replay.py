@@ -84,6 +84,7 @@ def replay_affine(
 # Stride of each cached teacher map on its input; the student's map of the same key has the same stride.
 CACHED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
 JOINT_KEYS = ("heatmaps", "heatmaps_lr", "tags")
+BLEND = "blend_"  # key prefix of the second entry of a sample blended from two cached sizes
 
 
 def replay_cached(
@@ -95,14 +96,32 @@ def replay_cached(
         cached: a batch's cached teacher maps by key (``heatmaps`` (B, K, h/2, w/2), ``heatmaps_lr``,
             ``tags`` and ``seg`` at stride 4), ``affine`` (B, 2, 3), original -> teacher input pixels, and,
             from a cache of several sizes, ``letterbox`` (B,): each sample's letterbox size, its maps
-            zero-padded at the right and bottom to the largest.
+            zero-padded at the right and bottom to the largest. A blended batch also carries a second size's
+            maps as ``blend_<key>`` with its ``blend_affine`` and ``blend_letterbox``, and ``blend_weight`` (B,):
+            each of those maps becomes ``(1 - w) * first + w * second`` once both are warped.
         sample_affine: (B, 2, 3) original -> student input pixels.
         input_hw: (H, W) of the student input.
         flip_index: joint permutation applied to the joint maps of mirrored samples.
     Returns:
         the warped maps by key, at the student's map sizes, and ``valid_lr`` (B, H/4, W/4): 1 where a
-        stride-4 student pixel falls inside the cached maps.
+        stride-4 student pixel falls inside the cached maps (the first size's; both letterboxes hold the
+        whole image).
     """
+    second = {key[len(BLEND):]: value for key, value in cached.items() if key.startswith(BLEND)}
+    replayed = _replay_entry({k: v for k, v in cached.items() if not k.startswith(BLEND)}, sample_affine, input_hw, flip_index)
+    if second:
+        weight = second.pop("weight").to(replayed["valid_lr"].device, torch.float32)[:, None, None, None]
+        mixed = _replay_entry(second, sample_affine, input_hw, flip_index)
+        for key, value in mixed.items():
+            if key != "valid_lr":
+                replayed[key] = torch.lerp(replayed[key], value, weight)
+    return replayed
+
+
+def _replay_entry(
+    cached: Dict[str, torch.Tensor], sample_affine: torch.Tensor, input_hw: Tuple[int, int], flip_index: Sequence[int]
+) -> Dict[str, torch.Tensor]:
+    """:func:`replay_cached` for one entry per sample (no ``blend_`` keys)."""
     height, width = input_hw
     replayed: Dict[str, torch.Tensor] = {}
     for key, value in cached.items():

@@ -79,6 +79,7 @@ def train_student(
     init_lr_factor: float = 1.0,
     cache_input_size: Optional[Union[int, Sequence[int]]] = None,
     cache_mirrored: bool = False,
+    cache_blend: bool = False,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -110,8 +111,13 @@ def train_student(
             :data:`CACHE_SCALE` (see there).
         cache_mirrored: the cache also holds each image's mirror run through the teachers, which mirrored
             samples read (a second teacher pass per image and size).
+        cache_blend: with several cache sizes, each sample mixes the two whose scales bracket its own
+            (:func:`distill.teacher_cache.bracketing_cache_sizes`) instead of reading the nearest.
     """
     check_init_lr_factor(init_lr_factor)
+    if cache_blend and (cache is None or isinstance(cache_input_size, int) or len(cache_input_size or ()) < 2):
+        raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR and several --cache-input-size sizes, "
+                         f"got cache={cache} and sizes {cache_input_size}")
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
     net = create_model(student, **({"input_size": input_size} if input_size else {}))
@@ -145,7 +151,7 @@ def train_student(
         device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
         for task, data in (("pose", pose_set), ("seg", seg_set)):
             store.build(data, task, device=device, batch_size=config.batch_size)
-        pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose"), CachedTeacherDataset(seg_set, store, "seg")
+        pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose", cache_blend), CachedTeacherDataset(seg_set, store, "seg", cache_blend)
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
                         augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights),
                         task_weights=list(task_weights), init_lr_factor=init_lr_factor, ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)

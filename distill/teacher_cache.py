@@ -29,10 +29,12 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from distill.replay import BLEND
 from mtl_ehrnet.data.sample import RawDataset
 from mtl_ehrnet.data.transforms import TestTransform
 
 CACHE_KEYS = ("heatmaps", "heatmaps_lr", "tags", "seg")
+BLENDED_KEYS = ("heatmaps", "heatmaps_lr", "seg")  # mixed across two letterbox sizes; tags are not (see CachedTeacherDataset)
 PREFIX = "teacher_"
 
 
@@ -51,6 +53,14 @@ def mirror_letterbox(image: torch.Tensor, affine: torch.Tensor) -> Tuple[torch.T
     return image.flip(-1), mirrored
 
 
+def _log_scale_gaps(sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: Sequence[int]) -> Dict[int, float]:
+    """log(letterbox scale / sample scale) per size: a letterbox of size L shows an image at L / max(h, w), a
+    sample at sqrt(|det A|)."""
+    scale = math.sqrt(abs(float(torch.linalg.det(sample_affine[:, :2].double()))))
+    long_side = float(max(int(v) for v in orig_hw))
+    return {size: math.log(size / long_side / scale) for size in sizes}
+
+
 def nearest_cache_size(sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: Sequence[int]) -> int:
     """The letterbox size whose scale is nearest (in ratio) the scale of an augmented sample.
 
@@ -59,9 +69,24 @@ def nearest_cache_size(sizes: Sequence[int], sample_affine: torch.Tensor, orig_h
         sample_affine: (2, 3) original -> student input pixels; its scale is sqrt(|det|).
         orig_hw: the original image's (height, width); a letterbox of size L shows it at L / max(h, w).
     """
-    scale = math.sqrt(abs(float(torch.linalg.det(sample_affine[:, :2].double()))))
-    long_side = float(max(int(v) for v in orig_hw))
-    return min(sizes, key=lambda size: abs(math.log(size / long_side / scale)))
+    gaps = _log_scale_gaps(sizes, sample_affine, orig_hw)
+    return min(sizes, key=lambda size: abs(gaps[size]))
+
+
+def bracketing_cache_sizes(sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: Sequence[int]) -> Tuple[Tuple[int, float], Tuple[int, float]]:
+    """The two letterbox sizes whose scales bracket an augmented sample's, with weights linear in log scale
+    (they sum to 1; the nearer size weighs more and comes first). A sample outside the cached scales gets
+    the nearest size twice, with weights 1 and 0. Arguments as :func:`nearest_cache_size`."""
+    gaps = _log_scale_gaps(sizes, sample_affine, orig_hw)
+    below = [s for s in sizes if gaps[s] <= 0]
+    above = [s for s in sizes if gaps[s] > 0]
+    if not below or not above:
+        nearest = min(sizes, key=lambda size: abs(gaps[size]))
+        return (nearest, 1.0), (nearest, 0.0)
+    low, high = max(below, key=lambda s: gaps[s]), min(above, key=lambda s: gaps[s])
+    weight_low = gaps[high] / (gaps[high] - gaps[low])
+    pair = ((low, weight_low), (high, 1.0 - weight_low))
+    return pair if weight_low >= 0.5 else pair[::-1]
 
 
 class TeacherCache:
@@ -151,10 +176,19 @@ class TeacherCache:
 class CachedTeacherDataset(Dataset):
     """A training dataset whose samples also carry the cached teacher maps as ``teacher_<key>`` and the
     letterbox affine as ``teacher_affine`` (from the size nearest each sample's scale, when the cache holds
-    several; a mirrored sample reads the image's mirror, when the cache holds it)."""
+    several; a mirrored sample reads the image's mirror, when the cache holds it).
 
-    def __init__(self, dataset: RawDataset, cache: TeacherCache, tag: str) -> None:
+    With ``blend`` (a cache of several sizes) a sample also reads the second of the two sizes whose scales
+    bracket its own (:func:`bracketing_cache_sizes`), as ``teacher_blend_<key>`` for the heatmaps and the
+    segmentation logits, with its ``teacher_blend_affine``, ``teacher_blend_letterbox`` and
+    ``teacher_blend_weight``; the replay mixes the two (:func:`distill.replay.replay_cached`). The tags stay
+    the nearest size's alone: a teacher's tag values are arbitrary per pass, so a mean of two passes' tags
+    would blur one person's embedding.
+    """
+
+    def __init__(self, dataset: RawDataset, cache: TeacherCache, tag: str, blend: bool = False) -> None:
         self.dataset, self.cache, self.tag = dataset, cache, tag
+        self.blend = blend and len(cache.input_sizes) > 1
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -165,12 +199,25 @@ class CachedTeacherDataset(Dataset):
         mirrored = self.cache.mirrored and is_mirrored(sample["affine"])
         if len(sizes) == 1:
             entry = self.cache.load(self.tag, index, mirrored=mirrored)
+        elif self.blend:
+            (size, _), (other, weight) = bracketing_cache_sizes(sizes, sample["affine"], sample["orig_size"].tolist())
+            entry = _pad_to(self.cache.load(self.tag, index, size, mirrored), size, sizes[-1])
+            second = entry if other == size else _pad_to(self.cache.load(self.tag, index, other, mirrored), other, sizes[-1])
+            entry = {**entry, **blend_entry(second, weight)}
         else:
             size = nearest_cache_size(sizes, sample["affine"], sample["orig_size"].tolist())
             entry = _pad_to(self.cache.load(self.tag, index, size, mirrored), size, sizes[-1])
         for key, value in entry.items():
             sample[PREFIX + key] = value
         return sample
+
+
+def blend_entry(second: Dict[str, torch.Tensor], weight: float) -> Dict[str, torch.Tensor]:
+    """The keys a cache entry adds as the second of a blend (``blend_<key>``: its heatmaps, segmentation
+    logits, affine and letterbox) and ``blend_weight``, its share of the mix."""
+    found = {f"{BLEND}{key}": value for key, value in second.items() if key in BLENDED_KEYS + ("affine", "letterbox")}
+    found[f"{BLEND}weight"] = torch.tensor(float(weight))
+    return found
 
 
 def _pad_to(entry: Dict[str, torch.Tensor], size: int, largest: int) -> Dict[str, torch.Tensor]:
