@@ -61,3 +61,12 @@ def test_a_mirrored_cache_is_compared_beside_the_plain_one(synth, pooled_image) 
     assert plain["pose_samples"] == mirrored["pose_samples"] == 3
     # The stand-in commutes with the mirror, so both replay near exactly; a wrong mirror affine would not.
     assert mirrored["heatmaps_rel_err"] < 1.2 * plain["heatmaps_rel_err"] + 0.01 and abs(mirrored["peak_dx"]) < 0.5
+
+
+def test_a_blended_cache_is_compared_beside_its_nearest_size_reading(synth, pooled_image) -> None:
+    result = cache_fidelity(synth.root, {"pose": pooled_image}, 64, [96, [64, 96]], 4, {"max_rotation": 0.0}, mirrored=True, blend=True)
+    assert set(result) == {"96", "64,96", "96 mirrored", "64,96 mirrored", "64,96 blend", "64,96 mirrored blend"}  # one size has nothing to blend
+    nearest, blended = result["64,96"]["all"], result["64,96 blend"]["all"]
+    assert blended["pose_samples"] == nearest["pose_samples"] == 4
+    # The stand-in commutes with scale, so a mix of two sizes replays it as closely as the nearest alone.
+    assert blended["heatmaps_rel_err"] < 1.2 * nearest["heatmaps_rel_err"] + 0.01

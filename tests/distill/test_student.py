@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from distill.objective import DistillationObjective, KDSettings
-from distill.replay import replay_affine
+from distill.replay import replay_affine, replay_cached
 from distill.student import train_student
-from distill.teacher_cache import CachedTeacherDataset, TeacherCache, nearest_cache_size
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache, bracketing_cache_sizes, nearest_cache_size
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
@@ -330,3 +330,67 @@ def test_replay_swaps_joints_only_where_the_chain_mirrors() -> None:
     # A mirrored sample read from a mirrored entry: the chain is the identity, no channel swap.
     warped, _ = replay_affine(maps, mirror, mirror, (4, 4), 1, 1, flip_index=[1, 0])
     torch.testing.assert_close(warped, maps)
+
+
+def test_bracketing_cache_sizes_weigh_the_two_scales_around_the_sample() -> None:
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])  # letterboxes 128 / 160 / 192 show a 160-wide image at 0.8 / 1.0 / 1.2
+    (first, w_first), (second, w_second) = bracketing_cache_sizes([128, 160, 192], identity * 1.05, (120, 160))
+    assert (first, second) == (160, 192) and w_first + w_second == pytest.approx(1.0)
+    assert w_second == pytest.approx(math.log(1.05) / math.log(1.2))  # linear in log scale, the nearer first
+    (first, w_first), (second, _) = bracketing_cache_sizes([128, 160, 192], identity * 1.19, (120, 160))
+    assert (first, second) == (192, 160) and w_first > 0.9
+    assert bracketing_cache_sizes([128, 160, 192], identity, (120, 160))[0] == (160, 1.0)  # on a cached scale exactly
+    assert bracketing_cache_sizes([128, 160, 192], identity * 1.5, (120, 160)) == ((192, 1.0), (192, 0.0))  # beyond: nearest alone
+    assert bracketing_cache_sizes([128, 160, 192], identity * 0.5, (120, 160)) == ((128, 1.0), (128, 0.0))
+
+
+def test_a_blended_replay_mixes_both_entries_and_keeps_the_nearest_tags() -> None:
+    torch.manual_seed(0)
+    first = {"heatmaps": torch.rand(2, 3, 8, 8), "tags": torch.rand(2, 3, 4, 4), "seg": torch.rand(2, 5, 4, 4),
+             "affine": torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)}
+    second = {"heatmaps": torch.rand(2, 3, 8, 8), "seg": torch.rand(2, 5, 4, 4), "affine": first["affine"]}
+    weight = torch.tensor([0.25, 1.0])
+    sample = torch.tensor([[0.9, 0.1, 1.0], [-0.1, 0.9, 2.0]]).expand(2, 2, 3)
+    blended = replay_cached({**first, **{f"blend_{k}": v for k, v in second.items()}, "blend_weight": weight}, sample, (16, 16), [0, 2, 1])
+    alone = replay_cached(first, sample, (16, 16), [0, 2, 1])
+    other = replay_cached({**second, "tags": first["tags"]}, sample, (16, 16), [0, 2, 1])
+    for key in ("heatmaps", "seg"):
+        torch.testing.assert_close(blended[key][0], 0.75 * alone[key][0] + 0.25 * other[key][0])
+        torch.testing.assert_close(blended[key][1], other[key][1])
+    torch.testing.assert_close(blended["tags"], alone["tags"])
+    torch.testing.assert_close(blended["valid_lr"], alone["valid_lr"])
+
+
+def test_a_blending_cache_serves_each_sample_the_sizes_around_its_scale(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
+    pose, _ = _datasets(synth)
+    teacher = FrozenTeacher(pooled_image)
+    cache = TeacherCache(tmp_path / "blend", {"both": teacher}, [64, 96], {"teacher": "pooled"})
+    cache.build(pose, "pose", progress=False)
+    torch.manual_seed(5)
+    data = CachedTeacherDataset(pose, cache, "pose", blend=True)
+    samples = [data[i] for i in range(len(pose))]
+    mixed = 0
+    for sample in samples:
+        pair = bracketing_cache_sizes((64, 96), sample["affine"], sample["orig_size"].tolist())
+        assert [int(sample["teacher_letterbox"]), int(sample["teacher_blend_letterbox"])] == [size for size, _ in pair]
+        assert float(sample["teacher_blend_weight"]) == pytest.approx(pair[1][1])
+        assert "teacher_blend_tags" not in sample and "teacher_blend_heatmaps" in sample
+        mixed += 0 < pair[1][1] and pair[0][0] != pair[1][0]
+    assert mixed > 0  # some samples sit between the two scales
+    objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
+    batch = collate_samples(samples[:4])
+    cached = objective._teacher_outputs(batch)
+    online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
+    inside = cached["valid_lr"][:, None] * (online["heatmaps_lr"] != 0)
+    error = ((cached["heatmaps_lr"] - online["heatmaps_lr"]).abs() * inside).sum() / inside.sum()
+    spread = ((online["heatmaps_lr"] - online["heatmaps_lr"].mean()).abs() * inside).sum() / inside.sum()
+    assert error < 0.25 * spread, (error, spread)  # the stand-in commutes with scale: the mix is as exact as either entry
+    assert not CachedTeacherDataset(pose, TeacherCache(tmp_path / "one", {"both": teacher}, 64, {"teacher": "pooled"}), "pose", blend=True).blend
+
+
+def test_cache_blend_needs_a_cache_of_several_sizes(synth: SyntheticLayout, tmp_path: Path) -> None:
+    for cache, sizes in ((None, [64, 96]), (tmp_path / "cache", [96]), (tmp_path / "cache", None)):
+        with pytest.raises(ValueError, match="--cache-blend"):
+            train_student("mtl_h-4", tmp_path / "out", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+                          cityscapes=synth.cityscapes_root, cache=cache, cache_input_size=sizes, cache_blend=True)
+    assert not (tmp_path / "out").exists()
