@@ -179,6 +179,12 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     p.add_argument("--teacher-cache", action=argparse.BooleanOptionalAction, default=defaults.teacher_cache,
                    help="the distilled student reads cached teacher maps (OUT/cache) instead of running the teachers on "
                    "every batch (default: %(default)s)")
+    p.add_argument("--cache-input-size", type=int, nargs="+", default=list(defaults.cache_input_size), metavar="S",
+                   help="with --teacher-cache: the letterbox sizes it holds, as distill --cache-input-size (default: 1.5x --input-size)")
+    p.add_argument("--cache-mirrored", action="store_true", default=defaults.cache_mirrored,
+                   help="with --teacher-cache: also cache each image's mirror, as distill --cache-mirrored")
+    p.add_argument("--cache-blend", action="store_true", default=defaults.cache_blend,
+                   help="with --teacher-cache and several sizes: mix the two sizes around each sample's scale, as distill --cache-blend")
     p.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=defaults.teacher_flip,
                    help="the distilled student learns from the mean of each teacher's pass over the image and over its mirror "
                    "(default: %(default)s)")
@@ -200,6 +206,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
                               student_init=args.student_init, task_weights=tuple(args.task_weights),
                               labelled_kd_weight=args.labelled_kd_weight, init_lr_factor=args.init_lr_factor, teacher_flip=args.teacher_flip,
                               pose_kd_weight=args.pose_kd_weight, teacher_cache=args.teacher_cache, step_cap_scale=args.step_cap_scale,
+                              cache_input_size=tuple(args.cache_input_size), cache_mirrored=args.cache_mirrored, cache_blend=args.cache_blend,
                               **_scene_fields(args), **ground_truth_options(args))
     except ValueError as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None

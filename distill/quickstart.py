@@ -130,6 +130,9 @@ class QuickstartPlan:
     teacher_flip: bool = False
     pose_kd_weight: float = 4.0
     teacher_cache: bool = False
+    cache_input_size: Tuple[int, ...] = ()
+    cache_mirrored: bool = False
+    cache_blend: bool = False
     step_cap_scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -148,6 +151,7 @@ class QuickstartPlan:
         check_init_lr_factor(self.init_lr_factor)
         if not (math.isfinite(self.step_cap_scale) and self.step_cap_scale >= 0):
             raise ValueError(f"step_cap_scale (--step-cap-scale) must be finite and >= 0 (0: no caps), got {self.step_cap_scale}")
+        self._check_cache_options()
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
         if self.student_init == "pose_teacher" and not self.pose_teacher_is_separate_student:
@@ -155,6 +159,34 @@ class QuickstartPlan:
                 f"student_init 'pose_teacher' starts the joint students from the pose teacher's weights, so the pose "
                 f"teacher must have the student's width: {self.separate_student('pose')} for {self.student}, got "
                 f"{self.pose_teacher} (or --student-init none)")
+
+    def _check_cache_options(self) -> None:
+        """Refuses cache options without ``teacher_cache``, sizes that are not positive multiples of 32, and a
+        blend of fewer than two sizes."""
+        chosen = [flag for flag, on in (("--cache-input-size", bool(self.cache_input_size)), ("--cache-mirrored", self.cache_mirrored),
+                                        ("--cache-blend", self.cache_blend)) if on]
+        if chosen and not self.teacher_cache:
+            raise ValueError(f"{', '.join(chosen)} shape the teacher cache: add --teacher-cache")
+        if any(size <= 0 or size % 32 for size in self.cache_input_size):
+            raise ValueError(f"cache_input_size (--cache-input-size) must be positive multiples of 32, got {list(self.cache_input_size)}")
+        if self.cache_blend and len(set(self.cache_input_size)) < 2:
+            raise ValueError(f"cache_blend (--cache-blend) mixes two cached sizes per sample: give several --cache-input-size sizes, "
+                             f"got {list(self.cache_input_size)}")
+
+    @property
+    def cache_sizes(self) -> Tuple[int, ...]:
+        """The letterbox sizes the teacher cache holds (the student's input times ``CACHE_SCALE`` unless set)."""
+        return tuple(self.cache_input_size) or (default_cache_size((self.input_size, self.input_size)),)
+
+    @property
+    def cache_passes(self) -> float:
+        """Teacher passes per image the cache costs, in units of one pass at the input size: none without a
+        cache; each letterbox is larger than the input, a mirrored cache runs the mirror too, and a
+        flip-averaged teacher runs on the mirror of every view."""
+        if not self.teacher_cache:
+            return 0.0
+        views = (2 if self.cache_mirrored else 1) * (2 if self.teacher_flip else 1)
+        return views * sum((size / self.input_size) ** 2 for size in self.cache_sizes)
 
     def separate_student(self, task: str) -> str:
         """The single-task model of the student's width: ``pose_h-4`` for ``mtl_h-4``."""
@@ -268,6 +300,7 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     once("joint_student_gt", lambda d, r, s: train_student(plan.student, d, resume=r, **joint, **s), "student.pt")
     once("joint_student_kd", lambda d, r, s: train_student(
         plan.student, d, pose_teacher=checkpoints["pose_teacher"], seg_teacher=checkpoints["seg_teacher"], cache=out / "cache" if plan.teacher_cache else None,
+        cache_input_size=list(plan.cache_sizes), cache_mirrored=plan.cache_mirrored, cache_blend=plan.cache_blend,
         settings=plan.kd_settings, resume=r, **joint, **s), "student.pt")
     rows = compare_rows(checkpoints, layout.joint_root)
     paths = write_comparison(rows, out / "compare")
@@ -327,12 +360,7 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in plan.runs}
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
     joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))  # joint/val is as large as each val split
-    # Teacher passes per image the cache costs, in units of one pass at the input size: none without a cache;
-    # its letterbox is larger than the input, and a flip-averaged teacher also runs on the mirror.
-    cache_passes = 0.0
-    if plan.teacher_cache:
-        cache_passes = (2 if plan.teacher_flip else 1) * (default_cache_size((plan.input_size,) * 2) / plan.input_size) ** 2
-    fixed = (cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
+    fixed = (plan.cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
              + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started
     budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed, plan.max_steps)

@@ -12,7 +12,8 @@ from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     plan = QuickstartPlan(images=10, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
                           teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None,
-                          task_ratios=(1.0, 1.0), ema_decay=0.9, init_lr_factor=0.2, teacher_flip=True, teacher_cache=True)
+                          task_ratios=(1.0, 1.0), ema_decay=0.9, init_lr_factor=0.2, teacher_flip=True, teacher_cache=True,
+                          cache_input_size=(64, 96), cache_mirrored=True, cache_blend=True)
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
@@ -37,7 +38,9 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert kd["labelled_kd_weight"] == plan.labelled_kd_weight == 1.0
     assert kd["teacher_flip"] is plan.teacher_flip is True  # flip-averaged teachers fill the cache
     assert kd["weights"] == {"pose/kd_heatmaps": plan.pose_kd_weight}
-    assert "teacher_flip" in json.loads((tmp_path / "qs" / "cache" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "qs" / "cache" / "manifest.json").read_text())
+    assert "teacher_flip" in manifest and "mirrored" in manifest and manifest["input_size"] == "64,96"  # the plan's cache options reach it
+    assert (tmp_path / "qs" / "cache" / "pose" / "96" / "0m.pt").is_file()
     for run in plan.runs:  # and every run averages its weights
         state = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")
         assert state["run_config"]["ema_decay"] == plan.ema_decay == 0.9 and "train_model" in state
@@ -177,6 +180,15 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {"pose/kd_heatmaps": 2.0}
     assert main(["quickstart", "--seed", "3"]) == 0 and (plans[0].seed, plans[7].seed) == (0, 3)
     assert main(["quickstart", "--step-cap-scale", "0"]) == 0 and (plans[0].step_cap_scale, plans[8].max_steps) == (1.0, {})
+    assert plans[0].cache_sizes == (192,) and not (plans[0].cache_mirrored or plans[0].cache_blend)  # 1.5x the input
+    assert main(["quickstart", "--teacher-cache", "--cache-input-size", "160", "192", "--cache-mirrored", "--cache-blend"]) == 0
+    assert (plans[9].cache_sizes, plans[9].cache_mirrored, plans[9].cache_blend) == ((160, 192), True, True)
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: --cache-input-size, --cache-mirrored shape the teacher cache: add --teacher-cache"):
+        main(["quickstart", "--cache-input-size", "160", "--cache-mirrored"])
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: cache_blend \(--cache-blend\) mixes two cached sizes"):
+        main(["quickstart", "--teacher-cache", "--cache-blend"])
+    with pytest.raises(SystemExit, match="multiples of 32, got \\[100\\]"):
+        main(["quickstart", "--teacher-cache", "--cache-input-size", "100"])
     with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: step_cap_scale \(--step-cap-scale\) must be finite and >= 0"):
         main(["quickstart", "--step-cap-scale", "-2"])
     with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0"):

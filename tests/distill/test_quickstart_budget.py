@@ -147,3 +147,11 @@ def test_quickstart_caps_scale_and_switch_off() -> None:
     assert QuickstartPlan(step_cap_scale=0.0).max_steps == {}
     with pytest.raises(ValueError, match="step_cap_scale"):
         QuickstartPlan(step_cap_scale=-1.0)
+
+
+def test_the_cache_cost_counts_every_size_and_view() -> None:
+    assert QuickstartPlan().cache_passes == 0.0  # online teachers: no cache to build
+    assert QuickstartPlan(teacher_cache=True).cache_passes == pytest.approx(1.5 ** 2)  # one letterbox at 1.5x the input
+    mirrored = QuickstartPlan(teacher_cache=True, cache_input_size=(128, 192), cache_mirrored=True, cache_blend=True)
+    assert mirrored.cache_passes == pytest.approx(2 * (1 + 1.5 ** 2))
+    assert QuickstartPlan(teacher_cache=True, cache_input_size=(128, 192), cache_mirrored=True, teacher_flip=True).cache_passes == pytest.approx(4 * (1 + 1.5 ** 2))
