@@ -2,7 +2,7 @@
 one with cached teacher maps (data loading included), and the one-off cost of building the cache.
 
     python -m distill.bench_cache --data SYNTH_ROOT [--pose-teacher pose_h-3 --seg-teacher seg_h-3]
-        [--student mtl_h-4] [--input-size 128] [--cache-input-size S] [--tag-kd pseudo] [--batch-size 8] [--steps 10]
+        [--student mtl_h-4] [--input-size 128] [--cache-input-size S [S ...]] [--cache-mirrored] [--cache-blend] [--tag-kd pseudo] [--batch-size 8] [--steps 10]
         [--threads N]
 
 Teachers are checkpoints or model names (random weights). The networks' cost does not depend on their
@@ -47,10 +47,12 @@ def _seconds_per_step(student, objective, data, batch_size: int, steps: int) -> 
 
 
 def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, input_size: int, batch_size: int, steps: int,
-                cache_input_size: Optional[Union[int, Sequence[int]]] = None, tag_kd: str = "pseudo") -> Dict[str, Any]:
+                cache_input_size: Optional[Union[int, Sequence[int]]] = None, tag_kd: str = "pseudo", cache_mirrored: bool = False,
+                cache_blend: bool = False) -> Dict[str, Any]:
     """Seconds per online and per cached step, their ratio, and the cache's build time (in seconds and in
     online epochs). ``cache_input_size`` (one letterbox size or several) defaults to
-    :func:`distill.student.default_cache_size`, as in ``distill``."""
+    :func:`distill.student.default_cache_size`, as in ``distill``; ``cache_mirrored`` and ``cache_blend`` are
+    ``distill``'s ``--cache-mirrored`` and ``--cache-blend``."""
     cache_size = cache_input_size or default_cache_size((input_size, input_size))
     layout = SyntheticLayout(data)
     transform = TrainTransform(input_size)
@@ -61,17 +63,17 @@ def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, i
         net = create_model(student, input_size=input_size).train()
         objective = DistillationObjective(net.body.out_channels, teachers["pose"], teachers["seg"], KDSettings(tag_kd=tag_kd))
         online = _seconds_per_step(net, objective, MixedTaskDataset([pose, seg]), batch_size, steps)
-        store = TeacherCache(Path(scratch) / "cache", teachers, cache_size, {"bench": "random teachers"})
+        store = TeacherCache(Path(scratch) / "cache", teachers, cache_size, {"bench": "random teachers"}, mirrored=cache_mirrored)
         started = time.perf_counter()
         for tag, dataset in (("pose", pose), ("seg", seg)):
             store.build(dataset, tag, batch_size=batch_size, progress=False)
         build = time.perf_counter() - started
-        cached_data = MixedTaskDataset([CachedTeacherDataset(pose, store, "pose"), CachedTeacherDataset(seg, store, "seg")])
+        cached_data = MixedTaskDataset([CachedTeacherDataset(pose, store, "pose", cache_blend), CachedTeacherDataset(seg, store, "seg", cache_blend)])
         cached = _seconds_per_step(net, objective, cached_data, batch_size, steps)
     epoch_steps = (len(pose) + len(seg)) // batch_size
     return {"online_s_per_step": online, "cached_s_per_step": cached, "cached_over_online": cached / online,
             "cache_build_s": build, "cache_build_in_online_epochs": build / (online * epoch_steps), "epoch_steps": epoch_steps,
-            "cache_input_size": list(store.input_sizes)}
+            "cache_input_size": list(store.input_sizes), "cache_mirrored": cache_mirrored, "cache_blend": cache_blend and len(store.input_sizes) > 1}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -82,6 +84,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--student", default="mtl_h-4")
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--cache-input-size", type=int, nargs="+", help="the cache's letterbox size(s) (default: as distill, 1.5x the input)")
+    parser.add_argument("--cache-mirrored", action="store_true", help="also cache each image's mirror, as distill --cache-mirrored")
+    parser.add_argument("--cache-blend", action="store_true", help="blend the two sizes around each sample's scale, as distill --cache-blend")
     parser.add_argument("--tag-kd", choices=("pseudo", "relational", "none"), default="pseudo",
                         help="tag distillation of the timed steps (pseudo groups the teacher's maps on every step)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -91,7 +95,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = bench_cache(Path(args.data), args.pose_teacher, args.seg_teacher, args.student, args.input_size, args.batch_size, args.steps,
-                         args.cache_input_size, args.tag_kd)
+                         args.cache_input_size, args.tag_kd, args.cache_mirrored, args.cache_blend)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
     return 0
 

@@ -8,3 +8,10 @@ def test_bench_cache_reports_online_and_cached_steps(synth) -> None:
     assert result["cached_over_online"] == result["cached_s_per_step"] / result["online_s_per_step"]
     assert result["epoch_steps"] >= 1
     assert result["cache_input_size"] == [96]  # distill's default: 1.5x the input, a multiple of 32
+
+
+def test_bench_cache_times_a_mirrored_blended_cache(synth) -> None:
+    result = bench_cache(synth.root, "pose_h-4", "seg_h-4", "mtl_h-4", input_size=64, batch_size=2, steps=1, tag_kd="relational",
+                         cache_input_size=[64, 96], cache_mirrored=True, cache_blend=True)
+    assert (result["cache_input_size"], result["cache_mirrored"], result["cache_blend"]) == ([64, 96], True, True)
+    assert result["cached_s_per_step"] > 0
