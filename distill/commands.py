@@ -24,7 +24,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--coco", nargs=2, required=True, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose training set")
     p.add_argument("--cityscapes", required=True, metavar="ROOT", help="segmentation training set (train split)")
     p.add_argument("--joint-val", metavar="ROOT", help="split labelled for both tasks (synth's joint/), validated each epoch")
-    p.add_argument("--cache", metavar="DIR", help="teacher-output cache (teachers run once per image)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="teacher-output cache (teachers run once per image); with --cache-input-size 128 160 192 224 "
+                   "--cache-mirrored --cache-blend (for a 128 input) its students match online teachers' within noise, "
+                   "the default one size is cheaper to build and a little behind (README, 'Training')")
     p.add_argument("--cache-input-size", type=int, nargs="+", metavar="S",
                    help="square letterbox the cached teachers see, a multiple of 32 (default: 1.5x the student's input); "
                    "several sizes cache every image at each, and each sample reads the one nearest its augmented scale")
