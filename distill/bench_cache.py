@@ -68,12 +68,13 @@ def bench_cache(data: Path, pose_teacher: str, seg_teacher: str, student: str, i
         for tag, dataset in (("pose", pose), ("seg", seg)):
             store.build(dataset, tag, batch_size=batch_size, progress=False)
         build = time.perf_counter() - started
-        cached_data = MixedTaskDataset([CachedTeacherDataset(pose, store, "pose", cache_blend), CachedTeacherDataset(seg, store, "seg", cache_blend)])
+        pose_cached = CachedTeacherDataset(pose, store, "pose", cache_blend)
+        cached_data = MixedTaskDataset([pose_cached, CachedTeacherDataset(seg, store, "seg", cache_blend)])
         cached = _seconds_per_step(net, objective, cached_data, batch_size, steps)
     epoch_steps = (len(pose) + len(seg)) // batch_size
     return {"online_s_per_step": online, "cached_s_per_step": cached, "cached_over_online": cached / online,
             "cache_build_s": build, "cache_build_in_online_epochs": build / (online * epoch_steps), "epoch_steps": epoch_steps,
-            "cache_input_size": list(store.input_sizes), "cache_mirrored": cache_mirrored, "cache_blend": cache_blend and len(store.input_sizes) > 1}
+            "cache_input_size": list(store.input_sizes), "cache_mirrored": cache_mirrored, "cache_blend": pose_cached.blend}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

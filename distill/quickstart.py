@@ -22,6 +22,7 @@ from distill.objective import KDSettings, task_weight_pair
 from distill.quickstart_budget import (KD_STEP_FACTOR, ONLINE_KD_STEP_FACTOR, SHARES, STEP_CAPS, WARM_START_SHARES, QuickstartBudget,
                                        StageSchedule, with_distilled_share)
 from distill.student import check_init_lr_factor, default_cache_size, train_student
+from distill.teacher_cache import cache_sizes
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
                              generate_synthetic)
@@ -161,17 +162,14 @@ class QuickstartPlan:
                 f"{self.pose_teacher} (or --student-init none)")
 
     def _check_cache_options(self) -> None:
-        """Refuses cache options without ``teacher_cache``, sizes that are not positive multiples of 32, and a
-        blend of fewer than two sizes."""
+        """Refuses cache options without ``teacher_cache``, and cache sizes :func:`distill.teacher_cache.cache_sizes`
+        refuses (not positive multiples of 32, a blend of fewer than two)."""
         chosen = [flag for flag, on in (("--cache-input-size", bool(self.cache_input_size)), ("--cache-mirrored", self.cache_mirrored),
                                         ("--cache-blend", self.cache_blend)) if on]
         if chosen and not self.teacher_cache:
             raise ValueError(f"{', '.join(chosen)} shape the teacher cache: add --teacher-cache")
-        if any(size <= 0 or size % 32 for size in self.cache_input_size):
-            raise ValueError(f"cache_input_size (--cache-input-size) must be positive multiples of 32, got {list(self.cache_input_size)}")
-        if self.cache_blend and len(set(self.cache_input_size)) < 2:
-            raise ValueError(f"cache_blend (--cache-blend) mixes two cached sizes per sample: give several --cache-input-size sizes, "
-                             f"got {list(self.cache_input_size)}")
+        if self.teacher_cache:
+            cache_sizes(self.cache_sizes, blend=self.cache_blend)
 
     @property
     def cache_sizes(self) -> Tuple[int, ...]:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from distill.objective import DistillationObjective, KDSettings, task_weight_pair
-from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache, cache_sizes
 from evaluation.dataset_eval import evaluate_joint
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint
@@ -115,9 +115,8 @@ def train_student(
             (:func:`distill.teacher_cache.bracketing_cache_sizes`) instead of reading the nearest.
     """
     check_init_lr_factor(init_lr_factor)
-    if cache_blend and (cache is None or isinstance(cache_input_size, int) or len(cache_input_size or ()) < 2):
-        raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR and several --cache-input-size sizes, "
-                         f"got cache={cache} and sizes {cache_input_size}")
+    if cache_blend and cache is None:
+        raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR")
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
     net = create_model(student, **({"input_size": input_size} if input_size else {}))
@@ -132,6 +131,7 @@ def train_student(
     elif init_lr_factor != 1.0:
         raise ValueError(f"init_lr_factor {init_lr_factor} scales the learning rate of the weights --init-weights loads; give --init-weights")
     size = net.input_size
+    sizes = cache_sizes(cache_input_size or default_cache_size(size), blend=cache_blend) if cache is not None else ()
     augment = TrainTransform(size, **(augmentation or {}))
     pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
     seg_set = Cityscapes(cityscapes, "train", augment)
@@ -147,7 +147,7 @@ def train_student(
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         if settings.teacher_flip:
             identity["teacher_flip"] = "mean of the image's and its mirror's pass"
-        store = TeacherCache(cache, teachers, cache_input_size or default_cache_size(size), identity, mirrored=cache_mirrored)
+        store = TeacherCache(cache, teachers, sizes, identity, mirrored=cache_mirrored)
         device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
         for task, data in (("pose", pose_set), ("seg", seg_set)):
             store.build(data, task, device=device, batch_size=config.batch_size)

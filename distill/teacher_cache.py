@@ -68,6 +68,17 @@ def _log_scale_gaps(sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: 
     return {size: math.log(size / long_side / scale) for size in sizes}
 
 
+def cache_sizes(input_size: Union[int, Sequence[int]], blend: bool = False) -> Tuple[int, ...]:
+    """A cache's letterbox sizes, sorted and distinct, refusing none, one that is not a positive multiple of
+    32 and, for a ``blend`` (``--cache-blend``), fewer than two."""
+    sizes = tuple(sorted({int(s) for s in ([input_size] if isinstance(input_size, int) else input_size)}))
+    if not sizes or any(s <= 0 or s % 32 for s in sizes):
+        raise ValueError(f"cache input sizes (--cache-input-size) must be positive multiples of 32, got {list(sizes)}")
+    if blend and len(sizes) < 2:
+        raise ValueError(f"cache_blend (--cache-blend) mixes two cached sizes per sample: give several --cache-input-size sizes, got {list(sizes)}")
+    return sizes
+
+
 def nearest_cache_size(sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: Sequence[int]) -> int:
     """The letterbox size whose scale is nearest (in ratio) the scale of an augmented sample.
 
@@ -111,10 +122,7 @@ class TeacherCache:
 
     def __init__(self, root: Union[str, Path], teachers: Dict[str, nn.Module], input_size: Union[int, Sequence[int]],
                  identity: Dict[str, str], mirrored: bool = False) -> None:
-        self.input_sizes: Tuple[int, ...] = tuple(sorted({int(s) for s in ([input_size] if isinstance(input_size, int) else input_size)}))
-        bad = [s for s in self.input_sizes if s <= 0 or s % 32]
-        if bad or not self.input_sizes:
-            raise ValueError(f"cache input sizes must be positive multiples of 32, got {input_size}")
+        self.input_sizes = cache_sizes(input_size)
         self.root = Path(root)
         self.teachers = teachers
         self.mirrored = mirrored

@@ -9,7 +9,7 @@ import torch
 from distill.objective import DistillationObjective, KDSettings
 from distill.replay import replay_affine, replay_cached
 from distill.student import train_student
-from distill.teacher_cache import CachedTeacherDataset, TeacherCache, bracketing_cache_sizes, nearest_cache_size
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache, bracketing_cache_sizes, cache_sizes, nearest_cache_size
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
@@ -394,3 +394,14 @@ def test_cache_blend_needs_a_cache_of_several_sizes(synth: SyntheticLayout, tmp_
             train_student("mtl_h-4", tmp_path / "out", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                           cityscapes=synth.cityscapes_root, cache=cache, cache_input_size=sizes, cache_blend=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_cache_sizes_are_sorted_distinct_multiples_of_32_and_a_blend_needs_two() -> None:
+    assert cache_sizes([192, 160, 192]) == (160, 192) and cache_sizes(96) == (96,)
+    assert cache_sizes([160, 192], blend=True) == (160, 192)
+    with pytest.raises(ValueError, match=r"--cache-input-size\) must be positive multiples of 32, got \[100\]"):
+        cache_sizes([100])
+    with pytest.raises(ValueError, match="multiples of 32, got \\[\\]"):
+        cache_sizes([])
+    with pytest.raises(ValueError, match=r"mixes two cached sizes per sample: .* got \[192\]"):
+        cache_sizes([192, 192], blend=True)  # one size named twice is one size
