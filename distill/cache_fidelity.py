@@ -2,7 +2,7 @@
 
     python -m distill.cache_fidelity --data SYNTH_ROOT --pose-teacher CKPT --seg-teacher CKPT
         [--input-size 128] [--cache-sizes 128 192 256 160,192,224] [--samples 64] [--max-rotation 30]
-        [--scale-range 0.75 1.5] [--mirrored] [--blend] [--teacher-flip] [--seed 0]
+        [--scale-range 0.75 1.5] [--max-translate 0.2] [--flip-prob 0.5] [--mirrored] [--blend] [--teacher-flip] [--seed 0]
 
 For every cache size each image is letterboxed as :class:`distill.teacher_cache.TeacherCache` does, the
 teachers' maps are rounded to fp16 as on disk and replayed with :func:`distill.replay.replay_cached` on
@@ -210,6 +210,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--samples", type=int, default=64, help="training images per task")
     parser.add_argument("--max-rotation", type=float, default=30.0)
     parser.add_argument("--scale-range", type=float, nargs=2, default=[0.75, 1.5])
+    parser.add_argument("--max-translate", type=float, default=0.2, help="translation as a fraction of the crop (0: centred crops)")
+    parser.add_argument("--flip-prob", type=float, default=0.5, help="share of mirrored samples")
     parser.add_argument("--teacher-flip", action="store_true", help="teachers average their pass with the mirror's, as distill --teacher-flip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -222,7 +224,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.teacher_flip:
         teachers = {task: FlipAveragedTeacher(t) for task, t in teachers.items()}
     result = cache_fidelity(Path(args.data), teachers, args.input_size, args.cache_sizes, args.samples,
-                            {"max_rotation": args.max_rotation, "scale_range": tuple(args.scale_range)}, args.seed,
+                            {"max_rotation": args.max_rotation, "scale_range": tuple(args.scale_range),
+                             "max_translate": args.max_translate, "flip_prob": args.flip_prob}, args.seed,
                             mirrored=args.mirrored, blend=args.blend)
     print(json.dumps({size: {view: {k: round(v, 4) for k, v in figures.items()} for view, figures in views.items()}
                       for size, views in result.items()}, indent=2))

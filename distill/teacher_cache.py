@@ -13,10 +13,10 @@ letterboxed at twice the student's input replayed with a relative squared error 
 
 Between two cached scales the teacher's answer changes smoothly, so a sample may instead mix the two
 sizes whose scales bracket its own (``CachedTeacherDataset(..., blend=True)``, weights linear in log
-scale; :func:`bracketing_cache_sizes`). With ``qs16``'s teachers, a crop shown at 1.067x and replayed from
-the whole image at 1.0x had a relative squared error of 0.107, at 1.2x 0.078, at exactly 1.067x 0.053
-(what the whole image's context costs), and the two-size mix 0.070; over training augmentations the
-128+160+192+224 mirrored cache went from 0.128 (nearest) to 0.108 blended.
+scale; :func:`bracketing_cache_sizes`). With ``qs16``'s teachers, centred crops shown at 1.067x replayed
+from the whole image letterboxed at 1.0x with a relative squared error of 0.103, at 1.2x 0.078, and mixed
+from both 0.068; over training augmentations the 128+160+192+224 mirrored cache went from 0.128 (nearest)
+to 0.108 blended (``python -m distill.cache_fidelity``, README).
 
 A cache built ``mirrored`` also holds each image's mirror run through the teachers
 (``<index>m.pt``), which mirrored samples read: a teacher is not exactly mirror-symmetric, and a

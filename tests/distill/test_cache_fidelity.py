@@ -70,3 +70,12 @@ def test_a_blended_cache_is_compared_beside_its_nearest_size_reading(synth, pool
     assert blended["pose_samples"] == nearest["pose_samples"] == 4
     # The stand-in commutes with scale, so a mix of two sizes replays it as closely as the nearest alone.
     assert blended["heatmaps_rel_err"] < 1.2 * nearest["heatmaps_rel_err"] + 0.01
+
+
+def test_cli_passes_translation_and_mirror_share_to_the_augmentation(synth, tmp_path, capsys) -> None:
+    teacher = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4"))
+    common = ["--data", str(synth.root), "--pose-teacher", str(teacher), "--input-size", "64", "--cache-sizes", "96", "--samples", "4"]
+    assert main(common + ["--flip-prob", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["96"]["mirrored"]["pose_samples"] == 4
+    assert main(common + ["--flip-prob", "0", "--max-translate", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["96"]["plain"]["pose_samples"] == 4
