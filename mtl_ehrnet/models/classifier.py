@@ -9,6 +9,7 @@ a linear layer (with torchvision's head width the parameter counts reproduce Tab
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
@@ -38,6 +39,8 @@ class ClassifierConfig:
         num_classes: classes of the linear layer (ImageNet 1000, CIFAR-100 100).
         lite: EfficientNet-lite trunk (no squeeze-excite, ReLU6), as ``lite=True`` on the pose models.
         dropout: dropout before the linear layer (torchvision's B0: 0.2).
+        tf_padding: TensorFlow "SAME" padding in the strided convs (timm's ``tf_efficientnet_*``).
+        bn_eps: BatchNorm epsilon of trunk and head (1e-3 for TensorFlow-trained weights).
     """
 
     name: str
@@ -46,8 +49,12 @@ class ClassifierConfig:
     num_classes: int = 1000
     lite: bool = False
     dropout: float = 0.2
+    tf_padding: bool = False
+    bn_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        if not self.bn_eps > 0:
+            raise ValueError(f"bn_eps must be positive, got {self.bn_eps}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         if not 0.0 <= self.dropout < 1.0:
@@ -91,10 +98,13 @@ class EfficientNetClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
-        self.backbone = EfficientNetBackbone(config.phi, lite=config.lite)
+        self.backbone = EfficientNetBackbone(
+            config.phi, lite=config.lite, tf_padding=config.tf_padding, bn_eps=config.bn_eps
+        )
         last = self.backbone.out_channels[-1]
         activation = nn.ReLU6 if config.lite else nn.SiLU
-        self.head = Conv2dNormActivation(last, HEAD_EXPANSION * last, 1, activation_layer=activation)
+        norm = partial(nn.BatchNorm2d, eps=config.bn_eps)
+        self.head = Conv2dNormActivation(last, HEAD_EXPANSION * last, 1, norm_layer=norm, activation_layer=activation)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(config.dropout, inplace=True)
         self.fc = nn.Linear(HEAD_EXPANSION * last, config.num_classes)

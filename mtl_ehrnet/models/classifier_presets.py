@@ -14,7 +14,7 @@ from mtl_ehrnet.models.scaling import classifier_input_size
 
 CLASSIFIER_NAME = re.compile(r"^efficientnet_b(-?\d+)$")
 REGISTERED_CLASSIFIER_PHIS = (0, -1, -2, -3, -4, 1, 2)
-CLASSIFIER_OVERRIDES = ("num_classes", "lite", "input_size", "dropout")
+CLASSIFIER_OVERRIDES = ("num_classes", "lite", "input_size", "dropout", "tf_padding", "bn_eps")
 
 
 class ThesisClassifierRow(NamedTuple):
@@ -56,7 +56,7 @@ def classifier_config(name: str, **overrides: Any) -> ClassifierConfig:
     """The :class:`ClassifierConfig` of ``efficientnet_b<phi>`` with ``overrides`` applied.
 
     Overrides: ``num_classes`` (default 1000), ``lite``, ``input_size`` (int or (H, W); default the
-    Table 4.1 size), ``dropout``.
+    Table 4.1 size), ``dropout``, ``tf_padding`` and ``bn_eps`` (TensorFlow-trained weights: True, 1e-3).
     """
     phi = classifier_phi(name)
     if phi is None:

@@ -40,6 +40,10 @@ class ModelConfig:
             modules, input size.
         lite: EfficientNet-lite backbone (no SE, ReLU6).
         stage1_blocks: BOTTLENECK blocks of the HRNet stem's stage 1 (``"hrnet_stem"`` backbone).
+        stage1_channels: bottleneck width of that stage 1 (its output is 4x this; HRNet-W18-small-v1: 32).
+        tf_padding: TensorFlow "SAME" padding in the EfficientNet's strided convs (EfficientHRNet's
+            reference code pads that way; its published weights need it).
+        bn_eps: BatchNorm epsilon of the EfficientNet backbone (1e-3 for TensorFlow-trained weights).
         num_keypoints: K pose heatmaps/tags.
         num_classes: C segmentation classes.
         deconv_blocks: BASIC blocks in the pose head's deconv block.
@@ -54,6 +58,9 @@ class ModelConfig:
     phi: int = 0
     lite: bool = False
     stage1_blocks: int = 4
+    stage1_channels: int = 64
+    tf_padding: bool = False
+    bn_eps: float = 1e-5
     num_keypoints: int = 17
     num_classes: int = 19
     deconv_blocks: int = 2
@@ -70,6 +77,10 @@ class ModelConfig:
             )
         if self.lite and self.backbone != "efficientnet":
             raise ValueError(f"lite=True needs the EfficientNet backbone, not {self.backbone!r}")
+        if (self.tf_padding or self.bn_eps != 1e-5) and self.backbone != "efficientnet":
+            raise ValueError(f"tf_padding and bn_eps apply to the EfficientNet backbone, not {self.backbone!r}")
+        if not self.bn_eps > 0:
+            raise ValueError(f"bn_eps must be positive, got {self.bn_eps}")
         if self.backbone == "hrnet_stem" and self.body.new_branch != "strided":
             raise ValueError("the HRNet stem gives one stride-4 map: its body needs new_branch='strided'")
         h, w = self.input_size
@@ -104,6 +115,8 @@ class ModelConfig:
     def describe(self) -> str:
         """One line naming the architecture, for error messages."""
         parts = [self.name, "+".join(self.tasks), f"{self.backbone}(phi={self.phi}, lite={self.lite})"]
+        if self.tf_padding:
+            parts.append("tf_padding")
         parts.append(f"widths={list(self.body.widths)} modules={list(self.body.modules)}")
         parts.append(f"K={self.num_keypoints} C={self.num_classes} share={self.share}")
         return " ".join(parts)

@@ -114,9 +114,9 @@ class EfficientHRNet(nn.Module):
 
 def _build_backbone(config: ModelConfig) -> nn.Module:
     if config.backbone == "efficientnet":
-        return EfficientNetBackbone(config.phi, lite=config.lite)
+        return EfficientNetBackbone(config.phi, lite=config.lite, tf_padding=config.tf_padding, bn_eps=config.bn_eps)
     if config.backbone == "hrnet_stem":
-        return HRNetStemBackbone(stage1_blocks=config.stage1_blocks)
+        return HRNetStemBackbone(stage1_blocks=config.stage1_blocks, stage1_channels=config.stage1_channels)
     library, _, name = config.backbone.partition(":")
     if library == "timm":
         return TimmBackbone(name)

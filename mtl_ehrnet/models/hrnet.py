@@ -32,12 +32,15 @@ class BodyConfig:
         modules: HRNet modules in stages s1, s2, s3.
         blocks: BASIC blocks per branch in every module (EfficientHRNet 2, HRNet-W32 4).
         new_branch: where a stage's new branch comes from, ``"tap"`` or ``"strided"``.
+        fuse_upsample: how a fusion brings a lower-resolution branch up, ``"nearest"`` (HRNet pose code,
+            EfficientHRNet) or ``"bilinear"`` (HRNet-Semantic-Segmentation).
     """
 
     widths: Tuple[int, int, int, int]
     modules: Tuple[int, int, int]
     blocks: int = 2
     new_branch: Literal["tap", "strided"] = "tap"
+    fuse_upsample: Literal["nearest", "bilinear"] = "nearest"
 
     def __post_init__(self) -> None:
         if len(self.widths) != 4 or min(self.widths) < 1:
@@ -46,28 +49,33 @@ class BodyConfig:
             raise ValueError(f"modules must be 3 counts >= 1, got {self.modules}")
         if self.new_branch not in ("tap", "strided"):
             raise ValueError(f"new_branch must be 'tap' or 'strided', got {self.new_branch!r}")
+        if self.fuse_upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"fuse_upsample must be 'nearest' or 'bilinear', got {self.fuse_upsample!r}")
 
 
 class HighResolutionModule(nn.Module):
     """Parallel BASIC-block branches followed by all-to-all fusion.
 
     Fusion into branch i sums: branch i itself; every lower-resolution branch j > i through a 1x1 conv +
-    BN + nearest upsampling by 2**(j-i); every higher-resolution branch j < i through i-j chained 3x3
+    BN + upsampling by 2**(j-i) (nearest or bilinear); every higher-resolution branch j < i through i-j chained 3x3
     stride-2 conv + BN (+ReLU but the last). A ReLU follows the sum.
 
     Args:
         widths: channels per branch; output branch i keeps ``widths[i]``.
         blocks: BASIC blocks per branch.
         multi_scale_output: fuse into every branch (True) or into branch 1 only (False).
+        upsample: ``"nearest"`` or ``"bilinear"`` (align_corners False) for lower-resolution branches.
     Shape: list of (B, widths[i], H / 2**i, W / 2**i) -> the same list (or its first element only).
     """
 
-    def __init__(self, widths: Sequence[int], blocks: int, multi_scale_output: bool = True) -> None:
+    def __init__(
+        self, widths: Sequence[int], blocks: int, multi_scale_output: bool = True, upsample: str = "nearest"
+    ) -> None:
         super().__init__()
         self.branches = nn.ModuleList(make_blocks(BasicBlock, w, w, blocks) for w in widths)
         outputs = len(widths) if multi_scale_output else 1
         self.fuse_layers = nn.ModuleList(
-            nn.ModuleList(_fuse_path(widths, src, dst) for src in range(len(widths)))
+            nn.ModuleList(_fuse_path(widths, src, dst, upsample) for src in range(len(widths)))
             for dst in range(outputs)
         )
         self.relu = nn.ReLU(inplace=True)
@@ -83,13 +91,16 @@ class HighResolutionModule(nn.Module):
         return fused
 
 
-def _fuse_path(widths: Sequence[int], src: int, dst: int) -> nn.Module:
+def _fuse_path(widths: Sequence[int], src: int, dst: int, upsample: str) -> nn.Module:
     if src == dst:
         return nn.Identity()
     if src > dst:
+        # Branch sizes are exact multiples (inputs divisible by 32), so a scale factor is the same as
+        # interpolating to the higher-resolution branch's size.
+        align = False if upsample == "bilinear" else None
         return nn.Sequential(
             Conv2dNormActivation(widths[src], widths[dst], 1, activation_layer=None),
-            nn.Upsample(scale_factor=2 ** (src - dst), mode="nearest"),
+            nn.Upsample(scale_factor=2 ** (src - dst), mode=upsample, align_corners=align),
         )
     steps = dst - src
     convs = [
@@ -139,7 +150,7 @@ class HRNetStage(nn.Module):
         count = config.modules[index]
         self.modules_ = nn.Sequential(
             *(
-                HighResolutionModule(widths, config.blocks, multi_scale_output or i < count - 1)
+                HighResolutionModule(widths, config.blocks, multi_scale_output or i < count - 1, config.fuse_upsample)
                 for i in range(count)
             )
         )

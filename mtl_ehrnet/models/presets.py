@@ -45,31 +45,64 @@ def efficienthrnet(prefix: str, phi: int) -> ModelConfig:
     )
 
 
-def higherhrnet_w32() -> ModelConfig:
-    """HigherHRNet-W32 (Cheng et al. 2020): HRNet stem + stage 1 of 4 bottlenecks, 4 BASIC blocks per
-    branch, branches grown by strided convs, deconv block with 4 BASIC blocks; 512 input."""
+def _higherhrnet(width: int, size: int) -> ModelConfig:
     return ModelConfig(
-        name="higherhrnet_w32",
+        name=f"higherhrnet_w{width}",
         tasks=("pose",),
-        body=BodyConfig(widths=(32, 64, 128, 256), modules=(1, 4, 3), blocks=4, new_branch="strided"),
-        input_size=(512, 512),
+        body=BodyConfig(widths=(width, 2 * width, 4 * width, 8 * width), modules=(1, 4, 3), blocks=4, new_branch="strided"),
+        input_size=(size, size),
         backbone="hrnet_stem",
         stage1_blocks=4,
         deconv_blocks=4,
     )
 
 
-def hrnet_w18_small_v2_seg() -> ModelConfig:
-    """HRNetV2-W18-small-v2 segmentation (thesis Table 4.5): stage 1 of 2 bottlenecks, modules (1, 3, 2),
-    2 BASIC blocks per branch; Cityscapes crop 512x1024."""
+def higherhrnet_w32() -> ModelConfig:
+    """HigherHRNet-W32 (Cheng et al. 2020): HRNet stem + stage 1 of 4 bottlenecks, 4 BASIC blocks per
+    branch, branches grown by strided convs, deconv block with 4 BASIC blocks; 512 input."""
+    return _higherhrnet(32, 512)
+
+
+def higherhrnet_w48() -> ModelConfig:
+    """HigherHRNet-W48: HigherHRNet-W32's layout with branch widths 48, 96, 192, 384; 640 input."""
+    return _higherhrnet(48, 640)
+
+
+def _hrnet_seg(name: str, widths: Tuple[int, int, int, int], modules: Tuple[int, int, int], blocks: int,
+               stage1_blocks: int, stage1_channels: int) -> ModelConfig:
+    # HRNet-Semantic-Segmentation fuses lower-resolution branches with bilinear upsampling.
     return ModelConfig(
-        name="hrnet_w18_small_v2_seg",
+        name=name,
         tasks=("seg",),
-        body=BodyConfig(widths=(18, 36, 72, 144), modules=(1, 3, 2), blocks=2, new_branch="strided"),
+        body=BodyConfig(widths=widths, modules=modules, blocks=blocks, new_branch="strided", fuse_upsample="bilinear"),
         input_size=(512, 1024),
         backbone="hrnet_stem",
-        stage1_blocks=2,
+        stage1_blocks=stage1_blocks,
+        stage1_channels=stage1_channels,
     )
 
 
-BASELINES = {"higherhrnet_w32": higherhrnet_w32, "hrnet_w18_small_v2_seg": hrnet_w18_small_v2_seg}
+def hrnet_w18_small_v2_seg() -> ModelConfig:
+    """HRNetV2-W18-small-v2 segmentation (thesis Table 4.5): stage 1 of 2 bottlenecks, modules (1, 3, 2),
+    2 BASIC blocks per branch; Cityscapes crop 512x1024."""
+    return _hrnet_seg("hrnet_w18_small_v2_seg", (18, 36, 72, 144), (1, 3, 2), 2, 2, 64)
+
+
+def hrnet_w18_small_v1_seg() -> ModelConfig:
+    """HRNetV2-W18-small-v1 segmentation: stage 1 of one 32-wide bottleneck, widths 16-128, one module
+    per stage, 2 BASIC blocks per branch."""
+    return _hrnet_seg("hrnet_w18_small_v1_seg", (16, 32, 64, 128), (1, 1, 1), 2, 1, 32)
+
+
+def hrnet_w48_seg() -> ModelConfig:
+    """HRNetV2-W48 segmentation: HRNet-W48 (stage 1 of 4 bottlenecks, modules (1, 4, 3), 4 BASIC blocks)."""
+    return _hrnet_seg("hrnet_w48_seg", (48, 96, 192, 384), (1, 4, 3), 4, 4, 64)
+
+
+BASELINES = {
+    "higherhrnet_w32": higherhrnet_w32,
+    "higherhrnet_w48": higherhrnet_w48,
+    "hrnet_w18_small_v1_seg": hrnet_w18_small_v1_seg,
+    "hrnet_w18_small_v2_seg": hrnet_w18_small_v2_seg,
+    "hrnet_w48_seg": hrnet_w48_seg,
+}
