@@ -39,6 +39,7 @@ setup(
             "data-benchmark=mtl_ehrnet.data.commands:register_benchmark",
             "synth-classes=mtl_ehrnet.data.classification_commands:register_synth_classes",
             "train-backbone=mtl_ehrnet.training.commands:register",
+            "convert=mtl_ehrnet.convert.commands:register",
             "info=evaluation.commands.info:register",
             "evaluate=evaluation.commands.evaluate:register",
             "benchmark=evaluation.commands.benchmark:register",

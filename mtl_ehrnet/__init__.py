@@ -1,8 +1,10 @@
 """mtl_ehrnet: EfficientHRNet pose estimation + segmentation in one network, distilled from teachers."""
+from mtl_ehrnet.convert import ConversionReport, convert_checkpoint
+from mtl_ehrnet.factory import create_model
 from mtl_ehrnet.models import (
     EfficientHRNet,
     ModelConfig,
-    create_model,
+    build_model,
     list_classifiers,
     list_models,
     load_backbone_weights,
@@ -14,9 +16,12 @@ from mtl_ehrnet.inference import Predictor
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConversionReport",
     "EfficientHRNet",
     "ModelConfig",
     "Predictor",
+    "build_model",
+    "convert_checkpoint",
     "create_model",
     "list_classifiers",
     "list_models",

@@ -90,7 +90,7 @@ def load_weights(model: nn.Module, path: PathLike, data: Optional[Dict[str, Any]
     data = read_checkpoint(path) if data is None else data
     inner = _unwrap(model)
     own = inner.config.to_dict()  # type: ignore[union-attr]
-    if data["config"] != own:
+    if _normalised(data["config"]) != own:
         raise ValueError(
             f"checkpoint {path} holds another architecture:\n  checkpoint: {_describe(data['config'])}\n"
             f"  model:      {_describe(own)}"
@@ -131,6 +131,16 @@ def load_matching_weights(model: nn.Module, path: PathLike) -> LoadReport:
                          f"(file keys like {list(state)[:3]}, model keys like {list(own)[:3]})")
     inner.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
     return report
+
+
+def _normalised(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored config with the fields added since it was written at their defaults."""
+    if "kind" in config:
+        return config
+    try:
+        return ModelConfig.from_dict(config).to_dict()
+    except (ValueError, TypeError, KeyError):
+        return config
 
 
 def _describe(config: Dict[str, Any]) -> str:

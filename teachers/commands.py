@@ -30,6 +30,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--backbone-weights", metavar="PATH",
                    help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
                         "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints")
+    p.add_argument("--init-weights", metavar="PATH",
+                   help="start every weight from a checkpoint of this model: ours, or a published one that "
+                        "'mtl-ehrnet convert' reads (EfficientHRNet, HigherHRNet, HRNet-seg), to fine-tune it")
     add_augmentation_flags(p)
     add_run_flags(p)
     p.set_defaults(func=run)
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     result = train(
         args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
         input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config,
-        backbone_weights=args.backbone_weights,
+        backbone_weights=args.backbone_weights, init_weights=args.init_weights,
         augmentation=augmentation_options(args),
         **ground_truth_options(args), **changes,
     )

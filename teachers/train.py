@@ -19,25 +19,33 @@ TASKS = ("pose", "seg")
 
 
 def build_teacher(
-    task: str, model: str, input_size: Optional[int] = None, backbone_weights: Optional[PathLike] = None, **overrides: Any
+    task: str,
+    model: str,
+    input_size: Optional[int] = None,
+    backbone_weights: Optional[PathLike] = None,
+    init_weights: Optional[PathLike] = None,
+    **overrides: Any,
 ) -> nn.Module:
     """A single-task model for ``task``: a registered name (``pose_h0``, ``higherhrnet_w32``,
     ``hrnet_w18_small_v2_seg``...) or ``smp:ARCH:ENCODER`` for a segmentation-models-pytorch teacher.
 
     ``backbone_weights``: a local file initialising the backbone (a ``train-backbone`` checkpoint or a
-    torchvision classifier of the same phi; for smp, the encoder's state dict)."""
+    torchvision classifier of the same phi; for smp, the encoder's state dict). ``init_weights``: a
+    checkpoint of the whole model, ours or a published one (``mtl_ehrnet.convert_checkpoint`` reads it)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if model.startswith("smp:"):
         if task != "seg":
             raise ValueError(f"{model} is a segmentation model; it cannot be a {task} teacher")
+        if init_weights is not None:
+            raise ValueError(f"init_weights applies to our models, not {model}")
         arch, encoder = parse_smp_name(model)
         size = (input_size, input_size) if input_size else (512, 512)
         return SmpSegmentationTeacher(SmpConfig(arch, encoder, overrides.pop("num_classes", 19), size, model),
                                       encoder_weights=overrides.pop("encoder_weights", backbone_weights))
     if input_size is not None:
         overrides["input_size"] = input_size
-    net = create_model(model, backbone_weights=backbone_weights, **overrides)
+    net = create_model(model, weights=init_weights, backbone_weights=backbone_weights, **overrides)
     if net.tasks != (task,):
         raise ValueError(f"{model} has heads {net.tasks}; a {task} teacher needs a single-task {task} model")
     return net
@@ -60,6 +68,7 @@ def train(
     class_weights: str = "none",
     ohem: Optional[float] = None,
     backbone_weights: Optional[PathLike] = None,
+    init_weights: Optional[PathLike] = None,
     augmentation: Optional[Dict[str, Any]] = None,
     **changes: Any,
 ) -> FitResult:
@@ -83,6 +92,8 @@ def train(
         ohem: segmentation OHEM threshold (HRNet: 0.7), or None for plain cross-entropy.
         backbone_weights: initialises the backbone (e.g. ``train-backbone``'s ``best.pt`` of the same phi);
             a resumed run takes its weights from ``last.pt`` instead.
+        init_weights: starts every weight from a checkpoint of ``model``: ours, or a published one
+            (EfficientHRNet, HigherHRNet, HRNet-seg; see ``mtl-ehrnet convert``), to fine-tune it.
         augmentation: :class:`TrainTransform` options (``scale_range``, ``max_rotation``, ``max_translate``,
             ``flip_prob``, ``sigma``); unset ones keep HigherHRNet's values.
     """
@@ -94,7 +105,8 @@ def train(
     loss = ground_truth_loss((task,), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
-    net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights)
+    net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights,
+                        init_weights=None if resume else init_weights)
     size = net.input_size
     augment = TrainTransform(size, **(augmentation or {}))
     if task == "pose":
@@ -105,7 +117,8 @@ def train(
         validate = _seg_validator(cityscapes)
     config.extra.update(task=task, model=model, input_size=list(size))
     config.extra.update(ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
-                        backbone_weights=str(backbone_weights) if backbone_weights else None)
+                        backbone_weights=str(backbone_weights) if backbone_weights else None,
+                        init_weights=str(init_weights) if init_weights else None)
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result

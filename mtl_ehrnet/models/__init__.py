@@ -7,7 +7,7 @@ from mtl_ehrnet.models.efficienthrnet import EfficientHRNet, TrunkFeatures
 from mtl_ehrnet.models.hrnet import BodyConfig, HRNetBody
 from mtl_ehrnet.models.hrnet_stem import HRNetStemBackbone
 from mtl_ehrnet.models.pose_head import PoseHead
-from mtl_ehrnet.models.registry import create_model, list_models, model_config
+from mtl_ehrnet.models.registry import build_model, list_models, model_config
 from mtl_ehrnet.models.seg_head import SegHead
 from mtl_ehrnet.models.size_check import nearest_valid_size, pad_to_multiple
 from mtl_ehrnet.models.weights import LoadReport, load_backbone_weights
@@ -27,7 +27,7 @@ __all__ = [
     "SegHead",
     "TrunkFeatures",
     "classifier_config",
-    "create_model",
+    "build_model",
     "list_classifiers",
     "list_models",
     "load_backbone_weights",

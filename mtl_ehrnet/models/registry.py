@@ -1,4 +1,7 @@
-"""``create_model(name, **overrides)`` and ``list_models()`` over the preset table.
+"""``build_model(name, **overrides)`` and ``list_models()`` over the preset table.
+
+``mtl_ehrnet.create_model`` builds on :func:`build_model` and also loads whole-model weights (ours or a
+published checkpoint's, :mod:`mtl_ehrnet.convert`).
 
 Names: ``pose_h{phi}``, ``seg_h{phi}``, ``mtl_h{phi}`` for any integer phi (``pose_h0``, ``mtl_h-4``,
 ``seg_h2``...), plus the classic baselines ``higherhrnet_w32`` and ``hrnet_w18_small_v2_seg``.
@@ -20,7 +23,9 @@ from mtl_ehrnet.models.presets import BASELINES, REGISTERED_PHIS, TASKS_BY_PREFI
 from mtl_ehrnet.models.weights import load_backbone_weights
 
 _EFFICIENTHRNET_NAME = re.compile(r"^(pose|seg|mtl)_h(-?\d+)$")
-OVERRIDABLE = ("num_keypoints", "num_classes", "lite", "share", "input_size", "deconv_blocks", "backbone")
+OVERRIDABLE = (
+    "num_keypoints", "num_classes", "lite", "share", "input_size", "deconv_blocks", "backbone", "tf_padding", "bn_eps",
+)
 
 
 def list_models(pattern: str = "*") -> List[str]:
@@ -36,7 +41,9 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     Overrides: ``num_keypoints``, ``num_classes``, ``lite`` (EfficientNet backbones only), ``share``
     (multi-task models only: ``"all"``, ``"s2"``, ``"s1"``, ``"backbone"``), ``input_size`` (int or
     (H, W)), ``deconv_blocks``, ``backbone`` (``{pose,seg,mtl}_h<phi>`` only: ``"timm:NAME"`` or
-    ``"torchvision:NAME"`` puts that network's stride 4/8/16/32 maps under the phi body and heads).
+    ``"torchvision:NAME"`` puts that network's stride 4/8/16/32 maps under the phi body and heads),
+    ``tf_padding`` and ``bn_eps`` (EfficientNet backbones: TensorFlow "SAME" padding and BatchNorm epsilon,
+    as TensorFlow-trained weights need).
     """
     match = _EFFICIENTHRNET_NAME.match(name)
     if match:
@@ -63,24 +70,22 @@ def model_config(name: str, **overrides: Any) -> ModelConfig:
     return config.replace(**overrides) if overrides else config
 
 
-def create_model(
+def build_model(
     name: str, *, backbone_weights: Optional[Union[str, Path]] = None, **overrides: Any
 ) -> Union[EfficientHRNet, EfficientNetClassifier]:
-    """Builds a registered model.
+    """Builds a registered model (architecture only; ``mtl_ehrnet.create_model`` also loads weights).
 
     Args:
         name: a name from :func:`list_models` or any ``{pose,seg,mtl}_h<phi>``; or a classifier
             ``efficientnet_b<phi>`` (overrides: ``num_classes``, ``lite``, ``input_size``, ``dropout``).
-        backbone_weights: optional local file with a backbone state dict (e.g. a torchvision
+        backbone_weights: optional local file or state dict with backbone weights (e.g. a torchvision
             ``efficientnet_b0`` classification checkpoint of the same phi, or the timm / torchvision
             classifier named by a ``backbone="timm:NAME"`` override). Nothing is downloaded.
         **overrides: see :func:`model_config`.
 
     Example:
-        >>> model = create_model("mtl_h-4", num_classes=19)
+        >>> model = build_model("mtl_h-4", num_classes=19)
         >>> out = model(torch.randn(1, 3, *model.input_size))
-        >>> joint = create_model("mtl_h0", backbone="timm:mobilenetv3_large_100", backbone_weights="mnv3.pth")
-        >>> pose = create_model("pose_h-2", backbone_weights="runs/b-2/best.pt")   # a train-backbone checkpoint
     """
     if classifier_phi(name) is not None:
         model: Union[EfficientHRNet, EfficientNetClassifier] = EfficientNetClassifier(classifier_config(name, **overrides))
