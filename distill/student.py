@@ -13,7 +13,7 @@ from distill.objective import DistillationObjective, KDSettings, task_weight_pai
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache, cache_sizes
 from evaluation.dataset_eval import evaluate_joint
 from mtl_ehrnet import create_model
-from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint
+from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint, weight_options
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
 from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe
 from mtl_ehrnet.training.optim import covering_prefixes
@@ -119,7 +119,8 @@ def train_student(
         raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR")
     config = run or pose_recipe(epochs, monitor="score", **changes)
     seed_everything(config.seed)
-    net = create_model(student, **({"input_size": input_size} if input_size else {}))
+    options = weight_options(init_weights) if init_weights is not None else {}
+    net = create_model(student, **options, **({"input_size": input_size} if input_size else {}))
     if set(net.tasks) != {"pose", "seg"}:
         raise ValueError(f"the student must be a multi-task model (mtl_*), got {student} with heads {net.tasks}")
     if init_weights is not None:

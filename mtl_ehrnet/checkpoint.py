@@ -133,6 +133,25 @@ def load_matching_weights(model: nn.Module, path: PathLike) -> LoadReport:
     return report
 
 
+# Config fields that say how weights compute rather than what shape they have: a model started from a
+# checkpoint's weights needs the checkpoint's values (a converted EfficientHRNet file pads TensorFlow-style).
+WEIGHT_OPTIONS = ("tf_padding", "bn_eps")
+
+
+def weight_options(path: PathLike) -> Dict[str, Any]:
+    """The :data:`WEIGHT_OPTIONS` a checkpoint's weights were trained with, where they differ from the defaults.
+
+    ``create_model(name, **weight_options(path))`` builds a model that ``load_matching_weights(model, path)``
+    starts in the same numerical setting, e.g. a multi-task student from a converted EfficientHRNet pose file.
+    """
+    config = read_checkpoint(path)["config"]
+    if "kind" in config:
+        return {}
+    stored = ModelConfig.from_dict(config)
+    defaults = ModelConfig(name=stored.name, tasks=stored.tasks, body=stored.body, input_size=stored.input_size)
+    return {k: getattr(stored, k) for k in WEIGHT_OPTIONS if getattr(stored, k) != getattr(defaults, k)}
+
+
 def _normalised(config: Dict[str, Any]) -> Dict[str, Any]:
     """A stored config with the fields added since it was written at their defaults."""
     if "kind" in config:

@@ -227,3 +227,18 @@ def test_commands_take_the_converted_file_as_it_is(synth, tmp_path: Path, capsys
         "--out", str(run),
     ]) == 0
     assert torch.load(run / "last.pt", weights_only=True)["config"]["tf_padding"] is True
+
+
+def test_a_student_started_from_a_converted_file_computes_what_it_does(tmp_path: Path) -> None:
+    """distill --init-weights builds the student with the file's weight options (TF padding), so the joint
+    model's pose outputs start equal to the published pose model's."""
+    from mtl_ehrnet.checkpoint import load_matching_weights, weight_options
+
+    data = _fixture("efficienthrnet_h-4_random.pt")
+    assert main(["convert", str(FIXTURES / "efficienthrnet_h-4_random.pt"), "--out", str(tmp_path / "h-4.pt")]) == 0
+    assert weight_options(tmp_path / "h-4.pt") == {"tf_padding": True}
+    student = mtl_ehrnet.create_model("mtl_h-4", **weight_options(tmp_path / "h-4.pt"))
+    load_matching_weights(student, tmp_path / "h-4.pt")
+    with torch.no_grad():
+        outputs = student.eval()(data["input"])
+    assert _relative_error(_reference_order({k: v for k, v in outputs.items() if k != "seg"}), data["outputs"]) <= TOLERANCE
