@@ -9,6 +9,7 @@ import math
 from typing import Dict, Mapping, Optional, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -77,7 +78,11 @@ class DynamicWeightAverage(nn.Module):
         return {n: self.weights[self.names.index(n)] * t for n, t in terms.items()}
 
     def end_epoch(self) -> None:
-        """Rolls the epoch means and recomputes the weights."""
+        """Rolls the epoch means and recomputes the weights. Under ``torch.distributed`` the means are over
+        every rank's steps (every rank must call this), so all ranks weigh the terms alike."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.running)
+            dist.all_reduce(self.count)
         mean = self.running / self.count.clamp(min=1)
         self.history = torch.stack([self.history[1], mean])
         self.epochs_seen += 1

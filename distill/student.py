@@ -6,21 +6,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
-import torch
-from torch import nn
-
 from distill.objective import DistillationObjective, KDSettings, task_weight_pair
-from distill.teacher_cache import CachedTeacherDataset, TeacherCache, cache_sizes
-from evaluation.dataset_eval import evaluate_joint
+from distill.teacher_cache import CachedTeacherDataset, TeacherCache, build_on_ranks, cache_sizes
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint, weight_options
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
-from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe
+from mtl_ehrnet.training import FitResult, RunConfig, distributed, fit, pose_recipe
 from mtl_ehrnet.training.optim import covering_prefixes
 from mtl_ehrnet.training.seeding import seed_everything
 from mtl_ehrnet.training.task_loss import ground_truth_loss
 from teachers.flip_average import FlipAveragedTeacher
 from teachers.frozen import load_teacher
+from teachers.validators import JointValidator
 
 PathLike = Union[str, Path]
 # The cache letterboxes the whole image, so its long side fits; a training crop spans the short side,
@@ -30,15 +27,10 @@ PathLike = Union[str, Path]
 CACHE_SCALE = 1.5
 
 
-def joint_validator(joint_root: PathLike):  # noqa: ANN201
+def joint_validator(joint_root: PathLike) -> JointValidator:
     """Validation on a split labelled for both tasks (``synth``'s ``joint/``): AP, mIoU and their mean
-    ``score``."""
-
-    def validate(model: nn.Module) -> Dict[str, float]:
-        metrics = evaluate_joint(model, joint_root)
-        return {"AP": metrics["AP"], "mIoU": metrics["mIoU"], "score": (metrics["AP"] + metrics["mIoU"]) / 2}
-
-    return validate
+    ``score``, split over the ranks under ``torchrun``."""
+    return JointValidator(joint_root)
 
 
 def default_cache_size(input_hw: Tuple[int, int]) -> int:
@@ -118,6 +110,8 @@ def train_student(
     if cache_blend and cache is None:
         raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR")
     config = run or pose_recipe(epochs, monitor="score", **changes)
+    # Before the cache build, which the ranks share, each on its own device; fit keeps this group.
+    context = distributed.setup(config.device)
     seed_everything(config.seed)
     options = weight_options(init_weights) if init_weights is not None else {}
     net = create_model(student, **options, **({"input_size": input_size} if input_size else {}))
@@ -149,9 +143,7 @@ def train_student(
         if settings.teacher_flip:
             identity["teacher_flip"] = "mean of the image's and its mirror's pass"
         store = TeacherCache(cache, teachers, sizes, identity, mirrored=cache_mirrored)
-        device = "cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu"
-        for task, data in (("pose", pose_set), ("seg", seg_set)):
-            store.build(data, task, device=device, batch_size=config.batch_size)
+        build_on_ranks(store, {"pose": pose_set, "seg": seg_set}, context, batch_size=config.batch_size)
         pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose", cache_blend), CachedTeacherDataset(seg_set, store, "seg", cache_blend)
     config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
                         augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights),

@@ -22,13 +22,20 @@ A cache built ``mirrored`` also holds each image's mirror run through the teache
 (``<index>m.pt``), which mirrored samples read: a teacher is not exactly mirror-symmetric, and a
 mirror replayed from the plain pass moved its peaks (``peak_dx`` -0.066 map pixels against 0.011 on
 plain samples, for the 160+192 cache of ``qs16``'s teachers).
+
+Under ``torchrun`` every rank builds a share of the images on its own device and the cache is complete when
+:func:`build_on_ranks` returns on any rank; only rank 0 writes the manifest, and every file is written under
+a temporary name of its own and renamed into place.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
+import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +46,7 @@ from tqdm import tqdm
 from distill.replay import BLEND
 from mtl_ehrnet.data.sample import RawDataset
 from mtl_ehrnet.data.transforms import TestTransform
+from mtl_ehrnet.training.distributed import Context, run_on_every_rank
 
 CACHE_KEYS = ("heatmaps", "heatmaps_lr", "tags", "seg")
 BLENDED_KEYS = ("heatmaps", "heatmaps_lr", "seg")  # mixed across two letterbox sizes; tags are not (see CachedTeacherDataset)
@@ -118,6 +126,9 @@ class TeacherCache:
         identity: what the cached outputs depend on (teacher checkpoints...); a cache built for another
             identity is refused instead of silently reused.
         mirrored: also cache each image's mirror, for the mirrored samples to read.
+
+    The manifest (``manifest.json``: the identity) is checked here and written by :meth:`claim`, which the
+    first :meth:`build` of rank 0 calls.
     """
 
     def __init__(self, root: Union[str, Path], teachers: Dict[str, nn.Module], input_size: Union[int, Sequence[int]],
@@ -129,14 +140,17 @@ class TeacherCache:
         self.identity = {**identity, "input_size": ",".join(str(s) for s in self.input_sizes)}
         if mirrored:
             self.identity["mirrored"] = "each image's mirror cached too"
-        manifest = self.root / "manifest.json"
-        if manifest.is_file():
-            stored = json.loads(manifest.read_text())
+        self.manifest = self.root / "manifest.json"
+        if self.manifest.is_file():
+            stored = json.loads(self.manifest.read_text())
             if stored != self.identity:
                 raise ValueError(f"teacher cache {self.root} was built for {stored}, not {self.identity}; use another --cache DIR")
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            manifest.write_text(json.dumps(self.identity, indent=2))
+
+    def claim(self) -> None:
+        """Writes the manifest, before any entry, so that entries of an interrupted build are never taken for
+        another identity's. One process only (rank 0): the file is replaced atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_atomically(self.manifest, lambda handle: handle.write(json.dumps(self.identity, indent=2).encode()))
 
     def path(self, tag: str, index: int, size: Optional[int] = None, mirrored: bool = False) -> Path:
         """Where entry ``index`` of ``tag`` lies; ``size`` picks one of several letterbox sizes, ``mirrored``
@@ -150,15 +164,33 @@ class TeacherCache:
             raise ValueError(f"teacher cache {self.root} holds sizes {list(self.input_sizes)}, not {size}")
         return self.root / tag / str(size) / name
 
-    def build(self, dataset: RawDataset, tag: str, device: Union[str, torch.device] = "cpu", batch_size: int = 8, progress: bool = True) -> int:
-        """Computes the missing entries of ``dataset`` at every size (so an interrupted build resumes); returns how many."""
-        return sum(self._build_size(dataset, tag, size, device, batch_size, progress) for size in self.input_sizes)
+    def build(self, dataset: RawDataset, tag: str, device: Union[str, torch.device, None] = None, batch_size: int = 8,
+              progress: bool = True, rank: int = 0, world: int = 1) -> int:
+        """Computes the missing entries of ``dataset`` at every size (so an interrupted build resumes); returns
+        how many.
+
+        Args:
+            device: where the teachers run; they are moved there. None: where they are.
+            rank, world: build only the images ``i`` with ``i % world == rank`` (one process of ``world``; see
+                :func:`build_on_ranks`). Rank 0 writes the manifest.
+        """
+        if device is None:
+            device = _device_of(self.teachers.values())
+        for teacher in self.teachers.values():
+            teacher.to(device)
+        if rank == 0:
+            self.claim()
+        return sum(self._build_size(dataset, tag, size, device, batch_size, progress, rank, world)
+                   for size in self.input_sizes)
 
     @torch.inference_mode()
-    def _build_size(self, dataset: RawDataset, tag: str, size: int, device: Union[str, torch.device], batch_size: int, progress: bool) -> int:
+    def _build_size(self, dataset: RawDataset, tag: str, size: int, device: Union[str, torch.device], batch_size: int,
+                    progress: bool, rank: int, world: int) -> int:
         transform = TestTransform(size)
         views = (False, True) if self.mirrored else (False,)
-        todo = [(i, m) for i in range(len(dataset)) for m in views if not self.path(tag, i, size, m).is_file()]
+        # A fixed share of the indices, not of the missing entries: ranks list those at different moments.
+        mine = range(rank, len(dataset), world)
+        todo = [(i, m) for i in mine for m in views if not self.path(tag, i, size, m).is_file()]
         self.path(tag, 0, size).parent.mkdir(parents=True, exist_ok=True)
         name = tag if len(self.input_sizes) == 1 else f"{tag} at {size}"
         for start in tqdm(range(0, len(todo), batch_size), desc=f"teacher cache {name}", disable=not progress):
@@ -174,10 +206,7 @@ class TeacherCache:
             for row, ((index, mirrored), (_, affine)) in enumerate(zip(chunk, samples)):
                 entry = {k: v[row].to("cpu", torch.float16).clone() for k, v in outputs.items() if k in CACHE_KEYS}
                 entry["affine"] = affine.float()
-                path = self.path(tag, index, size, mirrored)
-                tmp = path.with_suffix(".tmp")
-                torch.save(entry, tmp)
-                tmp.replace(path)
+                _write_atomically(self.path(tag, index, size, mirrored), lambda handle: torch.save(entry, handle))
         return len(todo)
 
     def load(self, tag: str, index: int, size: Optional[int] = None, mirrored: bool = False) -> Dict[str, torch.Tensor]:
@@ -186,6 +215,41 @@ class TeacherCache:
         if not path.is_file():
             raise FileNotFoundError(f"teacher cache entry missing: {path} (build the cache first)")
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_on_ranks(cache: TeacherCache, datasets: Dict[str, RawDataset], context: Context, batch_size: int = 8) -> int:
+    """Builds the missing entries of every ``{tag: dataset}``, each rank its share on its device (the teachers
+    are moved there); every rank must call this, after :func:`mtl_ehrnet.training.distributed.setup`.
+
+    Returns, on every rank, how many entries the ranks built together, once all are written; raises on every
+    rank when one rank's share failed.
+    """
+    run_on_every_rank(lambda: cache.claim() if context.is_main else None, context)
+    counts = run_on_every_rank(lambda: sum(cache.build(data, tag, context.device, batch_size, progress=context.is_main,
+                                                       rank=context.rank, world=context.world)
+                                           for tag, data in datasets.items()), context)
+    return sum(counts)
+
+
+def _device_of(modules: Iterable[nn.Module]) -> torch.device:
+    """The device of the first parameter or buffer of ``modules`` (the CPU when they hold none)."""
+    for module in modules:
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Writes ``path`` through a temporary file of its own in the same folder, renamed into place: readers
+    never see half a file, and processes writing the same path never share a temporary name."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class CachedTeacherDataset(Dataset):

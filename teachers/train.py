@@ -6,13 +6,13 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 from torch import nn
 
-from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
 from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe, seg_recipe
 from mtl_ehrnet.training.task_loss import ground_truth_loss
 from mtl_ehrnet.training.seeding import seed_everything
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
+from teachers.validators import CityscapesValidator, CocoValidator
 
 PathLike = Union[str, Path]
 TASKS = ("pose", "seg")
@@ -111,10 +111,10 @@ def train(
     augment = TrainTransform(size, **(augmentation or {}))
     if task == "pose":
         train_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
-        validate = (lambda m: evaluate_coco(m, coco_val[0], coco_val[1], progress=False)) if coco_val else None
+        validate = CocoValidator(coco_val[0], coco_val[1]) if coco_val else None
     else:
         train_set = Cityscapes(cityscapes, "train", augment)
-        validate = _seg_validator(cityscapes)
+        validate = CityscapesValidator(cityscapes, "val")
     config.extra.update(task=task, model=model, input_size=list(size))
     config.extra.update(ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
                         backbone_weights=str(backbone_weights) if backbone_weights else None,
@@ -122,14 +122,6 @@ def train(
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result
-
-
-def _seg_validator(root: PathLike):  # noqa: ANN202
-    def validate(model: nn.Module) -> dict:
-        metrics = evaluate_cityscapes(model, root, "val", progress=False)
-        return {"mIoU": metrics["mIoU"], "pixel_accuracy": metrics["pixel_accuracy"]}
-
-    return validate
 
 
 def _plot(out: Path) -> None:

@@ -3,7 +3,8 @@ nothing else differs.
 
 ``fit`` owns: optimizer and LR schedule from the run config, AMP on CUDA, gradient clipping, DDP under
 ``torchrun`` (only rank 0 writes), seeded data order and augmentation, a tqdm bar with the loss terms and
-throughput, a JSON-lines log of every term and metric, per-epoch validation through a callable,
+throughput, a JSON-lines log of every term and metric, per-epoch validation through a callable (split over
+the ranks when it is a :class:`~mtl_ehrnet.training.validation.ShardedValidator`),
 ``last.pt`` (atomic, every N steps and at each epoch end) and ``best.pt``, exact resume, and skipping of
 non-finite steps. With ``config.ema_decay`` it also keeps an exponential moving average of the weights,
 which validation, ``best.pt`` and every checkpoint's ``model`` entry hold (``train_model``: the weights
@@ -34,11 +35,11 @@ from mtl_ehrnet.training.metric_log import MetricLog
 from mtl_ehrnet.training.optim import build_optimizer, build_scheduler
 from mtl_ehrnet.training.run_config import RunConfig
 from mtl_ehrnet.training.seeding import EpochBatchSampler, SeededDataset, rng_state, seed_everything, set_rng_state
+from mtl_ehrnet.training.validation import Validator, validate_on_ranks
 
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
-ValidateFn = Callable[[EfficientHRNet], Dict[str, float]]
 # Settings that must not change when a run is resumed (the data order or the model would differ).
 _FIXED_ON_RESUME = ("batch_size", "seed", "optimizer", "schedule", "steps_per_epoch", "ema_decay")
 
@@ -90,20 +91,31 @@ def fit(
     config: RunConfig,
     out_dir: Union[str, Path],
     *,
-    validate: Optional[ValidateFn] = None,
+    validate: Optional[Validator] = None,
     resume: bool = False,
 ) -> FitResult:
     """Trains ``model`` on ``train_set`` with ``loss_fn``; see the module docstring.
 
+    Under ``torchrun`` DDP averages the model's gradients; the trainable parameters of a loss module (learned
+    loss weights, hint adapters) start from rank 0's values and have their gradients averaged over the ranks
+    after each backward pass, so they stay equal on every rank; gradient clipping covers both.
+
     Args:
         model: the network (its parameters are optimised; modules inside ``loss_fn``, such as frozen
             teachers, are not).
-        loss_fn: ``(outputs, batch) -> {name: weighted scalar term}``; the loss is the sum.
+        loss_fn: ``(outputs, batch) -> {name: weighted scalar term}``; the loss is the sum. An ``nn.Module``'s
+            parameters with ``requires_grad`` are trained with the model's.
         train_set: map-style dataset of training-sample dicts (see ``mtl_ehrnet.data.sample``).
         config: run settings.
         out_dir: where ``last.pt``, ``best.pt`` and ``log.jsonl`` go.
-        validate: ``model -> {metric: value}``, run on rank 0 after each ``val_every`` epochs.
-        resume: continue from ``out_dir/last.pt`` exactly where it stopped.
+        validate: ``model -> {metric: value}`` after each ``val_every`` epochs: a
+            :class:`~mtl_ehrnet.training.validation.ShardedValidator` runs on every rank, each on its share of
+            the set; a plain callable runs on rank 0 only. An exception on any rank stops every rank.
+        resume: continue from ``out_dir/last.pt`` exactly where it stopped. Refused when a setting the data
+            order, the schedule or the model depends on differs from the stored run, the number of processes
+            (world size) included: steps per epoch, and so the step-based schedules and the epoch at which
+            an LR milestone falls in steps, depend on it. The run is not rescaled to a new world size; resume
+            with as many processes as it was started with.
     """
     ctx = distributed.setup(config.device)
     seed_everything(config.seed)
@@ -124,7 +136,12 @@ def fit(
     named = list(model.named_parameters())
     if isinstance(loss_fn, nn.Module):
         named += [(f"loss.{name}", p) for name, p in loss_fn.named_parameters() if p.requires_grad]
-    optimizer = build_optimizer([p for _, p in named], config, names=[name for name, _ in named])
+    trainable = [p for _, p in named]
+    # Kept equal over ranks by hand rather than by DDP, which would broadcast the loss module's buffers (DWA's
+    # running sums) from rank 0 at every forward pass, and refuses a step whose terms skip a parameter.
+    loss_parameters = [p for name, p in named if name.startswith("loss.")]
+    distributed.broadcast_parameters(loss_parameters, ctx)
+    optimizer = build_optimizer(trainable, config, names=[name for name, _ in named])
     forward_kwargs = dict(getattr(loss_fn, "forward_kwargs", {}))
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -135,7 +152,8 @@ def fit(
     best_value: Optional[float] = None
     history: List[Dict[str, float]] = []
     if resume:
-        epoch, skip, global_step, best_value, history = _resume(last, model, optimizer, scheduler, scaler, config, loss_fn, ema)
+        epoch, skip, global_step, best_value, history = _resume(
+            last, model, optimizer, scheduler, scaler, config, ctx.world, loss_fn, ema)
     log = MetricLog(out_dir, enabled=ctx.is_main)
     if ctx.is_main:
         log.write("event", epoch, global_step, {"event": "resume" if resume else "start", "world": ctx.world, "device": str(ctx.device)})
@@ -146,7 +164,7 @@ def fit(
             save_checkpoint(
                 path, served, **trained, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                 epoch=epoch_, step_in_epoch=step_in_epoch, global_step=global_step, rng=rng_state(),
-                run_config=config.to_dict(), best_value=best_value, history=history,
+                world_size=ctx.world, run_config=config.to_dict(), best_value=best_value, history=history,
                 loss_state=loss_fn.training_state_dict() if hasattr(loss_fn, "training_state_dict") else {},
             )
 
@@ -185,9 +203,10 @@ def fit(
             consecutive_bad = 0
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            distributed.average_gradients(loss_parameters, ctx)
             if config.grad_clip:
                 scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -223,7 +242,7 @@ def fit(
         save(last, epoch, 0)
         if ctx.is_main:
             tqdm.write(_epoch_line(epoch, config.epochs, summary, history[-1] if history and history[-1].get("epoch") == epoch else None))
-    in_sync = distributed.parameters_in_sync(model, ctx)
+    in_sync = distributed.parameters_in_sync(trainable, ctx)
     if ctx.is_main:
         log.write("event", epoch, global_step, {"event": "finished", "ranks_in_sync": in_sync, "world": ctx.world,
                                                  "skipped_steps": skipped_total})
@@ -233,26 +252,23 @@ def fit(
 
 
 def _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value):  # noqa: ANN001
-    """Runs validation on rank 0 and logs it; returns the monitored value when it is a new best, else None."""
-    improved = None
-    if ctx.world > 1:
-        torch.distributed.barrier()
+    """Runs validation on every rank (see :func:`validate_on_ranks`) and logs it; returns the monitored value
+    when it is a new best, else None (the same on every rank)."""
+    model.eval()
+    with torch.inference_mode():
+        metrics = validate_on_ranks(validate, model, ctx)
+    metrics["epoch"] = epoch
+    history.append(metrics)
     if ctx.is_main:
-        model.eval()
-        with torch.inference_mode():
-            metrics = {k: float(v) for k, v in validate(model).items()}
-        metrics["epoch"] = epoch
-        history.append(metrics)
         log.write("val", epoch, global_step, metrics)
-        value = metrics.get(config.monitor)
-        if value is not None and math.isfinite(value) and (best_value is None or value > best_value):
-            improved = value
-    if ctx.world > 1:
-        torch.distributed.barrier()
-    return improved
+    value = metrics.get(config.monitor)
+    if value is not None and math.isfinite(value) and (best_value is None or value > best_value):
+        return value
+    return None
 
 
-def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, loss_fn, ema):  # noqa: ANN001
+def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, world: int,  # noqa: ANN001
+            loss_fn, ema):
     if not last.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {last}")
     state = read_checkpoint(last)
@@ -260,6 +276,13 @@ def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, 
     changed = {k: (getattr(stored, k), getattr(config, k)) for k in _FIXED_ON_RESUME if getattr(stored, k) != getattr(config, k)}
     if changed:
         raise ValueError(f"cannot resume {last}: these settings differ from the stored run (stored, now): {changed}")
+    stored_world = state.get("world_size")  # absent from checkpoints written before it was recorded
+    if stored_world is not None and stored_world != world:
+        raise ValueError(
+            f"cannot resume {last}: it was trained with world size {stored_world} (processes) and this run has world "
+            f"size {world}; steps per epoch and the learning-rate schedule depend on it. Resume with "
+            f"torchrun --nproc_per_node={stored_world} (or as many processes over several nodes), or start a new run"
+        )
     if ema is None:
         load_weights(model, last, state)
     else:

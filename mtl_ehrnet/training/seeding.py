@@ -86,7 +86,11 @@ class EpochBatchSampler(Sampler[List[int]]):
 
 
 def rng_state() -> Dict[str, Any]:
-    """The training process's RNG states as plain data (readable with ``weights_only=True``)."""
+    """The training process's RNG states as plain data (readable with ``weights_only=True``).
+
+    Of the CUDA generators only the current device's is saved (``"cuda"``: one state tensor): a process
+    trains on one device, and a run resumed on a machine that shows fewer GPUs must not need the others.
+    """
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: Dict[str, Any] = {
         "python": random.getstate(),
@@ -94,15 +98,23 @@ def rng_state() -> Dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restores :func:`rng_state`'s states. The CUDA state goes to the current device; a list of per-device
+    states (checkpoints of earlier versions) restores the devices this process sees, and no others."""
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if isinstance(cuda, torch.Tensor):
+        torch.cuda.set_rng_state(cuda, torch.cuda.current_device())
+        return
+    for device, device_state in enumerate(list(cuda)[: torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(device_state, device)

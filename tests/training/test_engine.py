@@ -96,3 +96,23 @@ def test_task_ratios_fix_each_task_share_and_resume_mid_epoch() -> None:
     with pytest.raises(ValueError, match="task_ratios"):
         RunConfig(task_ratios=(0, 0))
     assert RunConfig.from_dict(config.to_dict()).task_ratios == (1.0, 1.0)
+
+
+def test_gradient_clipping_covers_the_loss_module_parameters(pose_set: CocoKeypoints, tmp_path: Path) -> None:
+    class LearnedTerm(torch.nn.Module):
+        """The ground truth plus a term of a loss-module parameter whose gradient is 1e4."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gt = GroundTruthLoss(("pose",))
+            self.scale = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, outputs, batch):  # noqa: ANN001, ANN202
+            return {**self.gt(outputs, batch), "learned": 1e4 * self.scale}
+
+    model = create_model("pose_h-4", input_size=64)
+    loss = LearnedTerm()
+    config = _config(optimizer="sgd", lr=1.0, momentum=0.0, weight_decay=0.0, grad_clip=0.5, steps_per_epoch=1)
+    fit(model, loss, pose_set, config, tmp_path)
+    # One SGD step on the clipped gradient of every trained parameter: the norm of any update <= lr * 0.5.
+    assert -0.5 - 1e-6 <= loss.scale.item() < 0
