@@ -30,7 +30,12 @@ setup(
         "PyYAML>=6.0",  # run configs (safe_load only)
         "matplotlib>=3.6",  # training curves and the accuracy-vs-MACs plot
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # HigherHRNet's assignment solver: its tie-breaking decides which people the reference pipeline
+        # (evaluate --reference-pipeline --munkres) reproduces; versions 2 and 3 break ties differently.
+        "reference": ["munkres>=1.0.12,<2"],
+        "test": ["pytest>=7", "munkres>=1.0.12,<2"],
+    },
     entry_points={
         "console_scripts": ["mtl-ehrnet=mtl_ehrnet.cli:main"],
         # Each package registers its own subcommands so that the core never imports upward.

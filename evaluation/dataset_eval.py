@@ -41,7 +41,7 @@ def evaluate_coco(
         results_file: also write the results in the official COCO format there.
         progress: show a tqdm bar.
         limit: evaluate the first ``limit`` images (by id) only.
-        **predictor_options: more :class:`Predictor` options (``input_size``, ``scales``, ``device``).
+        **predictor_options: more :class:`Predictor` options (``input_size``, ``scales``, ``device``, ``mode``).
 
     Returns:
         AP, AP50, AP75, APM, APL, AR, ... as :func:`evaluation.coco_keypoint_ap` computes them.

@@ -15,7 +15,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "evaluate",
         help="COCO keypoint AP and/or Cityscapes mIoU of a checkpoint",
         description="Runs the predictor (short side resized to the model's input, padded to 32) over a "
-        "COCO keypoints set (AP through pycocotools) and/or a Cityscapes split (mIoU as the official script).",
+        "COCO keypoints set (AP through pycocotools) and/or a Cityscapes split (mIoU as the official script). "
+        "--reference-pipeline --flip reproduces HigherHRNet's published single-scale test (docs/inference.md).",
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model checkpoint (mtl_ehrnet.checkpoint)")
     parser.add_argument("--coco", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="person_keypoints_*.json and its images")
@@ -24,6 +25,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--flip", action="store_true", help="flip test")
     parser.add_argument("--scales", default="1", help="comma-separated test scales, e.g. 1,0.75,1.25")
     parser.add_argument("--input-size", type=int, default=None, help="short side fed to the network (default: model's)")
+    parser.add_argument("--reference-pipeline", action="store_true",
+                        help="HigherHRNet's test pipeline instead of ours: 64-aligned affine resize, maps upsampled "
+                        "to the input before grouping, its parser's decisions; image by image (slower)")
+    parser.add_argument("--munkres", action="store_true",
+                        help="with --reference-pipeline: match joints with the munkres package as the reference does "
+                        "(it breaks equal-cost ties differently from scipy; pip install \"munkres<2\")")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
@@ -45,9 +52,15 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.checkpoint, map_location=device)
     scales = tuple(float(s) for s in args.scales.split(","))
+    if args.munkres and not args.reference_pipeline:
+        raise ValueError("--munkres applies to --reference-pipeline only")
+    mode = "reference" if args.reference_pipeline else "fast"
     options = {"flip": args.flip, "batch_size": args.batch_size, "limit": args.limit, "scales": scales,
-               "input_size": args.input_size, "device": device}
-    metrics: Dict[str, object] = {"checkpoint": str(args.checkpoint), "flip": args.flip, "scales": list(scales)}
+               "input_size": args.input_size, "device": device, "mode": mode}
+    if args.munkres:
+        options["grouping"] = {"assignment": "munkres"}
+    metrics: Dict[str, object] = {"checkpoint": str(args.checkpoint), "flip": args.flip, "scales": list(scales),
+                                  "pipeline": mode + (" (munkres)" if args.munkres else "")}
     if args.coco:
         ann_file, image_dir = args.coco
         metrics["coco"] = evaluate_coco(model, ann_file, image_dir, results_file=args.results, **options)

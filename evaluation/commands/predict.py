@@ -25,6 +25,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--input-size", type=int, default=None, help="short side fed to the network (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=4, help="frames per forward pass")
     parser.add_argument("--flip", action="store_true", help="flip test")
+    parser.add_argument("--reference-pipeline", action="store_true",
+                        help="HigherHRNet's test pipeline instead of ours (docs/inference.md); image by image, slower")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--half", action="store_true", help="float16 (CUDA only)")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     for item in loaded:
         print(describe_source(item, f"{'+'.join(item.model.tasks)} model"))
     predictors = [Predictor(item.model, input_size=args.input_size, flip=args.flip, batch_size=args.batch_size, device=device,
-                            channels_last=args.channels_last, half=args.half, compile=args.compile) for item in loaded]
+                            channels_last=args.channels_last, half=args.half, compile=args.compile,
+                            mode="reference" if args.reference_pipeline else "fast") for item in loaded]
     try:
         result = predict_media(predictors, source, args.out, batch_size=args.batch_size, draw=not args.no_draw, min_score=args.min_score)
     finally:

@@ -25,7 +25,6 @@ _BOX_UNIT = 200.0
 _ALIGN = 64
 _COORD_BITS = 10  # OpenCV warpAffine: source positions in 1/1024 pixel before rounding to 1/32
 _FRACTION_BITS = 5  # 1/32 pixel positions and weights
-_WEIGHT_BITS = 15  # bilinear weights of uint8 images in 1/32768
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,9 @@ def _align_up(value: float) -> int:
     return int((value + _ALIGN - 1) // _ALIGN * _ALIGN)
 
 
-def aligned_frame(height: int, width: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0) -> AlignedFrame:
+def aligned_frame(
+    height: int, width: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+) -> AlignedFrame:
     """HigherHRNet's input size and box for an image at one test scale.
 
     The smallest test scale fixes the alignment: its short side is ``input_size * min_scale`` rounded up to
@@ -101,7 +102,9 @@ def aligned_frame(height: int, width: int, input_size: int, scale: float = 1.0, 
     return AlignedFrame(width=long, height=short, center=center, box=box)
 
 
-def box_affine(center: Tuple[float, float], box_width: float, out_size: Tuple[int, int], inverse: bool = False) -> np.ndarray:
+def box_affine(
+    center: Tuple[float, float], box_width: float, out_size: Tuple[int, int], inverse: bool = False
+) -> np.ndarray:
     """The similarity taking a box of width ``box_width * 200`` around ``center`` onto an output of
     ``out_size`` (width, height), centre onto centre; ``inverse`` gives the map back.
 
@@ -175,7 +178,7 @@ def warp_image(image: torch.Tensor, image_to_input: np.ndarray, out_size: Tuple[
 
 
 def _blend_fixed_point(image: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
-    """Bilinear blend at positions ``fx, fy`` (out_h, out_w) int64 in 1/32 pixel of ``image`` (C, H, W) uint8."""
+    """Bilinear blend at positions ``fx, fy`` (out_h, out_w) int64 in 1/32 pixel of ``image`` (C, H, W)."""
     channels, height, width = image.shape
     steps = 1 << _FRACTION_BITS
     x0, ax = fx >> _FRACTION_BITS, fx & (steps - 1)

@@ -1,6 +1,9 @@
 """Image-level inference: resize and pad any image, run the network (flip / multi-scale optional),
 group poses, and map poses and the class map back to the original image.
 
+``mode="fast"`` (default) is described here; ``mode="reference"`` runs HigherHRNet's own test pipeline
+instead (:mod:`mtl_ehrnet.inference.reference_pipeline`; the differences are listed in docs/inference.md).
+
 Coordinates follow the data layer: keypoints have pixel centres at integers, and a stride-``t`` map
 is the network input scaled by ``1/t`` in corner coordinates (pixel ``i`` spans ``[i, i + 1)``), so
 map position ``u`` is image position ``(u + 0.5) * t / f - 0.5`` for a resize factor ``f``.
@@ -19,9 +22,13 @@ from torch import nn
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, check_flip_index
 from mtl_ehrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mtl_ehrnet.inference.grouping import group_poses
+from mtl_ehrnet.inference.reference_grouping import ReferenceGrouping
+from mtl_ehrnet.inference.reference_pipeline import ReferencePipeline, check_reference_scales
 
 ImageLike = Union[np.ndarray, "PIL.Image.Image"]  # noqa: F821  (Pillow images are accepted too)
 STRIDE = 32
+# "fast": our resize, pad and map-resolution grouping; "reference": HigherHRNet's test pipeline.
+MODES = ("fast", "reference")
 
 
 @dataclass
@@ -61,6 +68,10 @@ class Predictor:
         channels_last: run the model (converted in place) on NHWC tensors.
         half: run the model (converted in place) in float16; CUDA only. Outputs are cast back to float32.
         compile: run the model through ``torch.compile`` (the first batch of each new shape compiles).
+        mode: ``"fast"`` (above) or ``"reference"``: HigherHRNet's test pipeline (short side to
+            ``input_size`` rounded up to 64, long side aligned to 64 by one affine warp, maps upsampled to
+            the input before grouping, its parser's decisions), image by image; ``grouping`` then overrides
+            :class:`ReferenceGrouping` fields, and with several ``scales`` 1 must be among them.
     """
 
     def __init__(
@@ -77,7 +88,10 @@ class Predictor:
         channels_last: bool = False,
         half: bool = False,
         compile: bool = False,
+        mode: str = "fast",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}; got {mode!r}")
         if input_size is None:
             input_size = min(getattr(model, "input_size", (512, 512)))
         if input_size <= 0 or not scales or any(s <= 0 for s in scales) or batch_size < 1:
@@ -100,6 +114,14 @@ class Predictor:
         self.flip_index = torch.as_tensor(check_flip_index(flip_index, len(flip_index)), device=self.device)
         self.batch_size = batch_size
         self.grouping = dict(grouping or {})
+        self.mode = mode
+        self._reference: Optional[ReferencePipeline] = None
+        if mode == "reference":
+            check_reference_scales(self.scales)
+            self._reference = ReferencePipeline(
+                self._run_network, input_size=self.input_size, scales=self.scales, flip=flip,
+                flip_index=self.flip_index, grouping=ReferenceGrouping.from_overrides(self.grouping),
+                device=self.device)
         self._mean = torch.as_tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1) * 255
         self._std = torch.as_tensor(IMAGENET_STD, device=self.device).view(3, 1, 1) * 255
 
@@ -121,6 +143,8 @@ class Predictor:
 
     @torch.inference_mode()
     def _predict_batch(self, images: List[torch.Tensor]) -> List[Prediction]:
+        if self._reference is not None:
+            return [Prediction(*self._reference(image)) for image in images]
         sizes = [tuple(im.shape[-2:]) for im in images]
         normalised = [(im.to(self.device).float() - self._mean) / self._std for im in images]
         heat_sum, tags, seg_sum, base = None, [], None, None
@@ -179,11 +203,15 @@ class Predictor:
         if self.flip:
             # Mirroring the padded tensor keeps every map pixel aligned with its mirror exactly.
             batch = torch.cat((batch, batch.flip(-1)))
+        return self._run_network(batch), factors
+
+    def _run_network(self, batch: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The model's outputs (float32) for a normalised float32 batch (B, 3, H, W), run in the
+        configured precision and memory format."""
         batch = batch.to(self.dtype)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        out = self._network(batch)
-        return {name: value.float() for name, value in out.items()}, factors
+        return {name: value.float() for name, value in self._network(batch).items()}
 
     def _merge_flip(self, out: Dict[str, torch.Tensor], n: int) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Heatmaps (B, K, H/2, W/2), tags (B, K, H/2, W/2, D) and seg logits (B, C, H/4, W/4)."""
