@@ -5,6 +5,7 @@ Whole-model ``weights`` come from our checkpoints or any published layout that
 and timm EfficientNet classifiers). ``backbone_weights`` fill only the backbone; an ImageNet EfficientNet
 classifier file also gives the backbone the padding and BatchNorm epsilon its weights were trained with.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +17,9 @@ from mtl_ehrnet.convert import convert_checkpoint
 from mtl_ehrnet.convert.converter import CLASSIFIER_LAYOUTS, LAYOUTS
 from mtl_ehrnet.convert.source_file import load_file, read_source
 from mtl_ehrnet.models.classifier import EfficientNetClassifier
+from mtl_ehrnet.models.classifier_presets import classifier_phi
 from mtl_ehrnet.models.config import ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
-from mtl_ehrnet.models.classifier_presets import classifier_phi
 from mtl_ehrnet.models.registry import build_model, model_config
 from mtl_ehrnet.models.weights import load_backbone_weights
 
@@ -85,7 +86,7 @@ def _published_backbone(
         return None, {}
     classifier, _ = convert_checkpoint(path)
     config = classifier.config
-    state = {k[len("backbone."):]: v for k, v in classifier.state_dict().items() if k.startswith("backbone.")}
+    state = {k[len("backbone.") :]: v for k, v in classifier.state_dict().items() if k.startswith("backbone.")}
     return state, {"tf_padding": config.tf_padding, "bn_eps": config.bn_eps} if config.tf_padding else {}
 
 
@@ -102,4 +103,3 @@ def _with_overrides(model: Model, overrides: Dict[str, Any], where: PathLike) ->
     except RuntimeError as err:
         raise ValueError(f"overrides {sorted(overrides)} do not fit the weights of {where}: {err}") from err
     return rebuilt.eval()
-

@@ -4,6 +4,7 @@
 They fill our ``efficientnet_b<phi>`` classifier whole; its ``backbone.*`` is what ``backbone_weights``
 hands to a pose, segmentation or multi-task model of the same phi.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,12 +17,25 @@ from mtl_ehrnet.convert.layouts import Identity, Layout, Plan, State, _channels,
 from mtl_ehrnet.convert.targets import Target
 
 _TORCHVISION_TOP = {"features.8.0.": "head.0.", "features.8.1.": "head.1.", "classifier.1.": "fc."}
-_TIMM_TOP = {"conv_stem.": "backbone.features.0.0.", "bn1.": "backbone.features.0.1.", "conv_head.": "head.0.",
-             "bn2.": "head.1.", "classifier.": "fc."}
+_TIMM_TOP = {
+    "conv_stem.": "backbone.features.0.0.",
+    "bn1.": "backbone.features.0.1.",
+    "conv_head.": "head.0.",
+    "bn2.": "head.1.",
+    "classifier.": "fc.",
+}
 _TIMM_BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(\w+)\.(.+)")
 # timm's module names inside a block -> ours, for blocks with expansion (InvertedResidual) and without
 # (DepthwiseSeparableConv).
-_TIMM_EXPANDED = {"conv_pw": "0.0", "bn1": "0.1", "conv_dw": "1.0", "bn2": "1.1", "se": "2", "conv_pwl": "3.0", "bn3": "3.1"}
+_TIMM_EXPANDED = {
+    "conv_pw": "0.0",
+    "bn1": "0.1",
+    "conv_dw": "1.0",
+    "bn2": "1.1",
+    "se": "2",
+    "conv_pwl": "3.0",
+    "bn3": "3.1",
+}
 _TIMM_DEPTHWISE = {"conv_dw": "0.0", "bn1": "0.1", "se": "1", "conv_pw": "2.0", "bn2": "2.1"}
 _TIMM_SE = {"conv_reduce.": "fc1.", "conv_expand.": "fc2."}
 
@@ -32,9 +46,15 @@ def _classifier_identity(kind: str, signature: EfficientNetSignature, classes: i
     if phi is None:
         return Identity(
             f"a {kind} EfficientNet classifier matching no efficientnet_b<phi> ({signature.describe()}; ours scale "
-            f"width by 1.1**phi and depth by 1.2**phi together)", None, changes)
-    return Identity(f"a {kind} EfficientNet classifier with the trunk of efficientnet_b{phi} ({classes} classes)",
-                    f"efficientnet_b{phi}", changes)
+            f"width by 1.1**phi and depth by 1.2**phi together)",
+            None,
+            changes,
+        )
+    return Identity(
+        f"a {kind} EfficientNet classifier with the trunk of efficientnet_b{phi} ({classes} classes)",
+        f"efficientnet_b{phi}",
+        changes,
+    )
 
 
 class TorchvisionLayout(Layout):
@@ -59,7 +79,7 @@ class TorchvisionLayout(Layout):
         for key in state:
             top = next((p for p in _TORCHVISION_TOP if key.startswith(p)), None)
             if top is not None:
-                targets[key] = Target(_TORCHVISION_TOP[top] + key[len(top):])
+                targets[key] = Target(_TORCHVISION_TOP[top] + key[len(top) :])
             elif key.startswith("features."):
                 targets[key] = Target("backbone." + key)
         return targets, {}
@@ -109,7 +129,7 @@ class TimmLayout(Layout):
 def _timm_key(key: str, expanded: set) -> Optional[str]:
     top = next((p for p in _TIMM_TOP if key.startswith(p)), None)
     if top is not None:
-        return _TIMM_TOP[top] + key[len(top):]
+        return _TIMM_TOP[top] + key[len(top) :]
     match = _TIMM_BLOCK.fullmatch(key)
     if not match:
         return None
@@ -120,5 +140,5 @@ def _timm_key(key: str, expanded: set) -> Optional[str]:
     prefix = f"backbone.features.{int(stage) + 1}.{index}.block.{names[module]}"
     if module == "se":
         head = next((h for h in _TIMM_SE if tail.startswith(h)), None)
-        return f"{prefix}.{_TIMM_SE[head]}{tail[len(head):]}" if head else None
+        return f"{prefix}.{_TIMM_SE[head]}{tail[len(head) :]}" if head else None
     return f"{prefix}.{tail}"

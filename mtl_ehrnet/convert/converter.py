@@ -5,6 +5,7 @@ wrapper's loss buffer, the unused stride-2 tag half), every tensor of ours must 
 BatchNorm step counter excepted), shapes must agree; otherwise a ValueError names the file, what it
 holds, the model asked for and the first mismatching tensors.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,9 +73,13 @@ def convert_checkpoint(
     identity = layout.identify(state.tensors)
     name = model_name or identity.model
     if name is None:
-        raise ValueError(f"{where} holds {identity.description}; no model of ours has that architecture, pass model_name")
+        raise ValueError(
+            f"{where} holds {identity.description}; no model of ours has that architecture, pass model_name"
+        )
     model = _build(name, identity.changes, layout, where, identity)
-    report = ConversionReport(where, layout.name, identity.description, _config_of(model).describe(), notes=list(state.notes))
+    report = ConversionReport(
+        where, layout.name, identity.description, _config_of(model).describe(), notes=list(state.notes)
+    )
     report.ignored.update(state.wrapper_keys)
     if identity.changes:
         report.notes.append(f"model options the weights need: {identity.changes}")
@@ -105,7 +110,9 @@ def _choose_layout(state: SourceState, source: Optional[str], file_name: str, wh
     if isinstance(layout, TimmLayout):
         layout = TimmLayout(tf_ported=file_name.startswith("tf_"))
         if layout.tf_ported:
-            state.notes.append(f"TensorFlow-ported timm weights ({file_name!r} starts with 'tf_'): TF padding, BN eps 1e-3")
+            state.notes.append(
+                f"TensorFlow-ported timm weights ({file_name!r} starts with 'tf_'): TF padding, BN eps 1e-3"
+            )
     return layout
 
 
@@ -187,7 +194,9 @@ def _load_ours(data: Mapping[str, Any], where: str, model_name: Optional[str]) -
     if config_data.get("kind") == CLASSIFIER_KIND:
         model: Model = EfficientNetClassifier(ClassifierConfig.from_dict(dict(config_data)))
     elif "kind" in config_data:
-        raise ValueError(f"{where} holds a {config_data['kind']!r} model, not an EfficientHRNet; load it with teachers.load_teacher")
+        raise ValueError(
+            f"{where} holds a {config_data['kind']!r} model, not an EfficientHRNet; load it with teachers.load_teacher"
+        )
     else:
         model = EfficientHRNet(ModelConfig.from_dict(dict(config_data)))
     config = _config_of(model)

@@ -1,4 +1,5 @@
 """Which EfficientNet-B(phi) a file's trunk is: stem width, stage widths and blocks per stage."""
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
@@ -24,7 +25,9 @@ class EfficientNetSignature(NamedTuple):
 
 def signature_of_phi(phi: int) -> EfficientNetSignature:
     """The trunk of our ``efficientnet_b<phi>`` (width ``1.1**phi``, depth ``1.2**phi``)."""
-    setting, _ = _efficientnet_conf("efficientnet_b0", width_mult=width_multiplier(phi), depth_mult=depth_multiplier(phi))
+    setting, _ = _efficientnet_conf(
+        "efficientnet_b0", width_mult=width_multiplier(phi), depth_mult=depth_multiplier(phi)
+    )
     return EfficientNetSignature(
         setting[0].input_channels, tuple(c.out_channels for c in setting), tuple(c.num_layers for c in setting)
     )

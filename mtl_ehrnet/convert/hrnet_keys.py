@@ -4,6 +4,7 @@ The reference code names a conv and its BatchNorm as siblings (``conv1`` / ``bn1
 them in a ``Conv2dNormActivation`` (``conv1.0`` / ``conv1.1``). Every function returns None for a key
 it does not know, so that the caller can report it instead of guessing.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,12 @@ from typing import Optional
 _BLOCK = re.compile(r"(conv|bn)([123])\.(\w+)")
 _SHORTCUT = re.compile(r"downsample\.([01])\.(\w+)")
 _STAGE = re.compile(r"stage([234])\.(\d+)\.(branches|fuse_layers)\.(\d+)\.(\d+)\.(.+)")
-_STEM = {"conv1": "backbone.stem.0.0", "bn1": "backbone.stem.0.1", "conv2": "backbone.stem.1.0", "bn2": "backbone.stem.1.1"}
+_STEM = {
+    "conv1": "backbone.stem.0.0",
+    "bn1": "backbone.stem.0.1",
+    "conv2": "backbone.stem.1.0",
+    "bn2": "backbone.stem.1.1",
+}
 _STRIDED_TRANSITION = re.compile(r"transition([123])\.(\d+)\.(.+)")
 _DECONV = re.compile(r"deconv_layers\.0\.(\d+)\.(.+)")
 
@@ -75,7 +81,7 @@ def higher_resolution_head(key: str) -> Optional[str]:
     """HigherHRNet's ``final_layers.{0,1}`` and ``deconv_layers.0`` -> ``heads.pose.*``."""
     for source, ours in (("final_layers.0.", "heads.pose.final_lr."), ("final_layers.1.", "heads.pose.final_hr.")):
         if key.startswith(source):
-            return ours + key[len(source):]
+            return ours + key[len(source) :]
     match = _DECONV.fullmatch(key)
     if not match:
         return None

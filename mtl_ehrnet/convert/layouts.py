@@ -3,6 +3,7 @@
 Each layout recognises its files by their keys, says what architecture a file holds (so that a request
 for another model is refused by name), and maps every source tensor onto one of ours.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,6 @@ from mtl_ehrnet.convert.hrnet_keys import (
     higher_resolution_head,
     hrnet_stage,
     hrnet_stem,
-    residual_block,
     strided_transition,
 )
 from mtl_ehrnet.convert.targets import COPY, FOLD_BIAS, HEATMAP_HALF, Target
@@ -87,7 +87,9 @@ class HigherHRNetLayout(Layout):
         keypoints = _channels(state, "final_layers.1.weight")
         name = f"higherhrnet_w{width}"
         changes = {"num_keypoints": keypoints} if keypoints != 17 else {}
-        return Identity(f"a HigherHRNet-W{width} checkpoint ({keypoints} keypoints)", name if name in BASELINES else None, changes)
+        return Identity(
+            f"a HigherHRNet-W{width} checkpoint ({keypoints} keypoints)", name if name in BASELINES else None, changes
+        )
 
     def plan(self, state: State, model: nn.Module) -> Plan:
         targets: Dict[str, Target] = {}
@@ -122,8 +124,10 @@ class HRNetSegLayout(Layout):
             same = (config.body.widths, config.body.modules, config.body.blocks) == (widths, modules, blocks)
             if "seg" in config.tasks and same and (config.stage1_blocks, config.stage1_channels) == stage1:
                 name = candidate
-        what = f"HRNetV2 segmentation checkpoint (widths {list(widths)}, modules {list(modules)}, {blocks} blocks, stage 1 " \
-               f"{stage1[0]} x {stage1[1]}, {classes} classes)"
+        what = (
+            f"HRNetV2 segmentation checkpoint (widths {list(widths)}, modules {list(modules)}, {blocks} blocks, "
+            f"stage 1 {stage1[0]} x {stage1[1]}, {classes} classes)"
+        )
         changes = {"num_classes": classes} if classes != 19 else {}
         return Identity(f"an {what}" + (f", our {name}" if name else ""), name, changes)
 
@@ -169,7 +173,9 @@ class EfficientHRNetLayout(Layout):
         if keypoints != 17:
             changes["num_keypoints"] = keypoints
         if phi is not None and phi == trunk_phi:
-            return Identity(f"an EfficientHRNet phi={phi} checkpoint ({keypoints} keypoints{tags})", f"pose_h{phi}", changes)
+            return Identity(
+                f"an EfficientHRNet phi={phi} checkpoint ({keypoints} keypoints{tags})", f"pose_h{phi}", changes
+            )
         return Identity(
             f"an EfficientHRNet checkpoint of no known phi (HRNet widths {list(widths)}, EfficientNet "
             f"{_ehr_trunk(state).describe()})",
@@ -248,7 +254,7 @@ def _ehr_feature(key: str, blocks: List[Tuple[str, int]]) -> Optional[Target]:
     if j == padded:  # SqueezeExcitation: se = (pool, reduce conv, Swish, expand conv, sigmoid)
         fc = {"se.1.": "fc1.", "se.3.": "fc2."}
         head = next((h for h in fc if tail.startswith(h)), None)
-        return Target(f"{prefix}.{j}.{fc[head]}{tail[len(head):]}") if head else None
+        return Target(f"{prefix}.{j}.{fc[head]}{tail[len(head) :]}") if head else None
     if j == padded + 1:  # the projection conv, then its BN as a sibling
         return Target(f"{prefix}.{j}.0.{tail}")
     if j == padded + 2:
@@ -265,8 +271,10 @@ def _ehr_trunk(state: State) -> EfficientNetSignature:
     blocks = []
     index = 1
     while f"features.{index}.conv.0.1.weight" in state:
-        expanded = int(state[f"features.{index}.conv.0.1.weight"].shape[-1]) == 1 and \
-            f"features.{index}.conv.1.1.weight" in state
+        expanded = (
+            int(state[f"features.{index}.conv.0.1.weight"].shape[-1]) == 1
+            and f"features.{index}.conv.1.1.weight" in state
+        )
         depthwise = state[f"features.{index}.conv.{int(expanded)}.1.weight"]
         project = state[f"features.{index}.conv.{int(expanded) + 2}.weight"]
         blocks.append((int(project.shape[0]), int(depthwise.shape[-1]), expanded))

@@ -1,4 +1,5 @@
 """The account a conversion gives of every tensor it read and wrote."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,7 +55,13 @@ class ConversionReport:
     def to_dict(self) -> Dict[str, object]:
         """Plain data (JSON- and ``weights_only``-safe)."""
         return {
-            "source": self.source, "layout": self.layout, "identified": self.identified, "model": self.model,
-            "mapped": dict(self.mapped), "folded": dict(self.folded), "ignored": dict(self.ignored),
-            "defaulted": list(self.defaulted), "notes": list(self.notes),
+            "source": self.source,
+            "layout": self.layout,
+            "identified": self.identified,
+            "model": self.model,
+            "mapped": dict(self.mapped),
+            "folded": dict(self.folded),
+            "ignored": dict(self.ignored),
+            "defaulted": list(self.defaulted),
+            "notes": list(self.notes),
         }

@@ -1,4 +1,5 @@
 """Reading a published checkpoint file: safe load, unwrapping and prefix stripping."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -78,7 +79,7 @@ def read_source(data: Any, where: str) -> SourceState:
         for prefix in PREFIXES:
             network = [k for k in tensors if not _wrapper_reason(k)]
             if network and all(k.startswith(prefix) for k in network):
-                tensors = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in tensors.items()}
+                tensors = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in tensors.items()}
                 notes.append(f"prefix {prefix!r} stripped from every key")
                 changed = True
     for key in list(tensors):

@@ -1,4 +1,5 @@
 """What a source tensor becomes in our state dict."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -49,7 +49,9 @@ def _higherhrnet(width: int, size: int) -> ModelConfig:
     return ModelConfig(
         name=f"higherhrnet_w{width}",
         tasks=("pose",),
-        body=BodyConfig(widths=(width, 2 * width, 4 * width, 8 * width), modules=(1, 4, 3), blocks=4, new_branch="strided"),
+        body=BodyConfig(
+            widths=(width, 2 * width, 4 * width, 8 * width), modules=(1, 4, 3), blocks=4, new_branch="strided"
+        ),
         input_size=(size, size),
         backbone="hrnet_stem",
         stage1_blocks=4,

@@ -7,6 +7,7 @@ PyTorch pads 1 and 2 on both sides. Weights trained that way (EfficientHRNet's r
 ``tf_efficientnet_*`` ports of the TensorFlow checkpoints) need it to compute what they were trained to.
 Stride-1 convolutions with odd kernels pad symmetrically either way and are left alone.
 """
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -43,8 +44,16 @@ def use_same_padding(module: nn.Module) -> None:
     for name, child in module.named_children():
         if type(child) is nn.Conv2d and max(child.stride) > 1:
             conv = SamePadConv2d(
-                child.in_channels, child.out_channels, child.kernel_size, child.stride, 0, child.dilation,
-                child.groups, child.bias is not None, device=child.weight.device, dtype=child.weight.dtype,
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                0,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+                device=child.weight.device,
+                dtype=child.weight.dtype,
             )
             conv.weight = child.weight
             conv.bias = child.bias

@@ -1,5 +1,6 @@
 """ImageNet EfficientNet classifiers (torchvision, timm, timm's TensorFlow ports) as sources, checked
 against the libraries' own models."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,9 @@ def test_timm_efficientnets_including_tf_ports(tmp_path: Path, name: str, phi: i
     torch.save({"state_dict": reference.state_dict()}, tmp_path / f"{name}_ra-0123.pth")
     model, report = convert_checkpoint(tmp_path / f"{name}_ra-0123.pth")
     assert model.config.name == f"efficientnet_b{phi}" and report.layout == "timm"
-    assert model.config.tf_padding == name.startswith("tf_") and model.config.bn_eps == (1e-3 if name.startswith("tf_") else 1e-5)
+    assert model.config.tf_padding == name.startswith("tf_") and model.config.bn_eps == (
+        1e-3 if name.startswith("tf_") else 1e-5
+    )
     _check(reference, model, (97, 131) if name.startswith("tf_") else (96, 96))  # odd sizes: TF padding from the input
 
 

@@ -1,5 +1,6 @@
 """Published checkpoints: parity with the reference code's own outputs, every layout and wrapping,
 refusals, and the converted file through ``load_model``, ONNX and the command line."""
+
 from __future__ import annotations
 
 import gzip
@@ -63,8 +64,10 @@ def test_efficienthrnet_needs_its_tf_padding_and_biases(tmp_path: Path) -> None:
     model, _ = convert_checkpoint(tmp_path / "published.pth")
     symmetric = mtl_ehrnet.build_model("pose_h-4").eval()
     symmetric.load_state_dict(model.state_dict())
-    no_bias = {k: (torch.zeros_like(v) if k.endswith(".0.bias") and k.startswith("trans") else v)
-               for k, v in data["state_dict"].items()}
+    no_bias = {
+        k: (torch.zeros_like(v) if k.endswith(".0.bias") and k.startswith("trans") else v)
+        for k, v in data["state_dict"].items()
+    }
     torch.save(no_bias, tmp_path / "no_bias.pth")
     with torch.no_grad():
         assert _relative_error(_reference_order(symmetric(data["input"])), data["outputs"]) > TOLERANCE
@@ -119,10 +122,16 @@ def _layouts() -> Dict[str, List]:
 
 
 LAYOUT_MODELS = {
-    "efficienthrnet_h0": "pose_h0", "efficienthrnet_h-1": "pose_h-1", "efficienthrnet_h-2": "pose_h-2",
-    "efficienthrnet_h-3": "pose_h-3", "efficienthrnet_h-4": "pose_h-4", "higherhrnet_w32": "higherhrnet_w32",
-    "higherhrnet_w48": "higherhrnet_w48", "hrnet_w18_small_v1_seg": "hrnet_w18_small_v1_seg",
-    "hrnet_w18_small_v2_seg": "hrnet_w18_small_v2_seg", "hrnet_w48_seg": "hrnet_w48_seg",
+    "efficienthrnet_h0": "pose_h0",
+    "efficienthrnet_h-1": "pose_h-1",
+    "efficienthrnet_h-2": "pose_h-2",
+    "efficienthrnet_h-3": "pose_h-3",
+    "efficienthrnet_h-4": "pose_h-4",
+    "higherhrnet_w32": "higherhrnet_w32",
+    "higherhrnet_w48": "higherhrnet_w48",
+    "hrnet_w18_small_v1_seg": "hrnet_w18_small_v1_seg",
+    "hrnet_w18_small_v2_seg": "hrnet_w18_small_v2_seg",
+    "hrnet_w48_seg": "hrnet_w48_seg",
 }
 
 
@@ -157,7 +166,9 @@ def test_another_phi_is_refused_naming_both(tmp_path: Path) -> None:
     torch.save({"state_dict": data["state_dict"]}, tmp_path / "h-4.pth")
     with pytest.raises(ValueError, match=r"an EfficientHRNet phi=-4 checkpoint.*you asked for pose_h0 \(phi=0\)"):
         convert_checkpoint(tmp_path / "h-4.pth", "pose_h0")
-    with pytest.raises(ValueError, match=r"features\.0\.1\.weight \(24, 3, 3, 3\) -> backbone\.features\.0\.0\.weight \(32, 3, 3, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"features\.0\.1\.weight \(24, 3, 3, 3\) -> backbone\.features\.0\.0\.weight \(32, 3, 3, 3\)"
+    ):
         mtl_ehrnet.create_model("pose_h0", weights=tmp_path / "h-4.pth")
     with pytest.raises(ValueError, match="is not a 'higherhrnet' file .* looks like a 'ehr' file"):
         convert_checkpoint(tmp_path / "h-4.pth", source="higherhrnet")
@@ -217,15 +228,41 @@ def test_commands_take_the_converted_file_as_it_is(synth, tmp_path: Path, capsys
     assert "| AP |" in capsys.readouterr().out
     image = next(Path(coco[1]).iterdir())
     out = tmp_path / "predicted"
-    assert main(["predict", str(converted), str(image), "--out", str(out), "--input-size", "64", "--device", "cpu"]) == 0
+    assert (
+        main(["predict", str(converted), str(image), "--out", str(out), "--input-size", "64", "--device", "cpu"]) == 0
+    )
     assert (out / "poses.json").is_file()
     run = tmp_path / "finetune"
-    assert main([
-        "train-teacher", "pose", "--model", "pose_h-4", "--init-weights", str(converted),
-        "--coco", str(synth.coco_annotations("train")), str(synth.coco_images("train")), "--input-size", "64",
-        "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--workers", "0", "--val-every", "0",
-        "--out", str(run),
-    ]) == 0
+    assert (
+        main(
+            [
+                "train-teacher",
+                "pose",
+                "--model",
+                "pose_h-4",
+                "--init-weights",
+                str(converted),
+                "--coco",
+                str(synth.coco_annotations("train")),
+                str(synth.coco_images("train")),
+                "--input-size",
+                "64",
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                "1",
+                "--batch-size",
+                "2",
+                "--workers",
+                "0",
+                "--val-every",
+                "0",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert torch.load(run / "last.pt", weights_only=True)["config"]["tf_padding"] is True
 
 
@@ -241,4 +278,7 @@ def test_a_student_started_from_a_converted_file_computes_what_it_does(tmp_path:
     load_matching_weights(student, tmp_path / "h-4.pt")
     with torch.no_grad():
         outputs = student.eval()(data["input"])
-    assert _relative_error(_reference_order({k: v for k, v in outputs.items() if k != "seg"}), data["outputs"]) <= TOLERANCE
+    assert (
+        _relative_error(_reference_order({k: v for k, v in outputs.items() if k != "seg"}), data["outputs"])
+        <= TOLERANCE
+    )
