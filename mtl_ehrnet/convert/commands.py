@@ -16,7 +16,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         description="Reads SRC with torch.load(weights_only=True) (a pickle that would run code is refused), "
         "detects its layout, fills our model with every tensor (conv biases before BatchNorm folded exactly, the "
         "unused stride-2 tag half dropped, training-loss buffers ignored) and writes our checkpoint, which evaluate, "
-        "predict, export, benchmark, train-teacher --init-weights and distill take as it is. Prints what was mapped and ignored.",
+        "predict, export, benchmark, train-teacher --init-weights and distill take as it is. Prints what was mapped "
+        "and ignored.",
     )
     parser.add_argument("source", metavar="SRC", help="the published .pth / .pt file")
     parser.add_argument(
