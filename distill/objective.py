@@ -96,7 +96,10 @@ class DistillationObjective(nn.Module):
         super().__init__()
         self.task_weights = check_task_weights(task_weights or {})
         self.settings = settings
-        self.flip_index = list(flip_index)
+        self.flip_index: torch.Tensor
+        # A buffer, so that it moves to the training device with the objective and the replay of every step
+        # finds it there instead of copying it from the host.
+        self.register_buffer("flip_index", torch.as_tensor(list(flip_index), dtype=torch.long), persistent=False)
         self.gt = gt if gt is not None else GroundTruthLoss(("pose", "seg"))
         self.teachers = nn.ModuleDict({k: v for k, v in (("pose", pose_teacher), ("seg", seg_teacher)) if v is not None})
         self.hints: Optional[FeatureHints] = None

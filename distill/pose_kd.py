@@ -41,16 +41,20 @@ def pseudo_joints(
 
     The teacher's stride-4 maps are grouped (:func:`group_poses`); people whose score is below
     ``min_score`` are dropped and joints whose value is below ``min_joint_value`` marked invisible.
+    Grouping is a host algorithm (Hungarian matching): the batch's maps come to the host in one copy,
+    the step's one wait for the device besides the engine's, and the targets go back without a wait.
 
     Args:
         heatmaps, tags: (B, K, h, w) teacher maps at stride 4.
     Returns:
-        (B, max_people, K, 2) int64: flat index ``y * w + x`` and visible flag — the ``joints`` format.
+        (B, max_people, K, 2) int64 on the maps' device: flat index ``y * w + x`` and visible flag — the
+        ``joints`` format.
     """
     batch, k, h, w = heatmaps.shape
+    host_heatmaps, host_tags = torch.stack([heatmaps.float(), tags.float()]).cpu()
     joints = torch.zeros(batch, max_people, k, 2, dtype=torch.long)
     for b in range(batch):
-        keypoints, scores = group_poses(heatmaps[b].float(), tags[b].float(), max_people=max_people)
+        keypoints, scores = group_poses(host_heatmaps[b], host_tags[b], max_people=max_people)
         keypoints = torch.as_tensor(keypoints)
         scores = torch.as_tensor(scores)
         people = keypoints[scores >= min_score][:max_people]
@@ -60,7 +64,7 @@ def pseudo_joints(
         y = people[..., 1].round().long().clamp(0, h - 1)
         joints[b, : len(people), :, 0] = y * w + x
         joints[b, : len(people), :, 1] = (people[..., 2] >= min_joint_value).long()
-    return joints.to(heatmaps.device)
+    return joints.to(heatmaps.device, non_blocking=True)
 
 
 def tag_kd_pseudo(student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], push_kind: str = "exp", **thresholds: float) -> torch.Tensor:
@@ -82,7 +86,8 @@ def tag_kd_relational(
     """Relational tag distillation: the student's pairwise tag affinities ``exp(-(t_i - t_j)^2)`` match the
     teacher's over the locations where the teacher sees a joint (heatmap above ``threshold``).
 
-    Invariant to any shift of the tag values, which carry no meaning by themselves.
+    Invariant to any shift of the tag values, which carry no meaning by themselves. The confident points are
+    weighted in, not selected, so that no count is read back from the device.
 
     Args:
         student_tags, teacher_tags, teacher_heatmaps: (B, K, h, w) at stride 4.
@@ -90,19 +95,12 @@ def tag_kd_relational(
         (B,) mean squared affinity difference over confident pairs; 0 when the student equals the teacher
         (or differs by a constant), 0 when fewer than two points are confident.
     """
-    batch = student_tags.shape[0]
     s = student_tags.float().flatten(1)
     t = teacher_tags.float().flatten(1)
-    conf = teacher_heatmaps.float().flatten(1)
-    losses = []
-    for b in range(batch):
-        scores, index = conf[b].topk(min(max_points, conf.shape[1]))
-        index = index[scores > threshold]
-        if index.numel() < 2:
-            losses.append(s[b].sum() * 0)
-            continue
-        sv, tv = s[b, index], t[b, index]
-        affinity_s = torch.exp(-(sv[:, None] - sv[None, :]).square())
-        affinity_t = torch.exp(-(tv[:, None] - tv[None, :]).square())
-        losses.append((affinity_s - affinity_t).square().mean())
-    return torch.stack(losses)
+    scores, index = teacher_heatmaps.float().flatten(1).topk(min(max_points, s.shape[1]), dim=1)  # (B, P)
+    confident = (scores > threshold).to(s.dtype)
+    sv, tv = s.gather(1, index), t.gather(1, index)
+    affinity_s = torch.exp(-(sv[:, :, None] - sv[:, None, :]).square())
+    affinity_t = torch.exp(-(tv[:, :, None] - tv[:, None, :]).square())
+    pairs = confident[:, :, None] * confident[:, None, :]  # (B, P, P)
+    return ((affinity_s - affinity_t).square() * pairs).sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp(min=1)

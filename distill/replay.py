@@ -5,10 +5,14 @@ teacher input pixels). A training sample carries its own affine ``A`` (original 
 student map at stride ``s`` therefore reads the teacher map at ``A_t A^-1`` of its pixel centres; when
 that chain mirrors (det A det A_t < 0: a mirrored sample read from an un-mirrored entry) the left and right
 joint channels are also swapped.
+
+This runs on the training device at every step of a cached run: nothing here reads a value back to the host,
+and constants are made on the device (``torch.tensor(..., device="cuda")`` copies from the host and waits for
+the GPU), so that the host keeps queueing work ahead of it.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -16,14 +20,32 @@ import torch.nn.functional as F
 
 def _homogeneous(affine: torch.Tensor) -> torch.Tensor:
     """(B, 2, 3) -> (B, 3, 3)."""
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=affine.dtype, device=affine.device).expand(affine.shape[0], 1, 3)
+    bottom = torch.zeros_like(affine[:, :1])
+    bottom[:, 0, 2] = 1.0
     return torch.cat([affine, bottom], dim=1)
 
 
+def _invert(affine: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) -> (B, 2, 3): the inverse map, in closed form (``torch.linalg.inv`` checks for a singular
+    matrix, and that check reads a flag back from the GPU)."""
+    a, b, tx = affine[:, 0].unbind(-1)
+    c, d, ty = affine[:, 1].unbind(-1)
+    det = a * d - b * c
+    inverse = torch.stack([d, -b, b * ty - d * tx, -c, a, c * tx - a * ty], dim=-1) / det[:, None]
+    return inverse.reshape(-1, 2, 3)
+
+
+def _determinant(affine: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) -> (B,): the determinant of the linear part (< 0 for a mirroring map)."""
+    return affine[:, 0, 0] * affine[:, 1, 1] - affine[:, 0, 1] * affine[:, 1, 0]
+
+
 def _stride_to_input(stride: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Map pixel centre u at stride s -> input pixel (u + 0.5) * s - 0.5 (the data layer's convention)."""
-    offset = 0.5 * stride - 0.5
-    return torch.tensor([[stride, 0.0, offset], [0.0, stride, offset], [0.0, 0.0, 1.0]], dtype=dtype, device=device)
+    """(1, 2, 3): map pixel centre u at stride s -> input pixel (u + 0.5) * s - 0.5 (the data layer's
+    convention)."""
+    scale = torch.eye(2, 3, dtype=dtype, device=device) * stride
+    scale[:, 2] = 0.5 * stride - 0.5
+    return scale[None]
 
 
 def replay_affine(
@@ -33,7 +55,7 @@ def replay_affine(
     out_hw: Tuple[int, int],
     out_stride: int,
     cached_stride: int,
-    flip_index: Optional[Sequence[int]] = None,
+    flip_index: Optional[Union[Sequence[int], torch.Tensor]] = None,
     extent: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Warps cached teacher maps into the frame of augmented student maps.
@@ -43,8 +65,9 @@ def replay_affine(
         cached_affine: (B, 2, 3) original -> teacher input pixels.
         sample_affine: (B, 2, 3) original -> student input pixels (the sample's ``affine``).
         out_hw: (H, W) of the student map, at stride ``out_stride`` of the student input.
-        flip_index: channel permutation applied where the chain mirrors: a mirrored sample read from an
-            un-mirrored entry or the reverse (joint maps); None for class maps.
+        flip_index: (C,) channel permutation applied where the chain mirrors: a mirrored sample read from an
+            un-mirrored entry or the reverse (joint maps); None for class maps. A tensor already on the maps'
+            device is used as it is; a sequence is copied there.
         extent: (B, 2) height and width of each sample's map within ``maps`` when maps of several sizes
             were zero-padded to one shape; None: the whole map.
     Returns:
@@ -54,12 +77,13 @@ def replay_affine(
     b = maps.shape[0]
     height, width = out_hw
     h_t, w_t = maps.shape[-2:]
+    cached_affine, sample_affine = cached_affine.to(device, dtype), sample_affine.to(device, dtype)
     # student map pixel -> student input -> original -> teacher input -> teacher map pixel
     chain = (
-        torch.linalg.inv(_stride_to_input(cached_stride, dtype, device))
-        @ _homogeneous(cached_affine.to(device, dtype))
-        @ torch.linalg.inv(_homogeneous(sample_affine.to(device, dtype)))
-        @ _stride_to_input(out_stride, dtype, device)
+        _homogeneous(_invert(_stride_to_input(cached_stride, dtype, device)))
+        @ _homogeneous(cached_affine)
+        @ _homogeneous(_invert(sample_affine))
+        @ _homogeneous(_stride_to_input(out_stride, dtype, device))
     )  # (B, 3, 3)
     ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij")
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3, 1)  # (1, HW, 3, 1)
@@ -74,10 +98,9 @@ def replay_affine(
         inside = (source.reshape(b, height, width, 2) >= -0.5) & (source.reshape(b, height, width, 2) <= size - 0.5)
         valid = inside.all(dim=-1).to(dtype)
     if flip_index is not None:
-        mirrored = torch.linalg.det(sample_affine[:, :, :2].to(device, dtype)) * torch.linalg.det(cached_affine[:, :, :2].to(device, dtype)) < 0
-        if mirrored.any():
-            index = torch.as_tensor(list(flip_index), device=device)
-            warped = torch.where(mirrored[:, None, None, None], warped[:, index], warped)
+        mirrored = _determinant(sample_affine) * _determinant(cached_affine) < 0
+        index = torch.as_tensor(flip_index, device=device)
+        warped = torch.where(mirrored[:, None, None, None], warped[:, index], warped)
     return warped, valid
 
 
@@ -88,7 +111,8 @@ BLEND = "blend_"  # key prefix of the second entry of a sample blended from two 
 
 
 def replay_cached(
-    cached: Dict[str, torch.Tensor], sample_affine: torch.Tensor, input_hw: Tuple[int, int], flip_index: Sequence[int]
+    cached: Dict[str, torch.Tensor], sample_affine: torch.Tensor, input_hw: Tuple[int, int],
+    flip_index: Union[Sequence[int], torch.Tensor],
 ) -> Dict[str, torch.Tensor]:
     """Every cached teacher map warped into the frame of the augmented student input.
 
@@ -101,7 +125,8 @@ def replay_cached(
             each of those maps becomes ``(1 - w) * first + w * second`` once both are warped.
         sample_affine: (B, 2, 3) original -> student input pixels.
         input_hw: (H, W) of the student input.
-        flip_index: joint permutation applied to the joint maps of mirrored samples.
+        flip_index: (K,) joint permutation applied to the joint maps of mirrored samples (best a tensor on the
+            maps' device: see :func:`replay_affine`).
     Returns:
         the warped maps by key, at the student's map sizes, and ``valid_lr`` (B, H/4, W/4): 1 where a
         stride-4 student pixel falls inside the cached maps (the first size's; both letterboxes hold the
@@ -119,7 +144,8 @@ def replay_cached(
 
 
 def _replay_entry(
-    cached: Dict[str, torch.Tensor], sample_affine: torch.Tensor, input_hw: Tuple[int, int], flip_index: Sequence[int]
+    cached: Dict[str, torch.Tensor], sample_affine: torch.Tensor, input_hw: Tuple[int, int],
+    flip_index: Union[Sequence[int], torch.Tensor],
 ) -> Dict[str, torch.Tensor]:
     """:func:`replay_cached` for one entry per sample (no ``blend_`` keys)."""
     height, width = input_hw

@@ -19,7 +19,7 @@ key             shape / dtype         meaning
 ``masks_lr``    (H/4, W/4) float32    the same at stride 4
 ``joints``      (30, K, 2) int64      associative-embedding targets at stride 4: flat index
                                       ``y * W/4 + x`` and a visible flag 0/1, one row per person
-``seg``         (H, W) int64          Cityscapes train ids, 255 = ignore (all 255 without seg labels)
+``seg``         (H, W) uint8          Cityscapes train ids, 255 = ignore (all 255 without seg labels)
 ``image_id``    () int64              COCO image id, or the index of a Cityscapes image
 ``affine``      (2, 3) float32        maps original-image pixel coordinates to input pixel coordinates
 ``orig_size``   (2,) int64            original image (height, width)

@@ -26,6 +26,7 @@ import pycocotools.mask as mask_utils
 from PIL import Image
 from tqdm import tqdm
 
+from mtl_ehrnet.data.polygons import mask_polygons
 from mtl_ehrnet.data.scene import Scene, SceneOptions, render_scene
 from mtl_ehrnet.data.skeleton import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
@@ -78,24 +79,27 @@ def _uncompressed_rle(mask: np.ndarray) -> Dict[str, list]:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
-def _compressed_rle(mask: np.ndarray) -> Dict[str, object]:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def coco_annotations(scene: Scene, image_id: int, first_id: int) -> List[dict]:
-    """COCO keypoint annotations for a scene's people and crowds.
+    """COCO keypoint annotations for a scene's people and crowds, in COCO's own conventions.
 
-    People too small to label get ``num_keypoints = 0`` (their region is masked out by the loaders);
-    each crowd becomes one ``iscrowd = 1`` annotation with an uncompressed RLE, as in COCO.
+    A person's ``segmentation`` is a list of polygons traced around their mask (holes filled, as COCO's
+    annotators draw; :func:`mtl_ehrnet.data.polygons.mask_polygons`), and each crowd becomes one
+    ``iscrowd = 1`` annotation with an uncompressed RLE (``counts`` a list of run lengths), so loaders that
+    pass either to ``pycocotools.mask.frPyObjects`` read them. ``area`` and ``bbox`` are those of the
+    decoded region. People too small to label get ``num_keypoints = 0`` (their region is masked out by
+    the loaders).
     """
     annotations = []
     entries = [(p.mask, p.keypoints, 0) for p in scene.people if not p.crowd]
     entries += [(m, np.zeros((len(COCO_KEYPOINT_NAMES), 3)), 1) for m in scene.crowds]
     for mask, keypoints, crowd in entries:
-        segmentation = _uncompressed_rle(mask) if crowd else _compressed_rle(mask)
-        rle = mask_utils.frPyObjects(segmentation, *segmentation["size"]) if crowd else \
-            {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+        height, width = mask.shape
+        if crowd:
+            segmentation: object = _uncompressed_rle(mask)
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            segmentation = mask_polygons(mask)
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
         values = np.round(keypoints, 2)
         annotations.append({
             "id": first_id + len(annotations),

@@ -171,10 +171,11 @@ def build_sample(
         sample["masks"] = torch.from_numpy(np.zeros(half, dtype=np.float32))
         sample["masks_lr"] = torch.from_numpy(np.zeros(quarter, dtype=np.float32))
         sample["joints"] = torch.from_numpy(np.zeros((max_people, num_joints, 2), dtype=np.int64))
+    # uint8 (255 = ignore): an eighth of int64's bytes to collate, pin and copy; the loss widens it on the device.
     if has_seg:
-        sample["seg"] = torch.from_numpy(warp_labels(raw.seg, matrix, out_hw).astype(np.int64))
+        sample["seg"] = torch.from_numpy(np.array(warp_labels(raw.seg, matrix, out_hw), dtype=np.uint8))
     else:
-        sample["seg"] = torch.full(out_hw, IGNORE_INDEX, dtype=torch.int64)
+        sample["seg"] = torch.full(out_hw, IGNORE_INDEX, dtype=torch.uint8)
     sample["image_id"] = torch.tensor(raw.image_id, dtype=torch.int64)
     # Pixel-centre form of the affine, so callers can map predictions back without the 0.5 shifts.
     shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])

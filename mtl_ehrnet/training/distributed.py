@@ -1,6 +1,7 @@
 """``torch.distributed`` set-up for runs launched by ``torchrun`` (gloo on CPU, NCCL on GPU), and the few
-collectives the engine needs: agreeing on a flag, averaging gradients that DDP does not cover, and running a
-step on every rank so that a failure on one rank surfaces on all instead of leaving the others waiting."""
+collectives the engine needs: agreeing on flags, averaging gradients that DDP does not cover, synchronised
+batch norm, and running a step on every rank so that a failure on one rank surfaces on all instead of leaving
+the others waiting."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 T = TypeVar("T")
 # NCCL's default is 10 minutes: ranks waiting at a collective while rank 0 validates with a plain callable, or
@@ -57,13 +59,37 @@ def setup(device: str = "auto", timeout: timedelta = TIMEOUT) -> Context:
     return Context(rank, world, local_rank, dev)
 
 
-def all_true(flag: bool, context: Context) -> bool:
-    """Whether ``flag`` holds on every process (every rank must take the same branch)."""
-    if context.world == 1:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=context.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item() > 0)
+def all_min(values: torch.Tensor, context: Context) -> List[float]:
+    """Each entry's minimum over the ranks, read to the host in one copy: the one point of a training step at
+    which the host waits for the device.
+
+    Args:
+        values: (N,) float flags or values on this rank's device.
+    """
+    if context.world > 1:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.MIN)
+    return values.tolist()
+
+
+def sync_batchnorm(model: nn.Module, enabled: bool, context: Context) -> nn.Module:
+    """``model`` with its batch norms converted in place to ``SyncBatchNorm`` when ``enabled`` and several
+    processes train; otherwise ``model`` unchanged. SyncBatchNorm trains on CUDA only (see
+    :func:`check_sync_batchnorm`)."""
+    if not enabled or context.world == 1:
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def check_sync_batchnorm(enabled: bool, context: Context) -> None:
+    """Refuses SyncBatchNorm where it would be used off CUDA: torch has no CPU kernels for it, and the first
+    training step would fail deep inside the forward pass.
+
+    Raises:
+        ValueError: ``enabled`` with several processes on a device other than CUDA.
+    """
+    if enabled and context.world > 1 and context.device.type != "cuda":
+        raise ValueError(f"sync_bn (--sync-bn) needs CUDA devices; this run trains on {context.device}")
 
 
 def run_on_every_rank(compute: Callable[[], T], context: Context) -> List[T]:
@@ -103,23 +129,39 @@ def broadcast_parameters(parameters: Iterable[torch.Tensor], context: Context) -
             dist.broadcast(parameter.data, src=0)
 
 
-def average_gradients(parameters: Sequence[torch.Tensor], context: Context) -> None:
+def average_gradients(
+    parameters: Sequence[torch.Tensor], context: Context, present: Optional[Sequence[bool]] = None
+) -> None:
     """Replaces each gradient by its mean over ranks (for parameters outside DDP, e.g. a loss module's).
 
     A parameter without a gradient on some rank counts as a zero gradient there; one without a gradient on
     every rank keeps ``grad = None``, as in a single process.
+
+    Args:
+        present: whether each parameter has a gradient on any rank, when the caller already agreed on it (see
+            :func:`absent_gradients`); None: agreed here, at the cost of reading a flag back from the device.
     """
     if context.world == 1 or not parameters:
         return
-    present = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=context.device)
-    dist.all_reduce(present, op=dist.ReduceOp.MAX)
-    for parameter, anywhere in zip(parameters, present.tolist()):
+    if present is None:
+        flags = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=context.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        present = [bool(v) for v in flags.tolist()]
+    for parameter, anywhere in zip(parameters, present):
         if not anywhere:
             continue
         if parameter.grad is None:
             parameter.grad = torch.zeros_like(parameter)
         dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
         parameter.grad.div_(context.world)
+
+
+def absent_gradients(parameters: Sequence[torch.Tensor], context: Context) -> List[torch.Tensor]:
+    """One 0-dim flag per parameter, 1 where it has no gradient on this rank, made on the device without a
+    copy from the host; their :func:`all_min` is 0 where any rank has a gradient. Empty in a single process."""
+    if context.world == 1:
+        return []
+    return [torch.full((), float(p.grad is None), device=context.device) for p in parameters]
 
 
 def parameters_in_sync(parameters: Iterable[torch.Tensor], context: Context) -> bool:

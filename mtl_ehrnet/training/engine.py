@@ -1,24 +1,30 @@
 """The one training loop. Teachers (ground-truth losses) and the distilled student plug in their loss;
 nothing else differs.
 
-``fit`` owns: optimizer and LR schedule from the run config, AMP on CUDA, gradient clipping, DDP under
-``torchrun`` (only rank 0 writes), seeded data order and augmentation, a tqdm bar with the loss terms and
-throughput, a JSON-lines log of every term and metric, per-epoch validation through a callable (split over
-the ranks when it is a :class:`~mtl_ehrnet.training.validation.ShardedValidator`),
-``last.pt`` (atomic, every N steps and at each epoch end) and ``best.pt``, exact resume, and skipping of
-non-finite steps. With ``config.ema_decay`` it also keeps an exponential moving average of the weights,
-which validation, ``best.pt`` and every checkpoint's ``model`` entry hold (``train_model``: the weights
-being trained, for resuming).
+``fit`` owns: optimizer and LR schedule from the run config, mixed precision (fp16 with a GradScaler, or
+bf16), gradient clipping, DDP under ``torchrun`` (only rank 0 writes; SyncBatchNorm on request), seeded data
+order and augmentation through one DataLoader whose workers persist from epoch to epoch, a tqdm bar with the
+loss and throughput, a JSON-lines log of every term and metric, per-epoch validation through a callable (split
+over the ranks when it is a :class:`~mtl_ehrnet.training.validation.ShardedValidator`), ``last.pt`` (atomic,
+every N steps and at each epoch end) and ``best.pt``, exact resume, and skipping of non-finite steps. With
+``config.ema_decay`` it also keeps an exponential moving average of the weights, which validation, ``best.pt``
+and every checkpoint's ``model`` entry hold (``train_model``: the weights being trained, for resuming).
+
+A step reads one thing back from the device: whether its loss is finite (with, under ``torchrun``, which
+loss-module parameters got a gradient on any rank), in a single copy after the backward pass, so that a
+non-finite loss is never stepped. The terms are summed on the device and read every ``config.log_every``
+steps and at the end of each epoch (see :class:`~mtl_ehrnet.training.running_terms.RunningTerms`).
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -34,7 +40,9 @@ from mtl_ehrnet.training.ema import build_ema
 from mtl_ehrnet.training.metric_log import MetricLog
 from mtl_ehrnet.training.optim import build_optimizer, build_scheduler
 from mtl_ehrnet.training.run_config import RunConfig
-from mtl_ehrnet.training.seeding import EpochBatchSampler, SeededDataset, rng_state, seed_everything, set_rng_state
+from mtl_ehrnet.training.running_terms import RunningTerms
+from mtl_ehrnet.training.seeding import (EpochBatches, EpochBatchSampler, SeededDataset, rng_state, seed_everything,
+                                         set_rng_state)
 from mtl_ehrnet.training.validation import Validator, validate_on_ranks
 
 logger = logging.getLogger(__name__)
@@ -84,6 +92,39 @@ def _epoch_batches(train_set: Dataset, config: RunConfig, epoch: int, rank: int,
     return _ResumedBatches(mix, skip, stop)
 
 
+def train_loader(
+    data: Dataset, batches: Sampler[List[Tuple[int, int]]], config: RunConfig, device: torch.device
+) -> DataLoader:
+    """The one DataLoader of a run: its workers persist from epoch to epoch (``batches`` moves on with
+    :meth:`EpochBatches.set_epoch`), and batches come in page-locked memory on CUDA, so that the copy to the
+    device overlaps the step before."""
+    # Its own generator: creating the iterator must not draw from the global RNG, which drives stochastic
+    # depth and is restored exactly on resume (augmentation is seeded per sample by SeededDataset).
+    return DataLoader(data, batch_sampler=batches, num_workers=config.workers, pin_memory=device.type == "cuda",
+                      persistent_workers=config.workers > 0, generator=torch.Generator().manual_seed(config.seed))
+
+
+def autocast_dtype(config: RunConfig, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of ``config.amp`` on ``device``, or None for float32 (fp16 only on CUDA)."""
+    if config.amp == "bf16":
+        return torch.bfloat16
+    if config.amp == "fp16" and device.type == "cuda":
+        return torch.float16
+    return None
+
+
+@contextlib.contextmanager
+def _cudnn_autotuned(device: torch.device) -> Iterator[None]:
+    """cuDNN picks the fastest kernels for the first shapes it sees; training crops have one fixed size, so the
+    search pays once. Restored afterwards: validation sees images of many sizes."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
 def fit(
     model: EfficientHRNet,
     loss_fn: LossFn,
@@ -118,18 +159,20 @@ def fit(
             with as many processes as it was started with.
     """
     ctx = distributed.setup(config.device)
+    distributed.check_sync_batchnorm(config.sync_bn, ctx)
     seed_everything(config.seed)
     out_dir = Path(out_dir)
     last, best = out_dir / "last.pt", out_dir / "best.pt"
-    use_amp = config.amp and ctx.device.type == "cuda"
+    amp_dtype = autocast_dtype(config, ctx.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = distributed.sync_batchnorm(model, config.sync_bn, ctx)
     model.to(ctx.device, memory_format=memory_format)
     if isinstance(loss_fn, nn.Module):
-        loss_fn.to(ctx.device)
+        # Online teachers and hint adapters read the same NHWC images the model does.
+        loss_fn.to(ctx.device, memory_format=memory_format)
     net: nn.Module = model
     if ctx.world > 1:
         net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    data = SeededDataset(train_set, config.seed)
     steps_per_epoch = len(_epoch_batches(train_set, config, 0, ctx.rank, ctx.world, skip=0))
     # A loss module may train parameters of its own (hint adapters, learned loss weights); frozen
     # teachers inside it have requires_grad=False and stay out.
@@ -144,7 +187,8 @@ def fit(
     optimizer = build_optimizer(trainable, config, names=[name for name, _ in named])
     forward_kwargs = dict(getattr(loss_fn, "forward_kwargs", {}))
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # bf16 has float32's exponent range: its gradients need no scaling.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     ema = None if config.ema_decay is None else build_ema(model, config.ema_decay)
     # What validation sees and what checkpoints hand to users: the average when there is one.
     served: nn.Module = model if ema is None else ema.module
@@ -168,68 +212,73 @@ def fit(
                 loss_state=loss_fn.training_state_dict() if hasattr(loss_fn, "training_state_dict") else {},
             )
 
+    batches = EpochBatches(lambda epoch_, skip_: _epoch_batches(train_set, config, epoch_, ctx.rank, ctx.world, skip_))
+    loader = train_loader(SeededDataset(train_set, config.seed), batches, config, ctx.device)
+    running = RunningTerms()
     consecutive_bad = 0
     while epoch < config.epochs:
-        data.set_epoch(epoch)
-        sampler = _epoch_batches(train_set, config, epoch, ctx.rank, ctx.world, skip)
-        # Its own generator: creating the iterator must not draw from the global RNG, which drives
-        # stochastic depth and is restored exactly on resume.
-        loader = DataLoader(data, batch_sampler=sampler, num_workers=config.workers, pin_memory=ctx.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(config.seed + epoch))
+        batches.set_epoch(epoch, skip)
         net.train()
-        sums: Dict[str, float] = {}
         steps_done, started = 0, time.perf_counter()
         bar = tqdm(total=steps_per_epoch, initial=skip, disable=not ctx.is_main, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
-        for step_in_epoch, batch in enumerate(loader, start=skip):
-            batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
-            batch["image"] = batch["image"].contiguous(memory_format=memory_format)
-            with torch.autocast(ctx.device.type, enabled=use_amp):
-                terms = loss_fn(net(batch["image"], **forward_kwargs), batch)
-            loss = torch.stack([t.float() for t in terms.values()]).sum()
-            if not distributed.all_true(bool(torch.isfinite(loss)), ctx):
-                consecutive_bad += 1
-                skipped_total += 1
+        with _cudnn_autotuned(ctx.device):
+            for step_in_epoch, batch in enumerate(loader, start=skip):
+                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+                batch["image"] = batch["image"].contiguous(memory_format=memory_format)
+                with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    terms = loss_fn(net(batch["image"], **forward_kwargs), batch)
+                loss = torch.stack([t.float() for t in terms.values()]).sum()
                 optimizer.zero_grad(set_to_none=True)
-                logger.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, step_in_epoch)
-                if ctx.is_main:
-                    log.write("event", epoch, global_step, {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch,
-                                                            **{k: float(v.detach()) for k, v in terms.items()}})
-                if consecutive_bad >= config.max_nonfinite:
-                    raise NonFiniteLossError(
-                        f"{consecutive_bad} consecutive non-finite losses (last at epoch {epoch + 1}, step {step_in_epoch}); "
-                        f"lower the learning rate or check the data; the last good checkpoint is {last}"
-                    )
-                continue
-            consecutive_bad = 0
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            distributed.average_gradients(loss_parameters, ctx)
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            global_step += 1
-            steps_done += 1
-            values = {k: float(v.detach()) for k, v in terms.items()}
-            values["loss"] = float(loss.detach())
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            rate = steps_done * config.batch_size * ctx.world / max(1e-9, time.perf_counter() - started)
-            bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{rate:.1f}")
-            bar.update()
-            if ctx.is_main:
-                log.write("train", epoch, global_step, {**values, "lr": optimizer.param_groups[0]["lr"]})
-            if config.checkpoint_every and global_step % config.checkpoint_every == 0:
-                save(last, epoch, step_in_epoch + 1)
+                # Every rank runs the backward pass, a non-finite one too, so that DDP's reducer stays in step;
+                # the step is then dropped on every rank alike.
+                scaler.scale(loss).backward()
+                absent = distributed.absent_gradients(loss_parameters, ctx)
+                flags = distributed.all_min(torch.stack([torch.isfinite(loss).float(), *absent]), ctx)
+                if flags[0] < 1:
+                    consecutive_bad += 1
+                    skipped_total += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    logger.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, step_in_epoch)
+                    if ctx.is_main:
+                        values = {k: float(v.detach()) for k, v in terms.items()}
+                        log.write("event", epoch, global_step,
+                                  {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch, **values})
+                    if consecutive_bad >= config.max_nonfinite:
+                        raise NonFiniteLossError(
+                            f"{consecutive_bad} consecutive non-finite losses (last at epoch {epoch + 1}, "
+                            f"step {step_in_epoch}); lower the learning rate or check the data; the last good "
+                            f"checkpoint is {last}"
+                        )
+                    continue
+                consecutive_bad = 0
+                distributed.average_gradients(loss_parameters, ctx, present=[v < 1 for v in flags[1:]])
+                if config.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+                # With a fused optimizer (build_optimizer's choice where PyTorch has one) the scaler hands its
+                # overflow flag to the kernel, which skips the update on the device: no read-back here either.
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                global_step += 1
+                steps_done += 1
+                running.add({**terms, "loss": loss})
+                bar.update()
+                if global_step % config.log_every == 0 or step_in_epoch + 1 == steps_per_epoch:
+                    values = running.read()
+                    rate = steps_done * config.batch_size * ctx.world / max(1e-9, time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{rate:.1f}")
+                    if ctx.is_main:
+                        log.write("train", epoch, global_step, {**values, "lr": optimizer.param_groups[0]["lr"]})
+                if config.checkpoint_every and global_step % config.checkpoint_every == 0:
+                    save(last, epoch, step_in_epoch + 1)
         bar.close()
         if hasattr(loss_fn, "end_epoch"):
             loss_fn.end_epoch()
         epoch, skip = epoch + 1, 0
-        summary = {k: v / max(1, steps_done) for k, v in sums.items()}
+        summary = running.epoch_means()
         summary.update(seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
         summary["images_per_s"] = steps_done * config.batch_size * ctx.world / max(1e-9, summary["seconds"])
         if ctx.is_main:
@@ -242,6 +291,7 @@ def fit(
         save(last, epoch, 0)
         if ctx.is_main:
             tqdm.write(_epoch_line(epoch, config.epochs, summary, history[-1] if history and history[-1].get("epoch") == epoch else None))
+    del loader  # its persistent workers end with it
     in_sync = distributed.parameters_in_sync(trainable, ctx)
     if ctx.is_main:
         log.write("event", epoch, global_step, {"event": "finished", "ranks_in_sync": in_sync, "world": ctx.world,

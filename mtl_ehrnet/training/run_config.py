@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
@@ -10,6 +11,18 @@ import yaml
 
 from mtl_ehrnet.config_keys import reject_unknown_keys
 from mtl_ehrnet.training.ema import check_decay
+
+AMP_MODES = ("off", "fp16", "bf16")
+# Loading and augmenting a batch of 512 px crops takes several cores; past 8 workers a process gains little.
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """DataLoader workers for one training process: the CPUs it may use shared among the processes ``torchrun``
+    starts on this machine (``LOCAL_WORLD_SIZE``), at most :data:`MAX_DEFAULT_WORKERS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(MAX_DEFAULT_WORKERS, per_process))
 
 
 @dataclass
@@ -27,10 +40,19 @@ class RunConfig:
         ema_decay: keep an exponential moving average of the weights with this decay (e.g. 0.999; None:
             off); validation, ``best.pt`` and the ``model`` entry of every checkpoint then hold the
             average, and ``train_model`` the weights being trained.
-        amp: mixed precision on CUDA (ignored on CPU).
-        channels_last: NHWC memory format for the model and images (about 20 % faster on CPU with oneDNN,
-            and what tensor cores want on CUDA).
-        workers: DataLoader worker processes.
+        amp: mixed precision: ``"fp16"`` (autocast float16 with a GradScaler, on CUDA only; ignored on the
+            CPU), ``"bf16"`` (autocast bfloat16, no scaler: bfloat16 has float32's range; CUDA or CPU) or
+            ``"off"``. ``True`` / ``False`` (configs written before the modes) read as ``"fp16"`` / ``"off"``.
+        channels_last: NHWC memory format for the model, the images and the loss module (online teachers,
+            hint adapters): about 20 % faster on CPU with oneDNN, and what tensor cores want on CUDA.
+        sync_bn: under ``torchrun`` with several processes, batch-norm statistics over every rank's batch
+            (``torch.nn.SyncBatchNorm``, CUDA only): the model's BatchNorm layers are converted in place,
+            and behave as plain BatchNorm again once no process group is up.
+        workers: DataLoader worker processes (default :func:`default_workers`); with any, they persist
+            from epoch to epoch.
+        log_every: write a ``train`` record (the mean of every term over the steps since the last one) and
+            refresh the progress bar every N optimizer steps and at the end of each epoch; the terms are summed
+            on the device in between, so a step reads nothing back but its non-finite check.
         seed: seeds initialisation, data order and augmentation.
         checkpoint_every: also write ``last.pt`` every N optimizer steps (0: only at epoch ends).
         max_nonfinite: stop after this many consecutive steps with a non-finite loss.
@@ -59,9 +81,11 @@ class RunConfig:
     warmup_epochs: float = 0.0
     grad_clip: Optional[float] = None
     ema_decay: Optional[float] = None
-    amp: bool = True
+    amp: str = "fp16"
     channels_last: bool = True
-    workers: int = 2
+    sync_bn: bool = False
+    workers: int = field(default_factory=default_workers)
+    log_every: int = 10
     seed: int = 0
     checkpoint_every: int = 0
     max_nonfinite: int = 20
@@ -82,6 +106,12 @@ class RunConfig:
             raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
         if self.ema_decay is not None:
             check_decay(self.ema_decay)
+        if isinstance(self.amp, bool):
+            self.amp = "fp16" if self.amp else "off"
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp (--amp) must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.workers < 0 or self.log_every < 1:
+            raise ValueError(f"workers must be >= 0 and log_every >= 1, got {self.workers} and {self.log_every}")
         self.milestones = tuple(self.milestones)
         if any(m < 0 for m in self.milestones):
             raise ValueError(f"milestones are epochs and must be >= 0, got {self.milestones}")

@@ -5,6 +5,7 @@ import argparse
 from typing import Any, Dict
 
 from mtl_ehrnet.training.pose_loss import PUSH_KINDS
+from mtl_ehrnet.training.run_config import AMP_MODES
 
 # (flag, type, help); each maps to the RunConfig field of the same name.
 RUN_FLAGS = (
@@ -20,6 +21,12 @@ RUN_FLAGS = (
     ("--grad-clip", float, "max gradient norm"),
     ("--ema-decay", float, "validate and save an exponential moving average of the weights (e.g. 0.999)"),
     ("--device", str, "auto, cpu, cuda, cuda:1 ..."),
+    ("--log-every", int, "log the mean of the loss terms every N steps"),
+)
+# Switches without a value; unset keeps the recipe's setting.
+RUN_SWITCHES = (
+    ("--channels-last", "NHWC model and images (--no-channels-last: NCHW)"),
+    ("--sync-bn", "under torchrun, batch-norm statistics over every rank's batch (CUDA; --no-sync-bn: per rank)"),
 )
 
 
@@ -27,13 +34,19 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Adds the RunConfig flags (all optional: unset flags keep the recipe's value)."""
     for flag, kind, text in RUN_FLAGS:
         parser.add_argument(flag, type=kind, help=text)
+    parser.add_argument("--amp", choices=AMP_MODES,
+                        help="mixed precision: fp16 (autocast with a gradient scaler, CUDA only), bf16 (autocast "
+                             "bfloat16, no scaler; CUDA or CPU) or off (default: fp16)")
+    for flag, text in RUN_SWITCHES:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
     parser.add_argument("--milestones", type=float, nargs="+", metavar="EPOCH",
                         help="epochs after which the step schedule multiplies the lr by 0.1 (pose recipe: 2/3 and 13/15 of --epochs)")
 
 
 def run_changes(args: argparse.Namespace) -> Dict[str, Any]:
     """The RunConfig fields the user set on the command line."""
-    names = [flag[2:].replace("-", "_") for flag, _, _ in RUN_FLAGS] + ["milestones"]
+    flags = [flag for flag, _, _ in RUN_FLAGS] + [flag for flag, _ in RUN_SWITCHES] + ["--amp", "--milestones"]
+    names = [flag[2:].replace("-", "_") for flag in flags]
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "milestones" in changes:
         changes["milestones"] = tuple(changes["milestones"])

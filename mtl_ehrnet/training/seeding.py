@@ -7,7 +7,7 @@ step k of epoch e therefore sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ class SeededDataset(Dataset):
     """Wraps a dataset so that item i of epoch e always gets the same random augmentation.
 
     The global Python, NumPy and torch RNGs are seeded per item and restored afterwards, so loading in
-    the main process does not disturb the training RNG.
+    the main process does not disturb the training RNG. An item is asked for by ``index`` (in the epoch of
+    :meth:`set_epoch`) or by ``(epoch, index)``, as :class:`EpochBatches` asks: persistent DataLoader
+    workers hold copies of this dataset that a ``set_epoch`` in the main process never reaches.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -40,9 +42,10 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        seed = _sample_seed(self.seed, self.epoch, index)
+        seed = _sample_seed(self.seed, epoch, index)
         try:
             random.seed(seed)
             np.random.seed(seed)
@@ -83,6 +86,31 @@ class EpochBatchSampler(Sampler[List[int]]):
         for b in range(self.skip, self.batches_per_epoch()):
             start = (b * self.world + self.rank) * self.batch_size
             yield order[start:start + self.batch_size]
+
+
+class EpochBatches(Sampler[List[Tuple[int, int]]]):
+    """The batches of the current epoch as ``(epoch, index)`` keys of a :class:`SeededDataset`, for one
+    DataLoader that lives through every epoch (persistent workers).
+
+    Args:
+        batches_of: ``(epoch, skip) -> batch sampler`` of that epoch, without its first ``skip`` batches.
+    """
+
+    def __init__(self, batches_of: Callable[[int, int], Sampler[List[int]]]) -> None:
+        self.batches_of = batches_of
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Serves ``epoch`` from batch ``skip`` on, from the next ``iter(loader)``."""
+        self.epoch, self.batches = epoch, self.batches_of(epoch, skip)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
+        epoch = self.epoch
+        for batch in self.batches:
+            yield [(epoch, index) for index in batch]
 
 
 def rng_state() -> Dict[str, Any]:

@@ -25,9 +25,13 @@ def segmentation_ce(
 ) -> torch.Tensor:
     """Mean cross-entropy over labelled pixels (logits upsampled to the label size).
 
+    Computed with masks rather than by selecting the labelled pixels, so that nothing is read back from the
+    device (a boolean selection waits for the GPU to count what it selected).
+
     Args:
         logits: (B, C, h, w) at stride 4.
-        labels: (B, H, W) int64 train ids, 255 = ignore.
+        labels: (B, H, W) train ids, 255 = ignore; uint8 as batches carry them (an eighth of the bytes to load
+            and copy) or int64.
         ohem_threshold: if set, only pixels whose true-class probability is below it count, but never
             fewer than ``ohem_min_kept`` hardest pixels (HRNet's OHEM cross-entropy).
         class_weights: (C,) per-class weights; the loss is then the weighted mean over pixels.
@@ -35,20 +39,20 @@ def segmentation_ce(
         Scalar; 0 (with a gradient path) when no pixel is labelled.
     """
     logits = upsample_logits(logits, labels.shape[-2:])
-    pixel = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")  # (B, H, W)
+    labels = labels.long()
     valid = labels != IGNORE_INDEX
-    if not valid.any():
-        return logits.sum() * 0.0
-    losses = pixel[valid]
-    weights = class_weights.to(losses.dtype)[labels[valid]] if class_weights is not None else None
+    pixel = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")  # (B, H, W), 0 where ignored
+    weights = valid.to(pixel.dtype)
+    if class_weights is not None:
+        classes = class_weights.to(pixel.dtype)
+        weights = weights * classes[torch.where(valid, labels, 0)]
     if ohem_threshold is not None:
         with torch.no_grad():
-            prob = torch.exp(-losses)
-            kept = min(ohem_min_kept, losses.numel())
-            threshold = max(ohem_threshold, torch.kthvalue(prob, kept).values.item())
-            hard = prob <= threshold
-        losses = losses[hard]
-        weights = weights[hard] if weights is not None else None
-    if weights is None:
-        return losses.mean()
-    return (losses * weights).sum() / weights.sum()
+            prob = torch.where(valid, torch.exp(-pixel), torch.inf).flatten()
+            # The k-th smallest over every pixel: ignored ones sit above all labelled ones, and with fewer than k
+            # labelled pixels it is inf, which keeps them all, as keeping min(k, labelled) hardest would.
+            kth = torch.kthvalue(prob, min(ohem_min_kept, prob.numel())).values
+            hard = prob.reshape(pixel.shape) <= kth.clamp(min=ohem_threshold)
+        weights = weights * hard
+    total = weights.sum()
+    return (pixel * weights).sum() / torch.where(total > 0, total, torch.ones_like(total))

@@ -92,7 +92,7 @@ def test_sample_contract_and_normalisation():
                 "masks_lr": (8, 12), "joints": (30, 17, 2), "seg": (32, 48), "image_id": (), "has_pose": ()}
     for key, shape in expected.items():
         assert tuple(sample[key].shape) == shape, key
-    assert sample["joints"].dtype == torch.int64 and sample["seg"].dtype == torch.int64
+    assert sample["joints"].dtype == torch.int64 and sample["seg"].dtype == torch.uint8
     assert sample["has_pose"].dtype == torch.bool and not sample["has_pose"] and sample["has_seg"]
     centre = sample["image"][:, 16, 24].numpy()
     np.testing.assert_allclose(centre, (128 / 255 - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-5)

@@ -21,7 +21,7 @@ def _command(synth: SyntheticLayout, out: Path, *extra: str) -> List[str]:
         sys.executable, "-m", "mtl_ehrnet", "train-teacher", "pose", "--model", "pose_h-4",
         "--coco", str(synth.coco_annotations("train")), str(synth.coco_images("train")),
         "--input-size", "64", "--epochs", "2", "--batch-size", "2", "--workers", "0",
-        "--checkpoint-every", "1", "--val-every", "0", "--out", str(out), *extra,
+        "--checkpoint-every", "1", "--val-every", "0", "--log-every", "1", "--out", str(out), *extra,
     ]
 
 

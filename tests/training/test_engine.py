@@ -26,7 +26,7 @@ def test_fit_trains_logs_and_checkpoints(pose_set: CocoKeypoints, tmp_path: Path
     model = create_model("pose_h-4", input_size=64)
     before = [p.detach().clone() for p in model.parameters()]
     scores = iter([0.3, 0.5])
-    result = fit(model, GroundTruthLoss(model.tasks), pose_set, _config(epochs=2), tmp_path,
+    result = fit(model, GroundTruthLoss(model.tasks), pose_set, _config(epochs=2, log_every=1), tmp_path,
                  validate=lambda m: {"score": next(scores)})
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert result.best_value == 0.5 and result.best_checkpoint == tmp_path / "best.pt"

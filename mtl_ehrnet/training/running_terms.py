@@ -1,0 +1,56 @@
+"""Loss terms summed where they were computed, read back only when they are logged.
+
+Reading a CUDA tensor's value (``float(t)``, ``.item()``) waits for every kernel queued before it; doing so
+for each term of each step kept the host from running ahead of the GPU. The engine adds each step's terms
+here and reads their means once per logging interval.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import torch
+
+
+class RunningTerms:
+    """Per-name sums of scalar loss terms on their device, and the host-side sums of what was read."""
+
+    def __init__(self) -> None:
+        # Steps whose terms had the same names share one stacked sum (normally a single entry).
+        self._pending: Dict[Tuple[str, ...], Tuple[torch.Tensor, int]] = {}
+        self._epoch_sums: Dict[str, float] = {}
+        self._epoch_counts: Dict[str, int] = {}
+
+    def add(self, terms: Dict[str, torch.Tensor]) -> None:
+        """Adds one step's scalar terms (0-dim tensors on one device) without reading them."""
+        names = tuple(terms)
+        values = torch.stack([t.detach().float() for t in terms.values()])
+        total, steps = self._pending.get(names, (torch.zeros_like(values), 0))
+        self._pending[names] = (total + values, steps + 1)
+
+    def read(self) -> Dict[str, float]:
+        """The mean of each term over the steps added since the last read (one device-to-host copy), which
+        also count into :meth:`epoch_means`; empty when no step was added."""
+        if not self._pending:
+            return {}
+        groups = list(self._pending.items())
+        values = iter(torch.cat([total for _, (total, _) in groups]).tolist())
+        sums: Dict[str, float] = {}
+        counts: Dict[str, int] = {}
+        for names, (_, steps) in groups:
+            for name in names:
+                sums[name] = sums.get(name, 0.0) + next(values)
+                counts[name] = counts.get(name, 0) + steps
+        self._pending.clear()
+        for name, value in sums.items():
+            self._epoch_sums[name] = self._epoch_sums.get(name, 0.0) + value
+            self._epoch_counts[name] = self._epoch_counts.get(name, 0) + counts[name]
+        return {name: sums[name] / counts[name] for name in sums}
+
+    def epoch_means(self) -> Dict[str, float]:
+        """Each term's mean over every step of the epoch so far (reading what is pending), then starts a
+        new epoch."""
+        self.read()
+        means = {name: value / self._epoch_counts[name] for name, value in self._epoch_sums.items()}
+        self._epoch_sums.clear()
+        self._epoch_counts.clear()
+        return means
