@@ -165,7 +165,8 @@ class EfficientHRNetLayout(Layout):
     def identify(self, state: State) -> Identity:
         widths = tuple(_channels(state, f"trans3_branch{b}.0.weight") for b in range(1, 5))
         phi = next((p for p in range(-12, 9) if branch_widths(p) == widths), None)
-        trunk_phi = phi_of(_ehr_trunk(state))
+        trunk = _ehr_trunk(state)
+        trunk_phi = phi_of(trunk)
         keypoints = _channels(state, "final_layers.0.weight") // 2
         stride2 = _channels(state, "final_layers.1.weight")
         tags = ", stride-2 tags too" if stride2 == 2 * keypoints else ""
@@ -178,7 +179,7 @@ class EfficientHRNetLayout(Layout):
             )
         return Identity(
             f"an EfficientHRNet checkpoint of no known phi (HRNet widths {list(widths)}, EfficientNet "
-            f"{_ehr_trunk(state).describe()})",
+            f"{trunk.describe()})",
             None,
             changes,
         )
