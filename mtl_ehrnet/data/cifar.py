@@ -142,12 +142,14 @@ def read_cifar100_split(root: PathLike, split: str) -> CifarSplit:
     data = read_pickle(path)
     pixels = data.get("data")
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 2 or pixels.shape[1] != 3072:
-        described = f"{pixels.dtype} array of shape {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+        described = (f"{pixels.dtype} array of shape {pixels.shape}" if isinstance(pixels, np.ndarray)
+                     else type(pixels).__name__)
         raise ValueError(f"CIFAR file {path}: 'data' must be a uint8 array of shape (N, 3072), got {described}")
     count = pixels.shape[0]
     images = np.ascontiguousarray(pixels.reshape(count, 3, 32, 32).transpose(0, 2, 3, 1))
     fine = _labels(data, "fine_labels", count, NUM_FINE, path)
-    coarse = _labels(data, "coarse_labels", count, NUM_COARSE, path) if "coarse_labels" in data else np.zeros(count, np.int64)
+    coarse = (_labels(data, "coarse_labels", count, NUM_COARSE, path) if "coarse_labels" in data
+              else np.zeros(count, np.int64))
     return CifarSplit(images, fine, coarse)
 
 

@@ -38,11 +38,14 @@ def detect_layout(root: PathLike) -> str:
         return "imagefolder"
     raise FileNotFoundError(
         f"no classification data under {root}: expected an ImageFolder layout ({root}/train/<class>/<image>, "
-        f"optionally {root}/val/<class>/<image>) or the CIFAR-100 python layout ({root}/cifar-100-python/{{train,test,meta}})"
+        f"optionally {root}/val/<class>/<image>) or the CIFAR-100 python layout "
+        f"({root}/cifar-100-python/{{train,test,meta}})"
     )
 
 
-def open_classification_data(root: PathLike, train_transform: ImageTransform, eval_transform: ImageTransform) -> ClassificationData:
+def open_classification_data(
+    root: PathLike, train_transform: ImageTransform, eval_transform: ImageTransform
+) -> ClassificationData:
     """Opens the training split and, when present, the evaluation split (``val``/``test``; CIFAR ``test``)."""
     root = Path(root)
     layout = detect_layout(root)

@@ -40,13 +40,16 @@ class ImageFolder(Dataset):
         ValueError: no class folder or no image; a folder not in ``classes``.
     """
 
-    def __init__(self, root: PathLike, transform: Optional[ImageTransform] = None, classes: Optional[Sequence[str]] = None) -> None:
+    def __init__(
+        self, root: PathLike, transform: Optional[ImageTransform] = None, classes: Optional[Sequence[str]] = None
+    ) -> None:
         self.root = Path(root)
         folders = list_class_folders(self.root)
         self.classes: List[str] = list(classes) if classes is not None else folders
         unknown = sorted(set(folders) - set(self.classes))
         if unknown:
-            raise ValueError(f"{self.root} has class folders {unknown[:5]} that are not among the {len(self.classes)} training classes")
+            raise ValueError(f"{self.root} has class folders {unknown[:5]} that are not among the "
+                             f"{len(self.classes)} training classes")
         index = {name: i for i, name in enumerate(self.classes)}
         self.samples: List[Tuple[Path, int]] = [
             (path, index[folder])

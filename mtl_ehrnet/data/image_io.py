@@ -49,6 +49,8 @@ def read_rgb(path: PathLike) -> np.ndarray:
         scale = 255.0 / 65535.0 if values.max(initial=0) > 255 else 1.0
         gray = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "RGB":  # convert() would copy it once more
+        return np.asarray(image)
     try:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (ValueError, OSError) as err:
@@ -62,7 +64,7 @@ def read_label_ids(path: PathLike) -> np.ndarray:
         path: label file, e.g. ``*_gtFine_labelIds.png``.
 
     Returns:
-        int32 array of shape (H, W).
+        (H, W) array: uint8 for 8-bit and palette maps (the ids as stored), int32 for 16/32-bit ones.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -76,4 +78,6 @@ def read_label_ids(path: PathLike) -> np.ndarray:
             "(is this a *_color.png instead of *_labelIds.png?)"
         )
     # A palette label map stores the ids as palette indices: read the indices, not the colours.
+    if image.mode in ("L", "P"):
+        return np.asarray(image)
     return np.asarray(image, dtype=np.int32)

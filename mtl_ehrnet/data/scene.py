@@ -61,9 +61,11 @@ class SceneOptions:
         if not 0 <= low <= high:
             raise ValueError(f"people must be (min, max) with 0 <= min <= max, got {self.people}")
         if not 0.0 <= self.min_person_height <= 0.8:
-            raise ValueError(f"min_person_height must be a fraction of the image height in [0, 0.8], got {self.min_person_height}")
+            raise ValueError("min_person_height must be a fraction of the image height in [0, 0.8], "
+                             f"got {self.min_person_height}")
         if self.max_person_height is not None and not self.min_person_height < self.max_person_height:
-            raise ValueError(f"max_person_height ({self.max_person_height}) must exceed min_person_height ({self.min_person_height})")
+            raise ValueError(f"max_person_height ({self.max_person_height}) must exceed min_person_height "
+                             f"({self.min_person_height})")
         if not 0.0 <= self.empty_fraction <= 1.0:
             raise ValueError(f"empty_fraction must be in [0, 1], got {self.empty_fraction}")
 

@@ -1,10 +1,11 @@
 """A generated image-classification set, for classifier pretraining without ImageNet or CIFAR.
 
 Class k is a shape (8 kinds) filled with a texture (4 kinds): k -> (SHAPES[k // 4], TEXTURES[k % 4]),
-so up to 32 classes; the first classes differ in texture before they differ in shape. Everything else is noise the classifier must learn to ignore: position, size and
-rotation of the shape, its two colours, the texture's period and angle, the background colour gradient,
-clutter lines and pixel noise. Every image comes from its own random stream ``(seed, split, class,
-index)``: the same seed writes the same bytes.
+so up to 32 classes; the first classes differ in texture before they differ in shape. Everything else
+is noise the classifier must learn to ignore: position, size and rotation of the shape, its two
+colours, the texture's period and angle, the background colour gradient, clutter lines and pixel noise.
+Every image comes from its own random stream ``(seed, split, class, index)``: the same seed writes the
+same bytes.
 
 Layouts: ``imagefolder`` (``root/{train,val}/<class>/<index>.png``) or ``cifar`` (the CIFAR-100
 python layout via :func:`mtl_ehrnet.data.cifar.write_cifar100`, 32x32 images, class names padded to 100).
@@ -50,11 +51,13 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> List[T
         corners = [(i * 36 - 90, r if i % 2 == 0 else 0.45 * r) for i in range(10)]
     elif shape == "cross":
         w = 0.35 * r
-        pts = [(w, r), (w, w), (r, w), (r, -w), (w, -w), (w, -r), (-w, -r), (-w, -w), (-r, -w), (-r, w), (-w, w), (-w, r)]
+        pts = [(w, r), (w, w), (r, w), (r, -w), (w, -w), (w, -r),
+               (-w, -r), (-w, -w), (-r, -w), (-r, w), (-w, w), (-w, r)]
         corners = [(math.degrees(math.atan2(y, x)), math.hypot(x, y)) for x, y in pts]
     else:
         raise ValueError(shape)
-    return [(cx + d * math.cos(math.radians(a) + angle), cy + d * math.sin(math.radians(a) + angle)) for a, d in corners]
+    return [(cx + d * math.cos(math.radians(a) + angle), cy + d * math.sin(math.radians(a) + angle))
+            for a, d in corners]
 
 
 def _shape_mask(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -3,7 +3,8 @@
 One affine (scale, rotation, translation, optional mirror) is built per sample and applied to the
 image, the keypoints, the loss mask at each target resolution and the segmentation labels, so every
 output stays aligned with the input (DESIGN.md section 4). Matrices work in *corner* coordinates
-(pixel ``i`` spans ``[i, i + 1)``), the convention of Pillow's ``Image.transform``; keypoints (pixel
+(pixel ``i`` spans ``[i, i + 1)``), the convention of Pillow's ``Image.transform`` and of
+``grid_sample(align_corners=False)`` (the warps live in :mod:`mtl_ehrnet.data.warp`); keypoints (pixel
 centre at integer ``x``) are shifted by 0.5 on the way in and out. A stride-``s`` map is the input
 map scaled by ``1/s`` in corner coordinates.
 """
@@ -14,14 +15,15 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mtl_ehrnet.data.sample import IGNORE_INDEX, RawSample
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, NUM_KEYPOINTS, check_flip_index
 from mtl_ehrnet.data.targets import heatmap_targets, joint_targets
+from mtl_ehrnet.data.warp import IMAGENET_MEAN, IMAGENET_STD, warp_image, warp_labels, warp_mask
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TestTransform", "TrainTransform", "affine_matrix", "as_hw", "at_stride",
+           "build_sample", "transform_points"]
+
 SizeLike = Union[int, Tuple[int, int]]
 
 
@@ -82,41 +84,6 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return moved - 0.5
 
 
-def _warp(image: Image.Image, matrix: np.ndarray, out_hw: Tuple[int, int], resample: int, fill) -> Image.Image:
-    inverse = np.linalg.inv(matrix)
-    data = tuple(inverse[0, :3]) + tuple(inverse[1, :3])
-    return image.transform((out_hw[1], out_hw[0]), Image.Transform.AFFINE, data, resample=resample,
-                           fillcolor=fill)
-
-
-def warp_image(image: np.ndarray, matrix: np.ndarray, out_hw: Tuple[int, int]) -> np.ndarray:
-    """Bilinear warp of a uint8 (H, W, 3) image; outside the source is black."""
-    warped = _warp(Image.fromarray(image, "RGB"), matrix, out_hw, Image.Resampling.BILINEAR, (0, 0, 0))
-    return np.asarray(warped)
-
-
-def warp_mask(mask: np.ndarray, matrix: np.ndarray, out_hw: Tuple[int, int]) -> np.ndarray:
-    """Bilinear warp of a float (H, W) mask, thresholded at 0.5; outside the source is 0."""
-    warped = _warp(Image.fromarray(mask.astype(np.float32), "F"), matrix, out_hw,
-                   Image.Resampling.BILINEAR, 0.0)
-    return (np.asarray(warped) > 0.5).astype(np.float32)
-
-
-def warp_labels(labels: np.ndarray, matrix: np.ndarray, out_hw: Tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour warp of uint8 (H, W) train ids; outside the source is 255 (ignore)."""
-    warped = _warp(Image.fromarray(labels, "L"), matrix, out_hw, Image.Resampling.NEAREST, IGNORE_INDEX)
-    return np.asarray(warped)
-
-
-def normalize(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> ImageNet-normalised float32 (3, H, W)."""
-    # Channel-first first, then in-place arithmetic: one float buffer instead of four temporaries.
-    scaled = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-    scaled *= (1.0 / (255.0 * IMAGENET_STD))[:, None, None]
-    scaled -= (IMAGENET_MEAN / IMAGENET_STD)[:, None, None]
-    return torch.from_numpy(scaled)
-
-
 def build_sample(
     raw: RawSample,
     matrix: np.ndarray,
@@ -146,7 +113,7 @@ def build_sample(
     has_pose = raw.keypoints is not None
     has_seg = raw.seg is not None
     sample: Dict[str, torch.Tensor] = {
-        "image": normalize(warp_image(raw.image, matrix, out_hw)),
+        "image": warp_image(raw.image, matrix, out_hw),
         "has_pose": torch.tensor(has_pose),
         "has_seg": torch.tensor(has_seg),
     }
@@ -156,12 +123,11 @@ def build_sample(
             keypoints = keypoints[:, flip_index]
         if keypoints.shape[1] != num_joints:
             raise ValueError(f"image {raw.image_id}: {keypoints.shape[1]} keypoints, expected {num_joints}")
-        valid = 1.0 - raw.ignore if raw.ignore is not None else np.ones((raw.height, raw.width))
         for key, stride, hw in (("heatmaps", 2, half), ("heatmaps_lr", 4, quarter)):
             on_map = at_stride(matrix, stride)
             moved = np.concatenate([transform_points(keypoints[..., :2], on_map), keypoints[..., 2:]], axis=-1)
             sample[key] = torch.from_numpy(heatmap_targets(moved, *hw, sigma=sigma))
-            sample["masks" if stride == 2 else "masks_lr"] = torch.from_numpy(warp_mask(valid, on_map, hw))
+            sample["masks" if stride == 2 else "masks_lr"] = warp_mask(raw.ignore, (raw.height, raw.width), on_map, hw)
             if stride == 4:
                 sample["joints"] = torch.from_numpy(joint_targets(moved, *hw, max_people=max_people))
     else:
@@ -173,7 +139,7 @@ def build_sample(
         sample["joints"] = torch.from_numpy(np.zeros((max_people, num_joints, 2), dtype=np.int64))
     # uint8 (255 = ignore): an eighth of int64's bytes to collate, pin and copy; the loss widens it on the device.
     if has_seg:
-        sample["seg"] = torch.from_numpy(np.array(warp_labels(raw.seg, matrix, out_hw), dtype=np.uint8))
+        sample["seg"] = torch.from_numpy(warp_labels(raw.seg, matrix, out_hw))
     else:
         sample["seg"] = torch.full(out_hw, IGNORE_INDEX, dtype=torch.uint8)
     sample["image_id"] = torch.tensor(raw.image_id, dtype=torch.int64)
@@ -220,7 +186,8 @@ class TrainTransform:
         if not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(f"scale_range {scale_range} must satisfy 0 < low <= high")
         if sigma <= 0 or max_rotation < 0 or max_translate < 0 or not 0 <= flip_prob <= 1:
-            raise ValueError(f"need sigma > 0, max_rotation >= 0, max_translate >= 0 and 0 <= flip_prob <= 1; got sigma={sigma}, "
+            raise ValueError("need sigma > 0, max_rotation >= 0, max_translate >= 0 and 0 <= flip_prob <= 1; "
+                             f"got sigma={sigma}, "
                              f"max_rotation={max_rotation}, max_translate={max_translate}, flip_prob={flip_prob}")
         self.scale_range = scale_range
         self.max_rotation = max_rotation
@@ -233,7 +200,8 @@ class TrainTransform:
 
     def settings(self) -> Dict[str, Any]:
         """The augmentation settings as plain JSON values, for a run's record."""
-        return {"scale_range": list(self.scale_range), "max_rotation": self.max_rotation, "max_translate": self.max_translate,
+        return {"scale_range": list(self.scale_range), "max_rotation": self.max_rotation,
+                "max_translate": self.max_translate,
                 "flip_prob": self.flip_prob, "sigma": self.sigma}
 
     def sample_matrix(self, height: int, width: int) -> Tuple[np.ndarray, bool]:

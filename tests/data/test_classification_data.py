@@ -113,7 +113,8 @@ def test_corrupt_cifar_entries_name_the_file(tmp_path: Path) -> None:
     write_cifar100(tmp_path, {"train": (_images(3), [0, 100, 2])}, NAMES)
     with pytest.raises(ValueError, match=r"train: fine_labels\[1\] = 100 is outside 0..99"):
         read_cifar100_split(tmp_path, "train")
-    pickle.dump({b"data": np.zeros((2, 3072), np.float32), b"fine_labels": [0, 1]}, (base / "train").open("wb"), protocol=2)
+    pickle.dump({b"data": np.zeros((2, 3072), np.float32), b"fine_labels": [0, 1]}, (base / "train").open("wb"),
+                protocol=2)
     with pytest.raises(ValueError, match=r"train: 'data' must be a uint8 array of shape \(N, 3072\), got float32"):
         read_cifar100_split(tmp_path, "train")
 

@@ -5,8 +5,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, TaskMixBatchSampler, TrainTransform,
-                             collate_samples)
+from mtl_ehrnet.data import (
+    Cityscapes,
+    CocoKeypoints,
+    MixedTaskDataset,
+    TaskMixBatchSampler,
+    TrainTransform,
+    collate_samples,
+)
 from mtl_ehrnet.data.mixed import split_batch
 
 

@@ -12,8 +12,14 @@ from cityscapesscripts.helpers.labels import id2label
 from PIL import Image
 from pycocotools.coco import COCO
 
-from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, JointDataset, TestTransform, generate_synthetic,
-                             list_cityscapes_pairs)
+from mtl_ehrnet.data import (
+    Cityscapes,
+    CocoKeypoints,
+    JointDataset,
+    TestTransform,
+    generate_synthetic,
+    list_cityscapes_pairs,
+)
 from mtl_ehrnet.data.scene import PERSON, SceneOptions, render_scene
 
 
@@ -53,7 +59,8 @@ def test_scene_statistics_are_not_trivial():
 
 
 def test_scene_options_bound_people_count_and_height():
-    options = SceneOptions(people=(1, 2), min_person_height=0.4, max_person_height=0.7, crowds=False, empty_fraction=0.0)
+    options = SceneOptions(people=(1, 2), min_person_height=0.4, max_person_height=0.7, crowds=False,
+                           empty_fraction=0.0)
     heights = []
     for i in range(30):
         scene = render_scene(np.random.default_rng([5, i]), 96, 72, options)
