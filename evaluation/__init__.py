@@ -7,6 +7,6 @@ from evaluation.latency import measure_latency
 from evaluation.seg_metrics import mean_iou
 
 __all__ = [
-    "coco_keypoint_ap", "complexity", "count_parameters", "evaluate_cityscapes", "evaluate_coco", "evaluate_joint", "export_onnx",
-    "mean_iou", "measure_latency",
+    "coco_keypoint_ap", "complexity", "count_parameters", "evaluate_cityscapes", "evaluate_coco", "evaluate_joint",
+    "export_onnx", "mean_iou", "measure_latency",
 ]

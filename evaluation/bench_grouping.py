@@ -1,26 +1,24 @@
 """Grouping time next to the ``pose_h0`` forward time, measured in the same run.
 
-``python -m evaluation.bench_grouping [--size 512] [--runs 20] [--threads N]`` (also
-``mtl-ehrnet benchmark --grouping``). The maps are what a trained network produces at stride 2 for a
+Printed by ``mtl-ehrnet benchmark --grouping`` and ``python tools/bench_grouping.py [--size 512] [--runs 20]
+[--threads N]``. The maps are what a trained network produces at stride 2 for a
 ``size`` input: training-target Gaussians (``mtl_ehrnet.data.targets``) at the joints of random
 people (the synthetic generator's poses), tags constant per person plus noise, flip-test tags
 concatenated (D = 2).
 """
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from evaluation.latency import Timing, measure_latency
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data.scene import pose_skeleton
 from mtl_ehrnet.data.targets import heatmap_targets
 from mtl_ehrnet.inference import group_poses
-
-from evaluation.latency import Timing, measure_latency
 
 
 def planted_maps(num_people: int, map_size: int, flip_tags: bool, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -57,7 +55,9 @@ def time_grouping(heatmaps: np.ndarray, tags: np.ndarray, runs: int) -> Tuple[Ti
     return Timing.of(seconds), found
 
 
-def grouping_table(size: int = 512, runs: int = 20, forward_runs: int = 5, threads: Optional[int] = None) -> List[Dict[str, object]]:
+def grouping_table(
+    size: int = 512, runs: int = 20, forward_runs: int = 5, threads: Optional[int] = None
+) -> List[Dict[str, object]]:
     """Rows of grouping time for 10 and 30 people with and without flip tags, beside pose_h0's forward."""
     previous = torch.get_num_threads()
     if threads is not None:
@@ -69,8 +69,16 @@ def grouping_table(size: int = 512, runs: int = 20, forward_runs: int = 5, threa
             for flip in (False, True):
                 heatmaps, tags = planted_maps(people, size // 2, flip, seed=people)
                 timing, found = time_grouping(heatmaps, tags, runs)
-                rows.append({"people": people, "flip_tags": flip, "found": found, "grouping": timing,
-                             "forward": forward, "ratio": timing.median_ms / forward.median_ms})
+                rows.append(
+                    {
+                        "people": people,
+                        "flip_tags": flip,
+                        "found": found,
+                        "grouping": timing,
+                        "forward": forward,
+                        "ratio": timing.median_ms / forward.median_ms,
+                    }
+                )
     finally:
         torch.set_num_threads(previous)
     return rows
@@ -80,27 +88,14 @@ def format_table(rows: List[Dict[str, object]], size: int, threads: int) -> str:
     lines = [
         f"Grouping at map resolution ({size // 2}x{size // 2}) vs pose_h0 forward at {size}x{size}, "
         f"CPU, {threads} torch threads:",
-        "| people | flip tags | poses found | grouping median (p10-p90) | pose_h0 forward median | grouping / forward |",
+        "| people | flip tags | poses found | grouping median (p10-p90) | pose_h0 forward median "
+        "| grouping / forward |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         g, f = r["grouping"], r["forward"]
-        lines.append(f"| {r['people']} | {'yes' if r['flip_tags'] else 'no'} | {r['found']} | "
-                     f"{g.median_ms:.1f} ms ({g.p10_ms:.1f}-{g.p90_ms:.1f}) | {f.median_ms:.0f} ms | {100 * r['ratio']:.1f} % |")
+        lines.append(
+            f"| {r['people']} | {'yes' if r['flip_tags'] else 'no'} | {r['found']} | "
+            f"{g.median_ms:.1f} ms ({g.p10_ms:.1f}-{g.p90_ms:.1f}) | {f.median_ms:.0f} ms | {100 * r['ratio']:.1f} % |"
+        )
     return "\n".join(lines)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.bench_grouping", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=512, help="network input side (maps are half of it)")
-    parser.add_argument("--runs", type=int, default=20, help="timed grouping runs per row")
-    parser.add_argument("--forward-runs", type=int, default=5, help="timed pose_h0 forward passes")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
-    args = parser.parse_args(argv)
-    rows = grouping_table(args.size, args.runs, args.forward_runs, args.threads)
-    print(format_table(rows, args.size, args.threads or torch.get_num_threads()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -77,7 +77,8 @@ def evaluate_cityscapes(
     """mIoU, per-class IoU and pixel accuracy of ``model`` on a Cityscapes split, at full label resolution
     (the first ``limit`` pairs only when given; ``flip`` and ``predictor_options`` go to :class:`Predictor`)."""
     if "seg" not in getattr(model, "tasks", ("seg",)):
-        raise ValueError(f"the model has no segmentation head (tasks {model.tasks}); it cannot be evaluated on Cityscapes")
+        raise ValueError(f"the model has no segmentation head (tasks {model.tasks}); "
+                         "it cannot be evaluated on Cityscapes")
     pairs = list_cityscapes_pairs(root, split)[:limit]
     predictor = Predictor(model.eval(), flip=flip, batch_size=batch_size, **predictor_options)
     confusion = ConfusionMatrix(num_classes)
@@ -98,6 +99,8 @@ def evaluate_joint(model: nn.Module, root: PathLike, split: str = "val", **optio
     root = Path(root)
     tasks = tuple(getattr(model, "tasks", ()))
     options.setdefault("progress", False)
-    ap = evaluate_coco(model, root / "annotations" / f"person_keypoints_{split}.json", root / "leftImg8bit" / split, **options)["AP"] if "pose" in tasks else None
-    miou = evaluate_cityscapes(model, root, split, num_classes=model.config.num_classes, **options)["mIoU"] if "seg" in tasks else None
+    ap = (evaluate_coco(model, root / "annotations" / f"person_keypoints_{split}.json", root / "leftImg8bit" / split,
+                        **options)["AP"] if "pose" in tasks else None)
+    miou = (evaluate_cityscapes(model, root, split, num_classes=model.config.num_classes, **options)["mIoU"]
+            if "seg" in tasks else None)
     return {"AP": ap, "mIoU": miou}

@@ -111,7 +111,8 @@ def export_onnx(
         axes = {0: "batch"} if dynamic_batch else {}
         if dynamic_size:
             axes = {**axes, 2: "height", 3: "width"}
-        dynamic_axes = {"images": axes, **{n: {k: f"{n}_{v}" if k > 0 else v for k, v in axes.items()} for n in names}} if axes else None
+        dynamic_axes = ({"images": axes, **{n: {k: f"{n}_{v}" if k > 0 else v for k, v in axes.items()} for n in names}}
+                        if axes else None)
         start = time.perf_counter()
         with warnings.catch_warnings():
             # The TorchScript exporter announces its own deprecation; it is chosen on purpose (module doc).
@@ -137,7 +138,9 @@ def export_onnx(
         model.train(was_training).to(device)
 
 
-def _parity(model: nn.Module, graph: bytes, names: List[str], size: Tuple[int, int], batch: int, seed: int) -> Dict[str, Any]:
+def _parity(
+    model: nn.Module, graph: bytes, names: List[str], size: Tuple[int, int], batch: int, seed: int
+) -> Dict[str, Any]:
     """Max abs difference between ONNX Runtime (CPU, fp32) and PyTorch eager on one random batch."""
     import onnxruntime as ort
 

@@ -23,7 +23,8 @@ class Timing:
     @classmethod
     def of(cls, seconds: Sequence[float]) -> "Timing":
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
-        return cls(float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), float(ms.mean()), len(ms))
+        return cls(float(np.median(ms)), float(np.percentile(ms, 10)), float(np.percentile(ms, 90)), float(ms.mean()),
+                   len(ms))
 
     def __str__(self) -> str:
         return f"{self.median_ms:.1f} ms (p10 {self.p10_ms:.1f}, p90 {self.p90_ms:.1f}, n={self.runs})"

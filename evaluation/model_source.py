@@ -56,4 +56,5 @@ def load_model_or_name(spec: Union[str, Path], device: Union[str, torch.device] 
 def describe_source(loaded: LoadedModel, name: Optional[str] = None) -> str:
     """One line for the command output, saying when the weights are random."""
     label = name or loaded.source
-    return f"{label}: random weights (built from the name; pass a checkpoint for trained ones)" if loaded.random_weights else f"{label}: {loaded.source}"
+    return (f"{label}: random weights (built from the name; pass a checkpoint for trained ones)"
+            if loaded.random_weights else f"{label}: {loaded.source}")

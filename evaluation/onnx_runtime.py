@@ -88,8 +88,9 @@ class OnnxModel(nn.Module):
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         for axis, (want, got) in enumerate(zip(self._input_shape, images.shape)):
             if isinstance(want, int) and want != got:
-                raise ValueError(f"this ONNX graph takes images of shape {self._input_shape}, got {tuple(images.shape)} "
-                                 f"(axis {axis}); export with dynamic_batch / dynamic_size to run other shapes")
+                raise ValueError(f"this ONNX graph takes images of shape {self._input_shape}, "
+                                 f"got {tuple(images.shape)} (axis {axis}); export with dynamic_batch / dynamic_size "
+                                 "to run other shapes")
         array = images.detach().to("cpu", torch.float32).contiguous().numpy()
         results = self.session.run(self.output_names, {self.input_name: array})
         return {name: torch.from_numpy(value).to(images.device) for name, value in zip(self.output_names, results)}

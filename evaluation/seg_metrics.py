@@ -28,7 +28,9 @@ class ConfusionMatrix:
         device: where the matrix lives; default the device of the first batch.
     """
 
-    def __init__(self, num_classes: int = 19, ignore_index: int = 255, device: Optional[Union[str, torch.device]] = None) -> None:
+    def __init__(
+        self, num_classes: int = 19, ignore_index: int = 255, device: Optional[Union[str, torch.device]] = None
+    ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
@@ -98,7 +100,9 @@ class ConfusionMatrix:
         }
 
 
-def mean_iou(preds: ArrayLike, labels: ArrayLike, num_classes: int = 19, ignore_index: int = 255) -> Dict[str, Union[float, List[float]]]:
+def mean_iou(
+    preds: ArrayLike, labels: ArrayLike, num_classes: int = 19, ignore_index: int = 255
+) -> Dict[str, Union[float, List[float]]]:
     """Mean IoU, per-class IoU and pixel accuracy of one batch (see ``ConfusionMatrix``).
 
     Args:

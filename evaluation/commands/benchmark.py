@@ -1,16 +1,17 @@
 """``mtl-ehrnet benchmark``: params, MACs, latency and FPS of several models in one run (the thesis's
-Table 4.4 columns), on PyTorch eager and/or ONNX Runtime, optionally INT8."""
+Table 4.4 columns), on every deployment path this machine has (precision x backend), with each path's
+difference from fp32 and, given the joint val split, its AP / mIoU."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 DEFAULT_MODELS = "pose_h0,seg_h0,mtl_h0,pose_h-4,seg_h-4,mtl_h-4"
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "torch.compile", "onnxruntime", "tensorrt")
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -20,7 +21,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         description="Builds each model (random weights), counts params and true MACs at its input, and "
         "times the forward pass and the post-processing (pose grouping, class-map argmax) separately.",
     )
-    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated model names (default {DEFAULT_MODELS})")
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help=f"comma-separated model names (default {DEFAULT_MODELS})")
     parser.add_argument("--backbones", default=None, help="comma-separated trunks to run every model on, e.g. "
                         "efficientnet,timm:mobilenetv3_large_100 (default: each model's own)")
     parser.add_argument("--input-size", type=int, default=None, help="square input side (default: each model's own)")
@@ -28,24 +30,32 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: unchanged)")
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
-    parser.add_argument("--grouping", action="store_true", help="also print grouping time vs pose_h0 forward (planted people)")
+    parser.add_argument("--grouping", action="store_true",
+                        help="also print grouping time vs pose_h0 forward (planted people)")
     parser.add_argument("--backend", nargs="+", default=["torch"], metavar="NAME",
-                        help="torch and/or onnxruntime (space- or comma-separated; all in one run). onnxruntime exports "
-                        "each model (fixed shape, opset 17) and uses TensorRT or CUDA when its build has them")
-    parser.add_argument("--int8", action="store_true", help="also time an INT8 copy (ONNX Runtime static quantisation, QDQ)")
-    parser.add_argument("--int8-val", metavar="ROOT", help="joint split (a Cityscapes-layout root with annotations/person_keypoints_val.json, "
-                        "as synth's joint/): calibrate INT8 on its images and report AP / mIoU of fp32 and INT8 ONNX Runtime")
-    parser.add_argument("--int8-limit", type=int, default=None, help="evaluate the first N images of --int8-val only")
-    parser.add_argument("--int8-calibration", type=int, default=8, help="calibration images (default 8)")
+                        help="torch and/or onnxruntime (space- or comma-separated; all in one run). onnxruntime "
+                        "exports each model (fixed shape, opset 17) and uses TensorRT or CUDA when its build has them")
+    parser.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16", "int8", "auto"),
+                        help="time this precision on each --backend (auto: the path Predictor(precision='auto') picks)")
+    parser.add_argument("--paths", default=None, metavar="LIST",
+                        help="deployment paths: 'all' (every path this machine has), 'auto', or precision:backend "
+                        "pairs, e.g. fp32:torch,bf16:torch,int8:onnxruntime (overrides --backend / --precision)")
+    parser.add_argument("--val", metavar="ROOT",
+                        help="joint split (a Cityscapes-layout root with annotations/person_keypoints_val.json, "
+                        "as synth's joint/): AP / mIoU per path at each model's input; INT8 calibrates on its images")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images of --val only")
+    parser.add_argument("--calibration-images", type=int, default=8, help="INT8 calibration images (default 8)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also time the INT8 path (same as adding int8:onnxruntime to --paths)")
+    parser.add_argument("--int8-val", metavar="ROOT", help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="OUT", help="write the rows as JSON")
     parser.set_defaults(func=run)
 
 
 def postprocess_for(model: Any) -> Callable[[Dict[str, Any]], Any]:
     """What follows the forward pass at inference: grouping of the first image and/or its class map."""
-    import torch.nn.functional as F
-
     from mtl_ehrnet.inference import group_poses
+    from mtl_ehrnet.inference.class_map import upsampled_argmax
     from mtl_ehrnet.inference.predictor import pose_maps
 
     def post(outputs: Dict[str, Any]) -> None:
@@ -53,38 +63,53 @@ def postprocess_for(model: Any) -> Callable[[Dict[str, Any]], Any]:
             heat, tags = pose_maps(outputs)
             group_poses(heat[0], tags[0])
         if "seg" in outputs:
-            seg = outputs["seg"][:1]
-            F.interpolate(seg, scale_factor=4, mode="bilinear", align_corners=False).argmax(1)
+            seg = outputs["seg"][0]
+            upsampled_argmax(seg, (seg.shape[-2] * 4, seg.shape[-1] * 4), (0.25, 0.25))
 
     return post
 
 
-def benchmark_models(names: List[str], input_size: Optional[int], runs: int, warmup: int, threads: Optional[int], device: str,
-                     backbones: Optional[List[str]] = None, backends: Sequence[str] = ("torch",),
-                     int8: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
-    """One row per model (and per backbone, when given) and backend: params, MACs, forward / post-processing
-    latency, FPS.
+def benchmark_models(names: List[str], input_size: Optional[int], runs: int, warmup: int, threads: Optional[int],
+                     device: str, backbones: Optional[List[str]] = None, backends: Sequence[str] = ("torch",),
+                     int8: Optional[Dict[str, Any]] = None, paths: Optional[Sequence[Any]] = None,
+                     val: Optional[str] = None, val_limit: Optional[int] = None,
+                     calibration: int = 8) -> List[Dict[str, Any]]:
+    """One row per model (and per backbone, when given) and deployment path: params, MACs, forward /
+    post-processing latency, FPS, the largest output difference from fp32 eager, and AP / mIoU with ``val``.
 
     Args:
         names: registered model names (random weights) or checkpoint files.
-        backends: ``"torch"`` (eager) and/or ``"onnxruntime"`` (the model exported at the same input).
-        int8: when given, also an ``"onnxruntime-int8"`` row per model; keys ``calibration`` (number of
-            inputs), ``val`` (joint split root or None: calibrate on its images and add AP / mIoU of the
-            fp32 and INT8 graphs to the rows) and ``limit`` (val images).
+        backends: fp32 paths by backend name (``"torch"``, ``"onnxruntime"``...), used when ``paths`` is None.
+        int8: older form of asking for the INT8 path (keys ``calibration``, ``val``, ``limit``).
+        paths: :class:`mtl_ehrnet.inference.deployment.DeploymentPath` s to time (default from ``backends``).
+        val: joint split root (annotations/person_keypoints_val.json over a Cityscapes layout): AP / mIoU per
+            path, and INT8 calibrated on its first ``calibration`` images (random inputs without it).
+        val_limit: evaluate the first N images only.
     """
-    from mtl_ehrnet import create_model, list_models
-
     from evaluation.complexity import complexity
-    from evaluation.latency import measure_latency
     from evaluation.model_source import load_model_or_name
+    from mtl_ehrnet import create_model, list_models
+    from mtl_ehrnet.inference.deployment import DeploymentPath, missing_for
+    from mtl_ehrnet.inference.runners import build_runner
 
     known = set(list_models())
     unknown = [n for n in names if n not in known and not Path(n).is_file()]
     if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; models: {', '.join(sorted(known))} (or checkpoint files)")
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; models: {', '.join(sorted(known))} "
+                         "(or checkpoint files)")
     bad = [b for b in backends if b not in BACKENDS]
     if bad:
         raise ValueError(f"unknown backend(s) {bad}; choose from {list(BACKENDS)}")
+    if int8 is not None:
+        val, val_limit, calibration = (val or int8.get("val"), val_limit or int8.get("limit"),
+                                       int8.get("calibration", calibration))
+    if paths is None:
+        paths = [DeploymentPath("fp32", b, device, channels_last=False) for b in backends]
+        paths += [DeploymentPath("int8", "onnxruntime", "cpu")] if int8 is not None else []
+    for path in paths:
+        missing = missing_for(path.precision, path.backend, path.device)
+        if missing:
+            raise ValueError(f"{path.name} on {path.device} needs {missing}")
     rows = []
     for name, backbone in [(n, b) for n in names for b in (backbones or [None])]:
         if backbone:
@@ -93,100 +118,133 @@ def benchmark_models(names: List[str], input_size: Optional[int], runs: int, war
             model = load_model_or_name(name, device).model
         size = (input_size, input_size) if input_size else tuple(model.input_size)
         counts = complexity(model, size)
-        base = {"model": f"{name} [{backbone}]" if backbone else name, "tasks": list(model.tasks), "input_size": list(size),
-                "params": counts["params"], "macs": counts["macs"]}
+        base = {"model": f"{name} [{backbone}]" if backbone else name, "tasks": list(model.tasks),
+                "input_size": list(size), "params": counts["params"], "macs": counts["macs"]}
         post = postprocess_for(model)
-        with tempfile.TemporaryDirectory(prefix="mtl_ehrnet_bench_") as folder:
-            runners = _runners(model, size, backends, threads, Path(folder), int8)
-            for backend, runner, extra in runners:
-                report = measure_latency(runner, size, warmup=warmup, runs=runs, threads=threads,
-                                         device=device if backend == "torch" else "cpu", postprocess=post)
-                rows.append({**base, "backend": backend, **extra, **report.as_dict()})
+        reference = _fp32_outputs(model, size)
+        runners = []
+        for path in paths:
+            batches = _calibration(size, val, calibration) if path.precision == "int8" else None
+            runners.append((path, build_runner(copy.deepcopy(model), path, size, batches, threads)))
+        reports = _interleaved(runners, size, warmup, runs, threads, post)
+        for (path, runner), report in zip(runners, reports):
+            extra: Dict[str, Any] = {"backend": path.backend, "precision": path.precision, "path": str(path),
+                                     "max_abs_diff": _difference(runner, reference, size)}
+            if path.backend in ("onnxruntime", "tensorrt"):
+                extra["providers"] = runner.session.providers
+            if path.device == "cuda":
+                extra["peak_memory_mb"] = _cuda_peak_mb(runner, size)
+            if val:
+                extra["accuracy"] = _accuracy_on(model, path, val, val_limit, calibration, min(size))
+                extra["calibration"] = f"{calibration} images of {val}" if path.precision == "int8" else None
+            rows.append({**base, **extra, **report.as_dict()})
     return rows
 
 
-def _runners(model: Any, size: Tuple[int, int], backends: Sequence[str], threads: Optional[int], folder: Path,
-             int8: Optional[Dict[str, Any]]) -> List[Tuple[str, Any, Dict[str, Any]]]:
-    """(backend, module to time, extra row fields) for each backend; exports and quantises into ``folder``."""
-    runners: List[Tuple[str, Any, Dict[str, Any]]] = []
-    if "torch" in backends:
-        runners.append(("torch", model, {}))
-    if "onnxruntime" not in backends and int8 is None:
-        return runners
-    from evaluation.export import export_onnx
-    from evaluation.onnx_runtime import OnnxModel
+def _interleaved(runners: List[Tuple[Any, Any]], size: Tuple[int, int], warmup: int, runs: int, threads: Optional[int],
+                 post: Callable[[Dict[str, Any]], Any]) -> List[Any]:
+    """Latency of each runner, timed in rounds (one run of each per round: A B A B ...) so that a load that
+    changes over the measurement shifts every path alike and their ratios hold."""
+    from evaluation.latency import LatencyReport, Timing, measure_latency
 
-    fp32_path = folder / "model.onnx"
-    # Free batch and sides: timed at the model's input, and the val split's padded images run too (measured: no
-    # latency cost against a fixed-shape graph for mtl_h-4 at 384 on this CPU).
-    report = export_onnx(model, fp32_path, size, True, dynamic_size=True)
-    common = {"tasks": model.tasks, "config": getattr(model, "config", None), "input_size": size, "threads": threads}
-    fp32 = OnnxModel(fp32_path, **common)
-    parity = {"onnx_max_abs_diff": report["max_abs_diff_all"], "onnx_max_rel_diff": report["max_rel_diff_all"],
-              "onnx_parity_ok": report["parity_ok"], "providers": fp32.providers}
-    if "onnxruntime" in backends:
-        runners.append(("onnxruntime", fp32, parity))
-    if int8 is not None:
-        from evaluation.quantize import quantize_int8
-
-        calibration, accuracy_of = _int8_inputs(size, int8)
-        int8_path = folder / "model_int8.onnx"
-        sizes = quantize_int8(fp32_path, int8_path, calibration)
-        quantised = OnnxModel(int8_path, **common)
-        extra: Dict[str, Any] = {"providers": quantised.providers, "int8_bytes": sizes["int8_bytes"], "fp32_bytes": sizes["fp32_bytes"],
-                                 "calibration": int8["val"] or "random inputs (timing only)"}
-        if accuracy_of is not None:
-            extra["accuracy_fp32"] = accuracy_of(fp32)
-            extra["accuracy_int8"] = accuracy_of(quantised)
-        runners.append(("onnxruntime-int8", quantised, extra))
-    return runners
+    for path, runner in runners:
+        measure_latency(runner, size, warmup=0, runs=max(warmup, 1), threads=threads, device=path.device)
+    samples: List[List[LatencyReport]] = [[] for _ in runners]
+    for _ in range(runs):
+        for (path, runner), taken in zip(runners, samples):
+            taken.append(measure_latency(runner, size, warmup=0, runs=1, threads=threads, device=path.device,
+                                         postprocess=post))
+    return [LatencyReport(forward=Timing.of([r.forward.median_ms / 1e3 for r in taken]),
+                          postprocess=Timing.of([r.postprocess.median_ms / 1e3 for r in taken]),
+                          batch_size=1, input_size=taken[0].input_size, device=taken[0].device,
+                          threads=taken[0].threads)
+            for taken in samples]
 
 
-def _int8_inputs(size: Tuple[int, int], int8: Dict[str, Any]) -> Tuple[List[Any], Optional[Callable[[Any], Dict[str, Any]]]]:
-    """Calibration inputs, and an evaluation on the val split (None without one)."""
+def _fp32_outputs(model: Any, size: Tuple[int, int]) -> Tuple[Any, Dict[str, Any]]:
+    """A fixed random input (1, 3, H, W) and fp32 eager's outputs for it (the reference of every path)."""
+    import torch
+
+    images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return images, {k: v.float().cpu() for k, v in model.eval()(images.to(device)).items()}
+
+
+def _difference(runner: Any, reference: Tuple[Any, Dict[str, Any]], size: Tuple[int, int]) -> float:
+    """The largest |path - fp32 eager| over all outputs, relative to each output's largest magnitude."""
+    import torch
+
+    images, expected = reference
+    with torch.inference_mode():
+        got = runner(images)
+    return max(float((got[k].cpu() - v).abs().max() / v.abs().max().clamp(min=1e-12)) for k, v in expected.items())
+
+
+def _cuda_peak_mb(runner: Any, size: Tuple[int, int]) -> float:
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        runner(torch.randn(1, 3, *size, device="cuda"))
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def _calibration(size: Tuple[int, int], val: Optional[str], count: int) -> List[Any]:
+    """INT8 calibration batches: the val split's first images (as inference preprocesses them), or random."""
     from evaluation.quantize import calibration_batches, random_batches
 
-    if not int8.get("val"):
-        return random_batches(size, int8["calibration"]), None
+    if not val:
+        return random_batches(size, count)
     from mtl_ehrnet.data.cityscapes import list_cityscapes_pairs
     from mtl_ehrnet.data.image_io import read_rgb
 
+    return list(calibration_batches((read_rgb(image) for image, _ in list_cityscapes_pairs(Path(val), "val")[:count]),
+                                    size))
+
+
+def calibration_images(root: str, count: int = 8) -> List[Any]:
+    """The first ``count`` images (uint8 RGB) of a joint / Cityscapes split's val images, for INT8 calibration."""
+    from mtl_ehrnet.data.cityscapes import list_cityscapes_pairs
+    from mtl_ehrnet.data.image_io import read_rgb
+
+    return [read_rgb(image) for image, _ in list_cityscapes_pairs(Path(root), "val")[:count]]
+
+
+def _accuracy_on(model: Any, path: Any, val: str, limit: Optional[int], calibration: int, side: int) -> Dict[str, Any]:
     from evaluation.dataset_eval import evaluate_joint
 
-    root = Path(int8["val"])
-    pairs = list_cityscapes_pairs(root, "val")[: int8["calibration"]]
-    calibration = list(calibration_batches((read_rgb(image) for image, _ in pairs), size))
-
-    def accuracy_of(runner: Any) -> Dict[str, Any]:
-        return evaluate_joint(runner, root, limit=int8.get("limit"), input_size=min(size))
-
-    return calibration, accuracy_of
+    images = calibration_images(val, calibration) if path.precision == "int8" else None
+    return evaluate_joint(copy.deepcopy(model), val, limit=limit, input_size=side, device=path.device,
+                          precision=path.precision, backend=path.backend, calibration=images,
+                          channels_last=path.channels_last)
 
 
 def format_rows(rows: List[Dict[str, Any]]) -> str:
     first = rows[0]
     lines = [
-        f"device {first['device']}, {first['threads']} threads, batch 1, median (p10-p90) of {first['forward']['runs']} runs; "
-        "random weights (post-processing time on trained weights differs)",
-        "| model | tasks | input | params | MACs | backend | forward | post-processing | total | FPS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"device {first['device']}, {first['threads']} threads, batch 1, "
+        f"median (p10-p90) of {first['forward']['runs']} runs",
+        "| model | tasks | input | params | MACs | path | forward | post-processing | total | FPS | max diff vs fp32 "
+        "| AP | mIoU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         f, p = r["forward"], r["postprocess"]
+        accuracy = r.get("accuracy") or {}
+        metrics = " | ".join("-" if accuracy.get(k) is None else f"{accuracy[k]:.4f}" for k in ("AP", "mIoU"))
         lines.append(
-            f"| {r['model']} | {'+'.join(r['tasks'])} | {r['input_size'][0]}x{r['input_size'][1]} | {r['params'] / 1e6:.2f} M | "
-            f"{r['macs'] / 1e9:.2f} G | {r.get('backend', 'torch')} | {f['median_ms']:.1f} ms ({f['p10_ms']:.1f}-{f['p90_ms']:.1f}) | "
-            f"{p['median_ms']:.1f} ms | {r['total_ms']:.1f} ms | {r['fps']:.2f} |"
+            f"| {r['model']} | {'+'.join(r['tasks'])} | {r['input_size'][0]}x{r['input_size'][1]} | "
+            f"{r['params'] / 1e6:.2f} M | {r['macs'] / 1e9:.2f} G | {r.get('path', r.get('backend'))} | "
+            f"{f['median_ms']:.1f} ms ({f['p10_ms']:.1f}-{f['p90_ms']:.1f}) | "
+            f"{p['median_ms']:.1f} ms | {r['total_ms']:.1f} ms | {r['fps']:.2f} | {r.get('max_abs_diff', 0):.1e} | "
+            f"{metrics} |"
         )
-    notes = [f"{r['model']}: ONNX Runtime vs PyTorch max abs diff {r['onnx_max_abs_diff']:.1e}, relative {r['onnx_max_rel_diff']:.1e}, "
-             f"parity {'OK' if r['onnx_parity_ok'] else 'FAILED'} ({', '.join(r['providers'])})" for r in rows if "onnx_max_abs_diff" in r]
-    for r in rows:
-        if "accuracy_int8" in r:
-            notes.append(f"{r['model']} INT8 ({r['int8_bytes'] / 1e6:.1f} MB vs {r['fp32_bytes'] / 1e6:.1f} MB fp32), calibrated on "
-                         f"{r['calibration']}: {_accuracy(r['accuracy_fp32'])} fp32 -> {_accuracy(r['accuracy_int8'])} INT8")
-        elif "int8_bytes" in r:
-            notes.append(f"{r['model']} INT8 ({r['int8_bytes'] / 1e6:.1f} MB vs {r['fp32_bytes'] / 1e6:.1f} MB fp32) calibrated on "
-                         "random inputs: latency only (give --int8-val for the accuracy it costs)")
+    notes = [f"{r['model']} {r['path']}: peak CUDA memory {r['peak_memory_mb']:.0f} MiB"
+             for r in rows if "peak_memory_mb" in r]
+    notes += [f"{r['model']} {r['path']}: calibrated on {r['calibration']}" for r in rows if r.get("calibration")]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -199,18 +257,55 @@ def _backends(values: Sequence[str]) -> List[str]:
     return list(dict.fromkeys(names))
 
 
+def _paths(args: argparse.Namespace, device: str) -> List[Any]:
+    """The deployment paths the flags ask for."""
+    from mtl_ehrnet.inference.deployment import DeploymentPath, available_paths, choose_path
+
+    if args.paths in ("all", "auto"):
+        chosen = available_paths(device) if args.paths == "all" else [choose_path("auto", "auto", device)]
+    elif args.paths:
+        chosen = []
+        for spec in (p.strip() for p in args.paths.split(",") if p.strip()):
+            precision, _, backend = spec.partition(":")
+            chosen.append(choose_path(precision, backend or "torch", device))
+    elif args.precision:
+        chosen = [choose_path(args.precision, "auto" if args.precision == "auto" else b, device)
+                  for b in _backends(args.backend)]
+    else:
+        return None
+    if args.int8 and all(p.precision != "int8" for p in chosen):
+        chosen.append(DeploymentPath("int8", "onnxruntime", "cpu"))
+    # fp32 eager without channels-last first: the baseline every ratio is read against.
+    return [DeploymentPath("fp32", "torch", device, channels_last=False)] + [
+        p for p in chosen if p != DeploymentPath("fp32", "torch", device, False)]
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    from mtl_ehrnet.inference.deployment import choose_path
+    from mtl_ehrnet.inference.machine import this_machine
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if not names:
         raise ValueError("--models is empty")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    machine = this_machine()
+    print(f"machine: {machine.describe()}")
+    print(f"auto path: {choose_path('auto', 'auto', device, machine=machine)}")
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
-    int8 = {"calibration": args.int8_calibration, "val": args.int8_val, "limit": args.int8_limit} if args.int8 or args.int8_val else None
-    rows = benchmark_models(names, args.input_size, args.runs, args.warmup, args.threads, device, backbones, _backends(args.backend), int8)
+    val = args.val or args.int8_val
+    paths = _paths(args, device)
+    int8 = ({"calibration": args.calibration_images, "val": val, "limit": args.limit}
+            if paths is None and args.int8 else None)
+    rows = benchmark_models(names, args.input_size, args.runs, args.warmup, args.threads, device, backbones,
+                            _backends(args.backend), int8, paths=paths, val=val, val_limit=args.limit,
+                            calibration=args.calibration_images)
     print(format_rows(rows))
-    output: Dict[str, Any] = {"models": rows}
+    output: Dict[str, Any] = {"machine": {"cpu": machine.cpu, "flags": list(machine.relevant_flags()),
+                                          "threads": machine.threads, "cuda": list(machine.cuda)}, "models": rows}
     if args.grouping:
         from evaluation.bench_grouping import format_table, grouping_table
 

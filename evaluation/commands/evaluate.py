@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Dict
 
+from evaluation.commands.path_flags import add_path_arguments
+
 COCO_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
 
@@ -19,7 +21,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--reference-pipeline --flip reproduces HigherHRNet's published single-scale test (docs/inference.md).",
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="model checkpoint (mtl_ehrnet.checkpoint)")
-    parser.add_argument("--coco", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="person_keypoints_*.json and its images")
+    parser.add_argument("--coco", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"),
+                        help="person_keypoints_*.json and its images")
     parser.add_argument("--cityscapes", metavar="ROOT", help="root holding leftImg8bit/ and gtFine/")
     parser.add_argument("--split", default="val", help="Cityscapes split (default val)")
     parser.add_argument("--flip", action="store_true", help="flip test")
@@ -34,6 +37,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
+    add_path_arguments(parser)
     parser.add_argument("--results", metavar="OUT", help="also write the COCO results file (official format)")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     parser.set_defaults(func=run)
@@ -42,10 +46,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from evaluation.commands.path_flags import predictor_options
+    from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
     from mtl_ehrnet.checkpoint import load_model
     from mtl_ehrnet.data.cityscapes import CLASS_NAMES
-
-    from evaluation.dataset_eval import evaluate_cityscapes, evaluate_coco
 
     if not args.coco and not args.cityscapes:
         raise ValueError("give --coco ANN_FILE IMAGE_DIR and/or --cityscapes ROOT")
@@ -56,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--munkres applies to --reference-pipeline only")
     mode = "reference" if args.reference_pipeline else "fast"
     options = {"flip": args.flip, "batch_size": args.batch_size, "limit": args.limit, "scales": scales,
-               "input_size": args.input_size, "device": device, "mode": mode}
+               "input_size": args.input_size, "device": device, "mode": mode,
+               **predictor_options(args)}
     if args.munkres:
         options["grouping"] = {"assignment": "munkres"}
     metrics: Dict[str, object] = {"checkpoint": str(args.checkpoint), "flip": args.flip, "scales": list(scales),
-                                  "pipeline": mode + (" (munkres)" if args.munkres else "")}
+                                  "pipeline": mode + (" (munkres)" if args.munkres else ""),
+                                  "precision": options["precision"], "backend": options["backend"]}
     if args.coco:
         ann_file, image_dir = args.coco
         metrics["coco"] = evaluate_coco(model, ann_file, image_dir, results_file=args.results, **options)
@@ -88,5 +94,7 @@ def format_coco(metrics: Dict[str, float]) -> str:
 
 def format_cityscapes(metrics: Dict[str, object]) -> str:
     """mIoU, pixel accuracy and the per-class IoUs ('-' for classes absent from labels and predictions)."""
-    classes = ", ".join(f"{name} {'-' if math.isnan(v) else f'{v:.3f}'}" for name, v in metrics["per_class_iou"].items())
-    return f"| mIoU | pixel accuracy |\n|---|---|\n| {metrics['mIoU']:.4f} | {metrics['pixel_accuracy']:.4f} |\nper class: {classes}"
+    classes = ", ".join(f"{name} {'-' if math.isnan(v) else f'{v:.3f}'}"
+                        for name, v in metrics["per_class_iou"].items())
+    return (f"| mIoU | pixel accuracy |\n|---|---|\n| {metrics['mIoU']:.4f} | {metrics['pixel_accuracy']:.4f} |\n"
+            f"per class: {classes}")

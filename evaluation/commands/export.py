@@ -15,7 +15,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "(max abs difference; <= 1e-4 expected in fp32). For TensorRT (Jetson): "
         "trtexec --onnx=OUT.onnx --saveEngine=OUT.engine --fp16",
     )
-    parser.add_argument("model", metavar="CHECKPOINT|MODEL_NAME", help="checkpoint file, or a model name (random weights)")
+    parser.add_argument("model", metavar="CHECKPOINT|MODEL_NAME",
+                        help="checkpoint file, or a model name (random weights)")
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the graph")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="input height and width, multiples of 32 (default: the model's)")
@@ -32,16 +33,18 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_model_or_name(args.model, "cpu")
     print(describe_source(loaded))
-    report = export_onnx(loaded.model, args.onnx, tuple(args.input_size) if args.input_size else None, args.dynamic_batch,
-                         dynamic_size=args.dynamic_size, opset=args.opset)
+    report = export_onnx(loaded.model, args.onnx, tuple(args.input_size) if args.input_size else None,
+                         args.dynamic_batch, dynamic_size=args.dynamic_size, opset=args.opset)
     report["model"] = loaded.source
     report["random_weights"] = loaded.random_weights
-    print(f"wrote {report['path']} ({report['bytes'] / 1e6:.1f} MB, opset {report['opset']}, input {report['input_size'][0]}x"
-          f"{report['input_size'][1]}, {report['export_s']:.1f} s); onnx.checker passed")
+    print(f"wrote {report['path']} ({report['bytes'] / 1e6:.1f} MB, opset {report['opset']}, "
+          f"input {report['input_size'][0]}x{report['input_size'][1]}, {report['export_s']:.1f} s); "
+          "onnx.checker passed")
     print("| output | shape | max abs diff vs PyTorch | max abs PyTorch value |")
     print("|---|---|---|---|")
     for name, shape in report["outputs"].items():
-        print(f"| {name} | {'x'.join(map(str, shape))} | {report['max_abs_diff'][name]:.2e} | {report['reference_max_abs'][name]:.2e} |")
+        print(f"| {name} | {'x'.join(map(str, shape))} | {report['max_abs_diff'][name]:.2e} | "
+              f"{report['reference_max_abs'][name]:.2e} |")
     verdict = "OK" if report["parity_ok"] else "FAILED"
     print(f"parity {verdict}: max abs diff {report['max_abs_diff_all']:.2e}, relative {report['max_rel_diff_all']:.1e} "
           f"(tolerance {PARITY_TOLERANCE:g}, or {RELATIVE_TOLERANCE:g} of an output's max abs value above 10; "

@@ -76,7 +76,8 @@ def format_models(rows: List[Dict[str, Any]]) -> str:
         h, w = r["input_size"]
         lines.append(
             f"| {r['name']} | {'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['params'], 1e6, 'M')} | "
-            f"{_fmt(r['macs'], 1e9, 'G')} | {_fmt(r['thesis_params'], 1e6, 'M')} | {_fmt(r['thesis_flops'], 1e9, 'G')} |"
+            f"{_fmt(r['macs'], 1e9, 'G')} | {_fmt(r['thesis_params'], 1e6, 'M')} | "
+            f"{_fmt(r['thesis_flops'], 1e9, 'G')} |"
         )
     lines.append(
         "\n*thesis convention: figures printed in the thesis (Tables 4.2, 4.5), made by the reference repo's "
@@ -105,7 +106,8 @@ def format_classifiers(rows: List[Dict[str, Any]]) -> str:
     """Markdown table of :func:`evaluation.model_table.classifier_rows` beside thesis Table 4.1."""
     lines = [
         "Compact EfficientNet classifiers (thesis 4.1): true counts, Table 4.1's printed figures in brackets",
-        "| model | input (formula) | params, 1000 classes | params, 100 classes | MACs | thesis top-1 ImageNet / CIFAR-100 |",
+        "| model | input (formula) | params, 1000 classes | params, 100 classes | MACs "
+        "| thesis top-1 ImageNet / CIFAR-100 |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -113,7 +115,8 @@ def format_classifiers(rows: List[Dict[str, Any]]) -> str:
         size = str(r["input_size"])
         if r["formula_input_size"] != r["input_size"]:
             size += f" ({r['formula_input_size']})"
-        imagenet, cifar, macs = f"{r['params_1000'] / 1e6:.2f} M", f"{r['params_100'] / 1e6:.2f} M", f"{r['macs'] / 1e9:.3f} G"
+        imagenet, cifar, macs = (f"{r['params_1000'] / 1e6:.2f} M", f"{r['params_100'] / 1e6:.2f} M",
+                                 f"{r['macs'] / 1e9:.3f} G")
         accuracy = "-"
         if t:
             imagenet += f" [{t['imagenet_params'] / 1e6:g} M]"

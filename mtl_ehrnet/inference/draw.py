@@ -31,7 +31,9 @@ def colorize(class_map: np.ndarray, palette: Optional[np.ndarray] = None) -> np.
     return palette[np.clip(np.asarray(class_map), 0, len(palette) - 1)]
 
 
-def overlay_segmentation(image: np.ndarray, class_map: np.ndarray, alpha: float = 0.5, palette: Optional[np.ndarray] = None) -> np.ndarray:
+def overlay_segmentation(
+    image: np.ndarray, class_map: np.ndarray, alpha: float = 0.5, palette: Optional[np.ndarray] = None
+) -> np.ndarray:
     """Blends the colourised class map over the image.
 
     Args:

@@ -79,7 +79,8 @@ def group_poses(
     if tag.dim() == 3:
         tag = tag.unsqueeze(-1)
     if tag.dim() != 4 or tag.shape[:3] != det.shape:
-        raise ValueError(f"tags must be (J, H, W) or (J, H, W, D) matching heatmaps {tuple(det.shape)}, got {tuple(tags.shape)}")
+        raise ValueError(f"tags must be (J, H, W) or (J, H, W, D) matching heatmaps {tuple(det.shape)}, "
+                         f"got {tuple(tags.shape)}")
     if subpixel not in ("quadratic", "quarter"):
         raise ValueError(f"subpixel must be 'quadratic' or 'quarter', got {subpixel!r}")
     num_joints, height, width = det.shape
@@ -89,7 +90,8 @@ def group_poses(
         vals, inds, tag_k = _top_k(det, tag, max_people, nms_kernel, detection_threshold)
     vals, inds, tag_k = vals.cpu().numpy(), inds.cpu().numpy(), tag_k.cpu().numpy()
 
-    members, tag_sum, count = _match(vals, tag_k, order, max_people, detection_threshold, tag_threshold, use_detection_value)
+    members, tag_sum, count = _match(vals, tag_k, order, max_people, detection_threshold, tag_threshold,
+                                     use_detection_value)
     num_people = members.shape[0]
     if num_people == 0:
         return np.zeros((0, num_joints, 3), np.float32), np.zeros((0,), np.float32)
@@ -120,7 +122,9 @@ def group_poses(
     return keypoints, scores.astype(np.float32)
 
 
-def _top_k(det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, threshold: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _top_k(
+    det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, threshold: float
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The k strongest NMS peaks above ``threshold`` per joint.
 
     Only peaks above the detection threshold survive matching, so the max-pool test runs on those
@@ -142,7 +146,8 @@ def _top_k(det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, thresh
         padded = F.pad(det, (r, r, r, r), value=float("-inf"))
         row = width + 2 * r
         base = joint * padded[0].numel() + y * row + x
-        window = (torch.arange(nms_kernel, device=det.device)[:, None] * row + torch.arange(nms_kernel, device=det.device)).view(-1)
+        window = (torch.arange(nms_kernel, device=det.device)[:, None] * row
+                  + torch.arange(nms_kernel, device=det.device)).view(-1)
         neighbourhood_max = padded.view(-1)[base[:, None] + window[None]].amax(dim=1)
         peak = neighbourhood_max == det[joint, y, x]
         joint, flat = joint[peak], (y * width + x)[peak]
@@ -218,7 +223,9 @@ def _match(
     return members[:num_people], tag_sum[:num_people], count[:num_people]
 
 
-def _subpixel_offsets(det: np.ndarray, joint: np.ndarray, y: np.ndarray, x: np.ndarray, method: str) -> Tuple[np.ndarray, np.ndarray]:
+def _subpixel_offsets(
+    det: np.ndarray, joint: np.ndarray, y: np.ndarray, x: np.ndarray, method: str
+) -> Tuple[np.ndarray, np.ndarray]:
     """Sub-pixel offsets (dx, dy) of peaks at integer (y, x) of ``det[joint]`` (det: (J, H, W))."""
     _, height, width = det.shape
     centre = det[joint, y, x]
@@ -239,7 +246,14 @@ def _parabola_offset(before: np.ndarray, centre: np.ndarray, after: np.ndarray) 
     return np.clip(offset, -0.5, 0.5)
 
 
-def _refine_missing(det: torch.Tensor, tag: torch.Tensor, det_cpu: np.ndarray, keypoints: np.ndarray, mean_tags: np.ndarray, subpixel: str) -> None:
+def _refine_missing(
+    det: torch.Tensor,
+    tag: torch.Tensor,
+    det_cpu: np.ndarray,
+    keypoints: np.ndarray,
+    mean_tags: np.ndarray,
+    subpixel: str,
+) -> None:
     """Fills missing joints in place with argmax over the map of ``det - round(|tag - mean tag|)``.
 
     Args:

@@ -21,9 +21,12 @@ from torch import nn
 
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, check_flip_index
 from mtl_ehrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mtl_ehrnet.inference.class_map import upsampled_argmax
+from mtl_ehrnet.inference.deployment import DeploymentPath, choose_path
 from mtl_ehrnet.inference.grouping import group_poses
 from mtl_ehrnet.inference.reference_grouping import ReferenceGrouping
 from mtl_ehrnet.inference.reference_pipeline import ReferencePipeline, check_reference_scales
+from mtl_ehrnet.inference.runners import build_runner
 
 ImageLike = Union[np.ndarray, "PIL.Image.Image"]  # noqa: F821  (Pillow images are accepted too)
 STRIDE = 32
@@ -65,9 +68,15 @@ class Predictor:
         batch_size: images per forward pass.
         device: default the model's.
         grouping: keyword overrides for :func:`group_poses`.
-        channels_last: run the model (converted in place) on NHWC tensors.
-        half: run the model (converted in place) in float16; CUDA only. Outputs are cast back to float32.
-        compile: run the model through ``torch.compile`` (the first batch of each new shape compiles).
+        precision: ``"fp32"``, ``"bf16"`` (CPU with AMX / AVX-512 BF16, or CUDA), ``"fp16"`` (CUDA),
+            ``"int8"`` (ONNX Runtime, needs ``calibration``) or ``"auto"`` (the fastest this machine
+            supports, :func:`mtl_ehrnet.inference.deployment.choose_path`). Outputs are float32 either way.
+        backend: ``"torch"``, ``"torch.compile"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``.
+        calibration: uint8 RGB images (H, W, 3) to calibrate INT8 on, preprocessed as inference does.
+        channels_last: NHWC tensors on the PyTorch backends; default True (faster for these models).
+        half: the same as ``precision="fp16"``.
+        compile: the same as ``backend="torch.compile"`` (height and width are dynamic: one compilation
+            serves every padded size).
         mode: ``"fast"`` (above) or ``"reference"``: HigherHRNet's test pipeline (short side to
             ``input_size`` rounded up to 64, long side aligned to 64 by one affine warp, maps upsampled to
             the input before grouping, its parser's decisions), image by image; ``grouping`` then overrides
@@ -85,7 +94,10 @@ class Predictor:
         batch_size: int = 8,
         device: Union[str, torch.device, None] = None,
         grouping: Optional[Dict[str, Any]] = None,
-        channels_last: bool = False,
+        precision: str = "fp32",
+        backend: str = "torch",
+        calibration: Optional[Sequence[ImageLike]] = None,
+        channels_last: Optional[bool] = None,
         half: bool = False,
         compile: bool = False,
         mode: str = "fast",
@@ -95,19 +107,11 @@ class Predictor:
         if input_size is None:
             input_size = min(getattr(model, "input_size", (512, 512)))
         if input_size <= 0 or not scales or any(s <= 0 for s in scales) or batch_size < 1:
-            raise ValueError(f"need input_size > 0, positive scales and batch_size >= 1; got {input_size}, {scales}, {batch_size}")
+            raise ValueError("need input_size > 0, positive scales and batch_size >= 1; "
+                             f"got {input_size}, {scales}, {batch_size}")
         first = next(model.parameters(), None)
-        self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
-        if half and self.device.type != "cuda":
-            raise ValueError(f"half precision needs a CUDA device, got {self.device}: float16 convolutions on the CPU are slow or unsupported")
-        self.model = model.eval().to(self.device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if half:
-            self.model = self.model.half()
-        self.channels_last = channels_last
-        self.dtype = torch.float16 if half else torch.float32
-        self._network = torch.compile(self.model) if compile else self.model
+        self.device = torch.device(device) if device is not None else (
+            first.device if first is not None else torch.device("cpu"))
         self.input_size = int(input_size)
         self.flip = flip
         self.scales = tuple(float(s) for s in scales)
@@ -124,6 +128,19 @@ class Predictor:
                 device=self.device)
         self._mean = torch.as_tensor(IMAGENET_MEAN, device=self.device).view(3, 1, 1) * 255
         self._std = torch.as_tensor(IMAGENET_STD, device=self.device).view(3, 1, 1) * 255
+        precision = "fp16" if half else precision
+        backend = "torch.compile" if compile else backend
+        self.path: DeploymentPath = choose_path(precision, backend, self.device, calibration=calibration is not None,
+                                                channels_last=channels_last)
+        side = math.ceil(self.input_size / STRIDE) * STRIDE
+        batches = None
+        if self.path.precision == "int8":
+            batches = [
+                self._prepare([(_to_tensor(im).to(self.device).float() - self._mean) / self._std], 1.0)[0].cpu().numpy()
+                for im in calibration or ()
+            ]
+        self.model = model.eval().to(self.device)
+        self._network = build_runner(self.model, self.path, (side, side), batches)
 
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> Union[Prediction, List[Prediction]]:
         """Predicts poses and class maps.
@@ -180,12 +197,19 @@ class Predictor:
                 poses[..., 0] = (kps[..., 0] + 0.5) * 2 / fx - 0.5
                 poses[..., 1] = (kps[..., 1] + 0.5) * 2 / fy - 0.5
             if seg_sum is not None:
-                class_map = _full_resolution_argmax(seg_sum[i], (height, width), (fy, fx), 4)
+                class_map = upsampled_argmax(seg_sum[i], (height, width), (fy / 4, fx / 4)).cpu().numpy()
             results.append(Prediction(poses, scores, class_map))
         return results
 
-    def _forward_scale(self, images: List[torch.Tensor], scale: float) -> Tuple[Dict[str, torch.Tensor], List[Tuple[float, float]]]:
+    def _forward_scale(
+        self, images: List[torch.Tensor], scale: float
+    ) -> Tuple[Dict[str, torch.Tensor], List[Tuple[float, float]]]:
         """Resizes (short side ``input_size * scale``), pads and runs the model (and its mirror)."""
+        batch, factors = self._prepare(images, scale)
+        return self._run_network(batch), factors
+
+    def _prepare(self, images: List[torch.Tensor], scale: float) -> Tuple[torch.Tensor, List[Tuple[float, float]]]:
+        """The network's input (B, 3, H, W) (B doubled with flip) and each image's (y, x) resize factors."""
         short = self.input_size * scale
         resized, factors = [], []
         for im in images:
@@ -203,17 +227,16 @@ class Predictor:
         if self.flip:
             # Mirroring the padded tensor keeps every map pixel aligned with its mirror exactly.
             batch = torch.cat((batch, batch.flip(-1)))
-        return self._run_network(batch), factors
+        return batch, factors
 
     def _run_network(self, batch: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The model's outputs (float32) for a normalised float32 batch (B, 3, H, W), run in the
-        configured precision and memory format."""
-        batch = batch.to(self.dtype)
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return {name: value.float() for name, value in self._network(batch).items()}
+        """The model's outputs (float32) for a normalised float32 batch (B, 3, H, W), run on the
+        deployment path."""
+        return self._network(batch)
 
-    def _merge_flip(self, out: Dict[str, torch.Tensor], n: int) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _merge_flip(
+        self, out: Dict[str, torch.Tensor], n: int
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Heatmaps (B, K, H/2, W/2), tags (B, K, H/2, W/2, D) and seg logits (B, C, H/4, W/4)."""
         heat = tag = seg = None
         if "heatmaps" in out:
@@ -225,7 +248,9 @@ class Predictor:
         return heat, tag, seg
 
 
-def pose_maps(outputs: Dict[str, torch.Tensor], flip_index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def pose_maps(
+    outputs: Dict[str, torch.Tensor], flip_index: Optional[torch.Tensor] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """The maps grouping reads, from the model's outputs.
 
     Args:
@@ -237,7 +262,8 @@ def pose_maps(outputs: Dict[str, torch.Tensor], flip_index: Optional[torch.Tenso
         with the mirrored pass); tags (B', K, H/2, W/2, D), upsampled, D = 2 with a mirrored pass.
     """
     size = outputs["heatmaps"].shape[-2:]
-    heat = (outputs["heatmaps"] + F.interpolate(outputs["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)) / 2
+    heat = (outputs["heatmaps"]
+            + F.interpolate(outputs["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)) / 2
     tag = F.interpolate(outputs["tags"], size=size, mode="bilinear", align_corners=False)[..., None]
     if flip_index is not None:
         n = heat.shape[0] // 2
@@ -246,7 +272,9 @@ def pose_maps(outputs: Dict[str, torch.Tensor], flip_index: Optional[torch.Tenso
     return heat, tag
 
 
-def mirror_average(maps: torch.Tensor, mirrored: torch.Tensor, channel_index: Optional[torch.Tensor] = None) -> torch.Tensor:
+def mirror_average(
+    maps: torch.Tensor, mirrored: torch.Tensor, channel_index: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """The mean of ``maps`` (B, C, H, W) and the maps of the mirrored images turned back: ``mirrored``
     flipped along W, its channels permuted by ``channel_index`` (joints swapped left to right) when given."""
     back = mirrored.flip(-1)
@@ -262,7 +290,9 @@ def _to_tensor(image: ImageLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-def _sampling_grid(out_hw: Tuple[int, int], in_hw: Tuple[int, int], ratio: Tuple[float, float], device: torch.device) -> torch.Tensor:
+def _sampling_grid(
+    out_hw: Tuple[int, int], in_hw: Tuple[int, int], ratio: Tuple[float, float], device: torch.device
+) -> torch.Tensor:
     """grid_sample grid (1, H, W, 2) for a map whose position u reads u' = (u + 0.5) * ratio - 0.5
     of an input map of size ``in_hw`` (align_corners=False normalisation)."""
     axes = []
@@ -273,7 +303,9 @@ def _sampling_grid(out_hw: Tuple[int, int], in_hw: Tuple[int, int], ratio: Tuple
     return torch.stack((gx, gy), dim=-1)[None]
 
 
-def _to_frame(maps: torch.Tensor, factors: List[Tuple[float, float]], base: List[Tuple[float, float]], out_hw: torch.Size) -> torch.Tensor:
+def _to_frame(
+    maps: torch.Tensor, factors: List[Tuple[float, float]], base: List[Tuple[float, float]], out_hw: torch.Size
+) -> torch.Tensor:
     """Resamples each image's maps (B, C, h, w) from its resize factors into the base factors' frame."""
     out = []
     for i in range(maps.shape[0]):
@@ -281,11 +313,3 @@ def _to_frame(maps: torch.Tensor, factors: List[Tuple[float, float]], base: List
         grid = _sampling_grid(tuple(out_hw), tuple(maps.shape[-2:]), ratio, maps.device)
         out.append(F.grid_sample(maps[i : i + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=False))
     return torch.cat(out)
-
-
-def _full_resolution_argmax(logits: torch.Tensor, image_hw: Tuple[int, int], factor: Tuple[float, float], stride: int) -> np.ndarray:
-    """Class map (H, W) of the image from stride-``stride`` logits (C, h, w) of its resized copy."""
-    ratio = (factor[0] / stride, factor[1] / stride)
-    grid = _sampling_grid(image_hw, tuple(logits.shape[-2:]), ratio, logits.device)
-    upsampled = F.grid_sample(logits[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return upsampled[0].argmax(dim=0).cpu().numpy().astype(np.int64)

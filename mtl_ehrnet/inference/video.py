@@ -108,7 +108,8 @@ class VideoWriter:
             if self._codec == "libx264":
                 self._stream.options = {"crf": str(self._crf)}
         if (height, width) != (self._stream.height, self._stream.width):
-            raise ValueError(f"frame {frame.shape[:2]} differs from the video's {self._stream.height}x{self._stream.width}")
+            raise ValueError(f"frame {frame.shape[:2]} differs from the video's "
+                             f"{self._stream.height}x{self._stream.width}")
         if frame.shape[:2] != (height, width):
             frame = np.pad(frame, ((0, height - frame.shape[0]), (0, width - frame.shape[1]), (0, 0)))
         for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):

@@ -33,7 +33,8 @@ def ann_file(tmp_path: Path) -> Path:
                 "bbox": [x0, y0, w, h], "area": w * h * 0.6,
                 "keypoints": kps.reshape(-1).tolist(), "num_keypoints": int((vis > 0).sum()),
             })
-    categories = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": [str(i) for i in range(17)], "skeleton": []}]
+    categories = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": [str(i) for i in range(17)],
+                   "skeleton": []}]
     path = tmp_path / "person_keypoints_test.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path

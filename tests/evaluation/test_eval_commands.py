@@ -26,9 +26,9 @@ def test_evaluate_prints_coco_and_cityscapes_metrics(synthetic, checkpoint: Path
     out = tmp_path / "metrics.json"
     results = tmp_path / "results.json"
     code = main([
-        "evaluate", str(checkpoint), "--coco", str(synthetic.coco_annotations("val")), str(synthetic.coco_images("val")),
-        "--cityscapes", str(synthetic.cityscapes_root), "--split", "val", "--flip", "--input-size", "64",
-        "--device", "cpu", "--json", str(out), "--results", str(results),
+        "evaluate", str(checkpoint), "--coco", str(synthetic.coco_annotations("val")),
+        str(synthetic.coco_images("val")), "--cityscapes", str(synthetic.cityscapes_root), "--split", "val", "--flip",
+        "--input-size", "64", "--device", "cpu", "--json", str(out), "--results", str(results),
     ])
     assert code == 0
     printed = capsys.readouterr().out
@@ -61,8 +61,8 @@ def test_benchmark_prints_one_row_per_model(tmp_path: Path, capsys) -> None:
 
 def test_benchmark_runs_every_model_on_each_backbone(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["benchmark", "--models", "mtl_h-4", "--backbones", "efficientnet,timm:mobilenetv3_small_100", "--input-size", "64",
-                 "--runs", "1", "--warmup", "0", "--json", str(out)])
+    code = main(["benchmark", "--models", "mtl_h-4", "--backbones", "efficientnet,timm:mobilenetv3_small_100",
+                 "--input-size", "64", "--runs", "1", "--warmup", "0", "--json", str(out)])
     assert code == 0
     rows = json.loads(out.read_text())["models"]
     assert [r["model"] for r in rows] == ["mtl_h-4 [efficientnet]", "mtl_h-4 [timm:mobilenetv3_small_100]"]

@@ -35,7 +35,8 @@ def _awake(model: nn.Module) -> nn.Module:
 
 @pytest.mark.parametrize(
     ("name", "outputs"),
-    [("pose_h-4", ["heatmaps", "heatmaps_lr", "tags"]), ("seg_h-4", ["seg"]), ("mtl_h-4", ["heatmaps", "heatmaps_lr", "tags", "seg"])],
+    [("pose_h-4", ["heatmaps", "heatmaps_lr", "tags"]), ("seg_h-4", ["seg"]),
+     ("mtl_h-4", ["heatmaps", "heatmaps_lr", "tags", "seg"])],
 )
 def test_parity_and_named_outputs(tmp_path: Path, name: str, outputs: list) -> None:
     model = _awake(create_model(name))
@@ -79,8 +80,8 @@ class _TinySeg(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1),
-                                  nn.ReLU(), nn.Conv2d(64, 5, 1))
+        self.body = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 5, 1))
 
     def forward(self, images: torch.Tensor) -> dict:
         return {"seg": self.body(images)}
@@ -100,12 +101,13 @@ def test_int8_graph_is_smaller_and_close_to_fp32(tmp_path: Path) -> None:
 
 def test_benchmark_times_torch_and_onnxruntime_in_one_run(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
-    assert main(["benchmark", "--models", "seg_h-4", "--input-size", "64", "--runs", "1", "--warmup", "0", "--threads", "1",
-                 "--device", "cpu", "--backend", "torch", "onnxruntime", "--json", str(out)]) == 0
+    assert main(["benchmark", "--models", "seg_h-4", "--input-size", "64", "--runs", "1", "--warmup", "0",
+                 "--threads", "1", "--device", "cpu", "--backend", "torch", "onnxruntime", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| seg_h-4 | seg | 64x64 | 2.93 M |" in printed and "| onnxruntime |" in printed and "| torch |" in printed
+    assert ("| seg_h-4 | seg | 64x64 | 2.93 M |" in printed and "| fp32 onnxruntime on cpu |" in printed
+            and "| fp32 torch on cpu |" in printed)
     rows = json.loads(out.read_text())["models"]
-    assert [r["backend"] for r in rows] == ["torch", "onnxruntime"] and rows[1]["onnx_max_abs_diff"] <= 1e-4
+    assert [r["backend"] for r in rows] == ["torch", "onnxruntime"] and rows[1]["max_abs_diff"] <= 1e-4
     assert rows[0]["macs"] == rows[1]["macs"] and rows[1]["fps"] > 0
     assert main(["benchmark", "--models", "seg_h-4", "--backend", "tensorflow"]) == 1
     assert "unknown backend(s) ['tensorflow']" in capsys.readouterr().err
@@ -114,7 +116,8 @@ def test_benchmark_times_torch_and_onnxruntime_in_one_run(tmp_path: Path, capsys
 def test_export_command_writes_graph_and_report(tmp_path: Path, capsys) -> None:
     checkpoint = save_checkpoint(tmp_path / "seg.pt", _awake(create_model("seg_h-4", num_classes=5)))
     out, report = tmp_path / "seg.onnx", tmp_path / "report.json"
-    assert main(["export", str(checkpoint), "--onnx", str(out), "--input-size", "64", "96", "--dynamic-batch", "--json", str(report)]) == 0
+    assert main(["export", str(checkpoint), "--onnx", str(out), "--input-size", "64", "96", "--dynamic-batch",
+                 "--json", str(report)]) == 0
     printed = capsys.readouterr().out
     assert "| seg | 1x5x16x24 |" in printed and "parity OK" in printed and "onnx.checker passed" in printed
     data = json.loads(report.read_text())

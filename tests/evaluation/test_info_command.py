@@ -18,7 +18,8 @@ def test_info_json_and_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert rows["pose_h-4"]["thesis_params"] == 3.7e6 and rows["seg_h-4"]["thesis_params"] is None
     (sharing,) = data["sharing"]
     assert sharing["phi"] == -4
-    assert sharing["macs_ratio"] == pytest.approx(rows["mtl_h-4"]["macs"] / (rows["pose_h-4"]["macs"] + rows["seg_h-4"]["macs"]))
+    assert sharing["macs_ratio"] == pytest.approx(
+        rows["mtl_h-4"]["macs"] / (rows["pose_h-4"]["macs"] + rows["seg_h-4"]["macs"]))
     assert sharing["macs_ratio"] < 0.65
 
 

@@ -50,7 +50,8 @@ def test_image_in_overlay_png_out_with_separate_models(tmp_path: Path, capsys) -
     image = np.random.default_rng(1).integers(0, 255, (50, 90, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "photo.jpg", quality=95)
     out = tmp_path / "out"
-    assert main(["predict", str(tmp_path / "photo.jpg"), "--out", str(out), "--pose-model", "pose_h-4", "--seg-model", "seg_h-4", *SIZE]) == 0
+    assert main(["predict", str(tmp_path / "photo.jpg"), "--out", str(out), "--pose-model", "pose_h-4",
+                 "--seg-model", "seg_h-4", *SIZE]) == 0
     assert "separate models (pose_h-4 + seg_h-4)" in capsys.readouterr().out
     overlay = np.asarray(Image.open(out / "photo.png"))
     assert overlay.shape == (50, 90, 3) and not np.array_equal(overlay, np.asarray(Image.open(tmp_path / "photo.jpg")))
@@ -73,7 +74,7 @@ def test_bad_input_gives_a_clear_error(video: Path, tmp_path: Path, capsys) -> N
     assert "cannot read video" in errors[1] and "broken.mp4" in errors[1]
     assert f"--seg-model: {pose} holds a model with tasks pose; expected one with a segmentation head" in errors[2]
     assert "--pose-model: seg_h-4 holds a model with tasks seg; expected one with a pose head" in errors[3]
-    assert "half precision needs a CUDA device" in errors[4]
+    assert "fp16 on torch (cpu) needs a CUDA device" in errors[4]
 
 
 def test_results_are_coco_format_in_image_pixels(tmp_path: Path) -> None:
@@ -98,5 +99,5 @@ def test_results_are_coco_format_in_image_pixels(tmp_path: Path) -> None:
 def test_channels_last_predicts_the_same() -> None:
     model = create_model("seg_h-4").eval()
     image = np.random.default_rng(2).integers(0, 255, (60, 80, 3), dtype=np.uint8)
-    plain = Predictor(model, input_size=64)(image).seg
-    assert np.array_equal(Predictor(model, input_size=64, channels_last=True)(image).seg, plain)
+    plain = Predictor(model, input_size=64, channels_last=False)(image).seg
+    assert np.array_equal(Predictor(model, input_size=64)(image).seg, plain)  # channels-last is the default

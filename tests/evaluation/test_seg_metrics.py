@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
-from cityscapesscripts.helpers.labels import labels as cs_labels, trainId2label
+from cityscapesscripts.helpers.labels import labels as cs_labels
+from cityscapesscripts.helpers.labels import trainId2label
 from PIL import Image
 
 from evaluation import mean_iou

@@ -2,7 +2,7 @@
 person plus noise."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -66,7 +66,9 @@ def match_people(keypoints: np.ndarray, joints: np.ndarray) -> np.ndarray:
     return dist.argmin(axis=1)
 
 
-def plant(num_people: int, size: Tuple[int, int] = (128, 128), flip_tags: bool = False, seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def plant(
+    num_people: int, size: Tuple[int, int] = (128, 128), flip_tags: bool = False, seed: int = 0
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(joints (P, 17, 2), heatmaps (17, H, W), tags) for ``num_people`` people on a grid; tags 2 apart."""
     rng = np.random.default_rng(seed)
     joints = people_on_grid(num_people, size, rng)

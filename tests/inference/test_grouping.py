@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from planted_people import SKELETON, match_people, people_on_grid, plant, render
+
 from mtl_ehrnet.inference import group_poses, grouping
 
 
@@ -120,7 +120,8 @@ def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool) -> None:
     # Noisy maps with many weak peaks and people missing joints: the shortlist shortcut must choose
     # the same pixels as the argmax over the whole map.
     joints, heatmaps, tags = plant(8, size=(96, 96), flip_tags=flip_tags, seed=3)
-    heatmaps = heatmaps * rng.uniform(0, 1, (17, 1, 1)).astype(np.float32) + rng.uniform(0, 0.3, heatmaps.shape).astype(np.float32)
+    heatmaps = (heatmaps * rng.uniform(0, 1, (17, 1, 1)).astype(np.float32)
+                + rng.uniform(0, 0.3, heatmaps.shape).astype(np.float32))
     shortcut = group_poses(heatmaps, tags)
     monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 96 * 96)
     whole_map = group_poses(heatmaps, tags)
