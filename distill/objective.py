@@ -17,10 +17,11 @@ from distill.replay import replay_cached
 from distill.seg_kd import channel_wise, pixel_kl
 from distill.teacher_cache import cached_outputs
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
+from mtl_ehrnet.training.pose_loss import associative_embedding
 from mtl_ehrnet.training.task_loss import GroundTruthLoss
 
-TERM_NAMES = ("pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce", "pose/kd_heatmaps", "pose/kd_tags",
-              "seg/kd", "trunk/hints")
+TERM_NAMES = ("pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce", "pose/kd_heatmaps",
+              "pose/kd_tags", "seg/kd", "trunk/hints")
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,12 @@ class KDSettings:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.labelled_kd_weight) and self.labelled_kd_weight >= 0):
-            raise ValueError(f"labelled_kd_weight (--labelled-kd-weight) must be finite and >= 0, got {self.labelled_kd_weight}")
+            raise ValueError("labelled_kd_weight (--labelled-kd-weight) must be finite and >= 0, "
+                             f"got {self.labelled_kd_weight}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature (--temperature) must be finite and > 0, got {self.temperature}")
-        for name, value, allowed in (("seg_kd", self.seg_kd, ("kl", "cwd")), ("tag_kd", self.tag_kd, ("pseudo", "relational", "none")),
+        for name, value, allowed in (("seg_kd", self.seg_kd, ("kl", "cwd")),
+                                     ("tag_kd", self.tag_kd, ("pseudo", "relational", "none")),
                                      ("balancing", self.balancing, ("fixed", "uncertainty", "dwa"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -101,7 +104,8 @@ class DistillationObjective(nn.Module):
         # finds it there instead of copying it from the host.
         self.register_buffer("flip_index", torch.as_tensor(list(flip_index), dtype=torch.long), persistent=False)
         self.gt = gt if gt is not None else GroundTruthLoss(("pose", "seg"))
-        self.teachers = nn.ModuleDict({k: v for k, v in (("pose", pose_teacher), ("seg", seg_teacher)) if v is not None})
+        self.teachers = nn.ModuleDict(
+            {k: v for k, v in (("pose", pose_teacher), ("seg", seg_teacher)) if v is not None})
         self.hints: Optional[FeatureHints] = None
         if settings.hints:
             teacher = pose_teacher if pose_teacher is not None else seg_teacher
@@ -141,10 +145,18 @@ class DistillationObjective(nn.Module):
             terms["pose/kd_heatmaps"] = (heatmap_kd(outputs, teacher, teacher.get("valid_lr")) * weight).mean()
             # Weighted and pushed as the ground-truth associative-embedding terms.
             tag_weight = self.gt.weights.push
-            if s.tag_kd == "pseudo":
-                terms["pose/kd_tags"] = tag_weight * (tag_kd_pseudo(outputs["tags"], teacher, self.gt.push_kind) * weight).mean()
+            if s.tag_kd == "pseudo" and "joints" in teacher:  # people grouped when the cache was built
+                pull, push = associative_embedding(outputs["tags"].float(), teacher["joints"], self.gt.push_kind)
+                terms["pose/kd_tags"] = tag_weight * ((pull + push) * weight).mean()
+            elif s.tag_kd == "pseudo":
+                terms["pose/kd_tags"] = tag_weight * (
+                    tag_kd_pseudo(outputs["tags"], teacher, self.gt.push_kind) * weight).mean()
             elif s.tag_kd == "relational":
-                terms["pose/kd_tags"] = tag_weight * (tag_kd_relational(outputs["tags"], teacher["tags"], teacher["heatmaps_lr"]) * weight).mean()
+                if "tags" not in teacher:
+                    raise ValueError("relational tag KD needs the teacher's tags, but the teacher cache holds none: "
+                                     "build the cache with tag_kd='relational' (another --cache DIR)")
+                terms["pose/kd_tags"] = tag_weight * (
+                    tag_kd_relational(outputs["tags"], teacher["tags"], teacher["heatmaps_lr"]) * weight).mean()
         if "seg" in self.teachers:
             weight = torch.where(batch["has_seg"], s.labelled_kd_weight, 1.0)
             if s.seg_kd == "cwd":

@@ -2,7 +2,7 @@
 or relationally (tags mean nothing in absolute value, only which of them are alike)."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -11,7 +11,9 @@ from mtl_ehrnet.inference.grouping import group_poses
 from mtl_ehrnet.training.pose_loss import associative_embedding
 
 
-def heatmap_kd(student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def heatmap_kd(
+    student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor], mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Per-image MSE to the teacher's heatmaps at both resolutions (summed, weight 1 each, as the GT loss).
 
     Args:
@@ -24,10 +26,42 @@ def heatmap_kd(student: Dict[str, torch.Tensor], teacher: Dict[str, torch.Tensor
     for key in ("heatmaps", "heatmaps_lr"):
         error = (student[key].float() - teacher[key].float()).square()
         if mask is not None:
-            m = mask if mask.shape[-2:] == error.shape[-2:] else nn.functional.interpolate(mask[:, None], size=error.shape[-2:], mode="nearest")[:, 0]
+            m = mask if mask.shape[-2:] == error.shape[-2:] else nn.functional.interpolate(
+                mask[:, None], size=error.shape[-2:], mode="nearest")[:, 0]
             error = error * m[:, None]
         total = total + error.mean(dim=(1, 2, 3))
     return total
+
+
+PSEUDO_THRESHOLDS = {"min_score": 0.3, "min_joint_value": 0.3, "max_people": 30}
+
+
+def pseudo_people(
+    heatmaps: torch.Tensor,
+    tags: torch.Tensor,
+    min_score: float = 0.3,
+    min_joint_value: float = 0.3,
+    max_people: int = 30,
+) -> List[torch.Tensor]:
+    """The teacher's confident people, grouped from its maps (:func:`group_poses`, a host algorithm).
+
+    People whose score is below ``min_score`` are dropped and joints whose value is below
+    ``min_joint_value`` marked invisible. The batch's maps come to the host in one copy.
+
+    Args:
+        heatmaps, tags: (B, K, h, w) teacher maps at stride 4.
+    Returns:
+        per image (P, K, 3) float32 on the CPU, P <= ``max_people``: x, y in map pixels and the visible flag.
+    """
+    host_heatmaps, host_tags = torch.stack([heatmaps.float(), tags.float()]).cpu()
+    found = []
+    for b in range(heatmaps.shape[0]):
+        keypoints, scores = group_poses(host_heatmaps[b], host_tags[b], max_people=max_people)
+        people = torch.as_tensor(keypoints, dtype=torch.float32)[
+            torch.as_tensor(scores) >= min_score][:max_people].clone()
+        people[..., 2] = (people[..., 2] >= min_joint_value).float()
+        found.append(people)
+    return found
 
 
 def pseudo_joints(
@@ -37,12 +71,10 @@ def pseudo_joints(
     min_joint_value: float = 0.3,
     max_people: int = 30,
 ) -> torch.Tensor:
-    """Teacher-grouped pseudo-keypoints as associative-embedding targets at stride 4.
+    """Teacher-grouped pseudo-keypoints (:func:`pseudo_people`) as associative-embedding targets at stride 4.
 
-    The teacher's stride-4 maps are grouped (:func:`group_poses`); people whose score is below
-    ``min_score`` are dropped and joints whose value is below ``min_joint_value`` marked invisible.
-    Grouping is a host algorithm (Hungarian matching): the batch's maps come to the host in one copy,
-    the step's one wait for the device besides the engine's, and the targets go back without a wait.
+    The targets go back to the maps' device without a wait: with the host copy of the maps, the step's one
+    wait for the device besides the engine's.
 
     Args:
         heatmaps, tags: (B, K, h, w) teacher maps at stride 4.
@@ -51,23 +83,20 @@ def pseudo_joints(
         ``joints`` format.
     """
     batch, k, h, w = heatmaps.shape
-    host_heatmaps, host_tags = torch.stack([heatmaps.float(), tags.float()]).cpu()
     joints = torch.zeros(batch, max_people, k, 2, dtype=torch.long)
-    for b in range(batch):
-        keypoints, scores = group_poses(host_heatmaps[b], host_tags[b], max_people=max_people)
-        keypoints = torch.as_tensor(keypoints)
-        scores = torch.as_tensor(scores)
-        people = keypoints[scores >= min_score][:max_people]
+    for b, people in enumerate(pseudo_people(heatmaps, tags, min_score, min_joint_value, max_people)):
         if len(people) == 0:
             continue
         x = people[..., 0].round().long().clamp(0, w - 1)
         y = people[..., 1].round().long().clamp(0, h - 1)
         joints[b, : len(people), :, 0] = y * w + x
-        joints[b, : len(people), :, 1] = (people[..., 2] >= min_joint_value).long()
+        joints[b, : len(people), :, 1] = people[..., 2].long()
     return joints.to(heatmaps.device, non_blocking=True)
 
 
-def tag_kd_pseudo(student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], push_kind: str = "exp", **thresholds: float) -> torch.Tensor:
+def tag_kd_pseudo(
+    student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], push_kind: str = "exp", **thresholds: float
+) -> torch.Tensor:
     """AE pull + push of the student's tags on the teacher's confident pseudo-keypoints.
 
     Args:
@@ -81,7 +110,11 @@ def tag_kd_pseudo(student_tags: torch.Tensor, teacher: Dict[str, torch.Tensor], 
 
 
 def tag_kd_relational(
-    student_tags: torch.Tensor, teacher_tags: torch.Tensor, teacher_heatmaps: torch.Tensor, threshold: float = 0.3, max_points: int = 256
+    student_tags: torch.Tensor,
+    teacher_tags: torch.Tensor,
+    teacher_heatmaps: torch.Tensor,
+    threshold: float = 0.3,
+    max_points: int = 256,
 ) -> torch.Tensor:
     """Relational tag distillation: the student's pairwise tag affinities ``exp(-(t_i - t_j)^2)`` match the
     teacher's over the locations where the teacher sees a joint (heatmap above ``threshold``).

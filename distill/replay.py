@@ -17,6 +17,8 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from distill.cache_codec import QUANTISED_KEYS, SCALE, dequantise
+
 
 def _homogeneous(affine: torch.Tensor) -> torch.Tensor:
     """(B, 2, 3) -> (B, 3, 3)."""
@@ -85,7 +87,8 @@ def replay_affine(
         @ _homogeneous(_invert(sample_affine))
         @ _homogeneous(_stride_to_input(out_stride, dtype, device))
     )  # (B, 3, 3)
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
+                            torch.arange(width, dtype=dtype, device=device), indexing="ij")
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3, 1)  # (1, HW, 3, 1)
     source = (chain[:, None] @ points)[..., :2, 0]  # (B, HW, 2) teacher map pixel coordinates
     grid = torch.stack([(2 * source[..., 0] + 1) / w_t - 1, (2 * source[..., 1] + 1) / h_t - 1], dim=-1)
@@ -104,8 +107,56 @@ def replay_affine(
     return warped, valid
 
 
-# Stride of each cached teacher map on its input; the student's map of the same key has the same stride.
-CACHED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
+def replay_people(
+    people: torch.Tensor,
+    cached_affine: torch.Tensor,
+    sample_affine: torch.Tensor,
+    out_hw: Tuple[int, int],
+    out_stride: int,
+    cached_stride: int,
+    flip_index: Union[Sequence[int], torch.Tensor],
+) -> torch.Tensor:
+    """Moves people found on cached teacher maps into the frame of augmented student maps, as
+    associative-embedding targets.
+
+    Args:
+        people: (B, P, K, 3) x, y in pixels of the cached maps (stride ``cached_stride`` of the teacher's
+            input) and a visible flag; rows of zeros pad an image's people to P.
+        cached_affine, sample_affine: (B, 2, 3) as :func:`replay_affine`'s.
+        out_hw: (H, W) of the student map, at stride ``out_stride`` of the student input.
+        flip_index: (K,) joint permutation applied where the chain mirrors.
+    Returns:
+        (B, P, K, 2) int64: flat index ``y * W + x`` of each joint's nearest student map pixel and its visible
+        flag, 0 where the joint falls outside the student's map (the ``joints`` format).
+    """
+    dtype, device = torch.float32, people.device
+    height, width = out_hw
+    cached_affine, sample_affine = cached_affine.to(device, dtype), sample_affine.to(device, dtype)
+    # teacher map pixel -> teacher input -> original -> student input -> student map pixel
+    chain = (
+        _homogeneous(_invert(_stride_to_input(out_stride, dtype, device)))
+        @ _homogeneous(sample_affine)
+        @ _homogeneous(_invert(cached_affine))
+        @ _homogeneous(_stride_to_input(cached_stride, dtype, device))
+    )  # (B, 3, 3)
+    b, p, k = people.shape[:3]
+    points = torch.cat([people[..., :2].float(), torch.ones_like(people[..., :1], dtype=dtype)],
+                       dim=-1).reshape(b, -1, 3, 1)
+    moved = (chain[:, None] @ points)[..., :2, 0].round().reshape(b, p, k, 2)
+    x, y = moved.unbind(-1)
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    visible = (people[..., 2] > 0) & inside
+    flat = y.clamp(0, height - 1).long() * width + x.clamp(0, width - 1).long()
+    joints = torch.stack([flat, visible.long()], dim=-1)
+    mirrored = _determinant(sample_affine) * _determinant(cached_affine) < 0
+    index = torch.as_tensor(flip_index, device=device)
+    return torch.where(mirrored[:, None, None, None], joints[:, :, index], joints)
+
+
+# Stride of the student map each replayed key is read at; the cache holds every map at stride 4 (the stride-2
+# heatmaps are replayed from the stride-4 ones).
+REPLAYED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
+CACHED_STRIDE = 4
 JOINT_KEYS = ("heatmaps", "heatmaps_lr", "tags")
 BLEND = "blend_"  # key prefix of the second entry of a sample blended from two cached sizes
 
@@ -117,28 +168,32 @@ def replay_cached(
     """Every cached teacher map warped into the frame of the augmented student input.
 
     Args:
-        cached: a batch's cached teacher maps by key (``heatmaps`` (B, K, h/2, w/2), ``heatmaps_lr``,
-            ``tags`` and ``seg`` at stride 4), ``affine`` (B, 2, 3), original -> teacher input pixels, and,
-            from a cache of several sizes, ``letterbox`` (B,): each sample's letterbox size, its maps
-            zero-padded at the right and bottom to the largest. A blended batch also carries a second size's
-            maps as ``blend_<key>`` with its ``blend_affine`` and ``blend_letterbox``, and ``blend_weight`` (B,):
-            each of those maps becomes ``(1 - w) * first + w * second`` once both are warped.
+        cached: a batch of cache entries (:mod:`distill.cache_codec`): uint8 maps at stride 4 by key
+            (``heatmaps_lr`` (B, K, h, w), ``seg``, and ``tags`` where cached), each with its ``<key>_scale``
+            (B, C, 2); ``people`` (B, P, K, 3) where cached; ``affine`` (B, 2, 3), original -> teacher input
+            pixels, and, from a cache of several sizes, ``letterbox`` (B,): each sample's letterbox size,
+            its maps zero-padded at the right and bottom to the largest. A blended batch also carries a second
+            size's maps as ``blend_<key>`` with its ``blend_affine`` and ``blend_letterbox``, and
+            ``blend_weight`` (B,): each of those maps becomes ``(1 - w) * first + w * second`` once both are
+            warped (the people are the first size's).
         sample_affine: (B, 2, 3) original -> student input pixels.
         input_hw: (H, W) of the student input.
         flip_index: (K,) joint permutation applied to the joint maps of mirrored samples (best a tensor on the
             maps' device: see :func:`replay_affine`).
     Returns:
-        the warped maps by key, at the student's map sizes, and ``valid_lr`` (B, H/4, W/4): 1 where a
-        stride-4 student pixel falls inside the cached maps (the first size's; both letterboxes hold the
-        whole image).
+        the warped maps by key at the student's map sizes (``heatmaps`` at stride 2 from the cached stride-4
+        heatmaps), ``joints`` (B, P, K, 2) where people were cached (:func:`replay_people`), and ``valid_lr``
+        (B, H/4, W/4): 1 where a stride-4 student pixel falls inside the cached maps (the first size's; both
+        letterboxes hold the whole image).
     """
     second = {key[len(BLEND):]: value for key, value in cached.items() if key.startswith(BLEND)}
-    replayed = _replay_entry({k: v for k, v in cached.items() if not k.startswith(BLEND)}, sample_affine, input_hw, flip_index)
+    replayed = _replay_entry({k: v for k, v in cached.items() if not k.startswith(BLEND)}, sample_affine, input_hw,
+                             flip_index)
     if second:
         weight = second.pop("weight").to(replayed["valid_lr"].device, torch.float32)[:, None, None, None]
         mixed = _replay_entry(second, sample_affine, input_hw, flip_index)
         for key, value in mixed.items():
-            if key != "valid_lr":
+            if key not in ("valid_lr", "joints"):
                 replayed[key] = torch.lerp(replayed[key], value, weight)
     return replayed
 
@@ -149,14 +204,23 @@ def _replay_entry(
 ) -> Dict[str, torch.Tensor]:
     """:func:`replay_cached` for one entry per sample (no ``blend_`` keys)."""
     height, width = input_hw
+    extent = None if "letterbox" not in cached else (cached["letterbox"].float() / CACHED_STRIDE)[:, None].expand(-1, 2)
     replayed: Dict[str, torch.Tensor] = {}
-    for key, value in cached.items():
-        if key in ("affine", "letterbox"):
+    for key in QUANTISED_KEYS:
+        if key not in cached:
             continue
-        stride = CACHED_STRIDES.get(key, 4)
+        maps = dequantise(cached[key], cached[key + SCALE])
         flip = flip_index if key in JOINT_KEYS else None
-        extent = None if "letterbox" not in cached else (cached["letterbox"].float() / stride)[:, None].expand(-1, 2)
-        replayed[key], valid = replay_affine(value, cached["affine"], sample_affine, (height // stride, width // stride), stride, stride, flip, extent)
-        if stride == 4:
-            replayed["valid_lr"] = valid
+        targets = ("heatmaps", "heatmaps_lr") if key == "heatmaps_lr" else (key,)
+        for target in targets:
+            stride = REPLAYED_STRIDES[target]
+            replayed[target], valid = replay_affine(maps, cached["affine"], sample_affine,
+                                                    (height // stride, width // stride), stride, CACHED_STRIDE, flip,
+                                                    extent)
+            if stride == CACHED_STRIDE:
+                replayed["valid_lr"] = valid
+    if "people" in cached:
+        replayed["joints"] = replay_people(cached["people"], cached["affine"], sample_affine,
+                                           (height // CACHED_STRIDE, width // CACHED_STRIDE), CACHED_STRIDE,
+                                           CACHED_STRIDE, flip_index)
     return replayed

@@ -124,30 +124,39 @@ def train_student(
         if init_lr_factor != 1.0:
             config.lr_factors = {prefix: init_lr_factor for prefix in covering_prefixes(net, set(report.loaded))}
     elif init_lr_factor != 1.0:
-        raise ValueError(f"init_lr_factor {init_lr_factor} scales the learning rate of the weights --init-weights loads; give --init-weights")
+        raise ValueError(f"init_lr_factor {init_lr_factor} scales the learning rate of the weights --init-weights "
+                         "loads; give --init-weights")
     size = net.input_size
     sizes = cache_sizes(cache_input_size or default_cache_size(size), blend=cache_blend) if cache is not None else ()
     augment = TrainTransform(size, **(augmentation or {}))
     pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
     seg_set = Cityscapes(cityscapes, "train", augment)
-    gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
-    teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
+    gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights,
+                           ohem=ohem, cityscapes=cityscapes)
+    teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher))
+                if path is not None}
     if settings.teacher_flip:
         teachers = {task: FlipAveragedTeacher(teacher) for task, teacher in teachers.items()}
-    # Without teachers the same objective weighs and balances the ground-truth terms alone (no hints: they need a teacher).
+    # Without teachers the same objective weighs and balances the ground-truth terms alone
+    # (no hints: they need a teacher).
     loss_fn = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"),
                                     settings if teachers else replace(settings, hints=False), gt=gt,
                                     task_weights=task_weight_pair(task_weights))
     if cache is not None and teachers:
-        identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}" for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
+        identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}"
+                    for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}
         if settings.teacher_flip:
             identity["teacher_flip"] = "mean of the image's and its mirror's pass"
-        store = TeacherCache(cache, teachers, sizes, identity, mirrored=cache_mirrored)
+        store = TeacherCache(cache, teachers, sizes, identity, mirrored=cache_mirrored,
+                             tag_kd=settings.tag_kd if "pose" in teachers else "none")
         build_on_ranks(store, {"pose": pose_set, "seg": seg_set}, context, batch_size=config.batch_size)
-        pose_set, seg_set = CachedTeacherDataset(pose_set, store, "pose", cache_blend), CachedTeacherDataset(seg_set, store, "seg", cache_blend)
-    config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher), kd=settings.__dict__,
-                        augmentation=augment.settings(), init_weights=None if init_weights is None else str(init_weights),
-                        task_weights=list(task_weights), init_lr_factor=init_lr_factor, ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem)
+        pose_set, seg_set = (CachedTeacherDataset(pose_set, store, "pose", cache_blend),
+                             CachedTeacherDataset(seg_set, store, "seg", cache_blend))
+    config.extra.update(student=student, pose_teacher=str(pose_teacher), seg_teacher=str(seg_teacher),
+                        kd=settings.__dict__, augmentation=augment.settings(),
+                        init_weights=None if init_weights is None else str(init_weights),
+                        task_weights=list(task_weights), init_lr_factor=init_lr_factor, ae_weight=ae_weight,
+                        ae_push=ae_push, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
     final = result.best_checkpoint or result.last_checkpoint

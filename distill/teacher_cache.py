@@ -1,27 +1,29 @@
-"""Teacher-output cache: frozen teachers run once per image, before augmentation; fp16 on disk.
+"""Teacher-output cache: frozen teachers run once per image, before augmentation.
 
 ``TeacherCache.build`` letterboxes every image of a dataset to the cache's input size, runs the
-teachers and writes one file per image (``<root>/<tag>/<index>.pt``: the teachers' maps in fp16 and the
-letterbox affine). ``CachedTeacherDataset`` adds those maps to each (augmented) training sample; the
-distillation objective warps them into the sample's frame with :func:`distill.replay.replay_affine`.
+teachers and writes one file per image (``<root>/<tag>/<index>.pt``: what distillation reads of the
+teachers' answer, one byte a value, and the letterbox affine; see :mod:`distill.cache_codec`).
+``CachedTeacherDataset`` adds those entries to each (augmented) training sample; the distillation objective
+warps them into the sample's frame with :func:`distill.replay.replay_cached`. The build's first line gives
+the cache's projected size for the dataset.
 
 A cache may hold several letterbox sizes (``<root>/<tag>/<size>/<index>.pt``); each sample then reads
 the one whose scale is nearest its own augmented scale (:func:`nearest_cache_size`). A teacher answers
 an image shown at a scale it was not trained on quite differently: with the quick start's teachers, maps
 letterboxed at twice the student's input replayed with a relative squared error of 0.45 and peaks at
-0.63 of the online ones, against 0.18 and 0.97 at 1.5x (``python -m distill.cache_fidelity``).
+0.63 of the online ones, against 0.18 and 0.97 at 1.5x (``tools/cache_fidelity.py``).
 
 Between two cached scales the teacher's answer changes smoothly, so a sample may instead mix the two
 sizes whose scales bracket its own (``CachedTeacherDataset(..., blend=True)``, weights linear in log
-scale; :func:`bracketing_cache_sizes`). With ``qs16``'s teachers, centred crops shown at 1.067x replayed
+scale; :func:`bracketing_cache_sizes`). With the quick start's teachers, centred crops shown at 1.067x replayed
 from the whole image letterboxed at 1.0x with a relative squared error of 0.103, at 1.2x 0.078, and mixed
 from both 0.068; over training augmentations the 128+160+192+224 mirrored cache went from 0.128 (nearest)
-to 0.108 blended (``python -m distill.cache_fidelity``, README).
+to 0.108 blended (``tools/cache_fidelity.py``, docs/distillation.md).
 
 A cache built ``mirrored`` also holds each image's mirror run through the teachers
 (``<index>m.pt``), which mirrored samples read: a teacher is not exactly mirror-symmetric, and a
 mirror replayed from the plain pass moved its peaks (``peak_dx`` -0.066 map pixels against 0.011 on
-plain samples, for the 160+192 cache of ``qs16``'s teachers).
+plain samples, for the 160+192 cache of the quick start's teachers).
 
 Under ``torchrun`` every rank builds a share of the images on its own device and the cache is complete when
 :func:`build_on_ranks` returns on any rank; only rank 0 writes the manifest, and every file is written under
@@ -43,14 +45,18 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from distill.cache_codec import QUANTISED_KEYS, SCALE, TAG_FORMS, encode_entry, entry_bytes
+from distill.pose_kd import PSEUDO_THRESHOLDS
 from distill.replay import BLEND
 from mtl_ehrnet.data.sample import RawDataset
 from mtl_ehrnet.data.transforms import TestTransform
 from mtl_ehrnet.training.distributed import Context, run_on_every_rank
 
-CACHE_KEYS = ("heatmaps", "heatmaps_lr", "tags", "seg")
-BLENDED_KEYS = ("heatmaps", "heatmaps_lr", "seg")  # mixed across two letterbox sizes; tags are not (see CachedTeacherDataset)
+# Mixed across two letterbox sizes; tags and people are not (see CachedTeacherDataset).
+BLENDED_KEYS = tuple(key + suffix for key in ("heatmaps_lr", "seg") for suffix in ("", SCALE))
 PREFIX = "teacher_"
+FORMAT = "stride-4 uint8 maps, people for pseudo tag KD"
+MAX_PEOPLE = PSEUDO_THRESHOLDS["max_people"]  # rows every sample's ``people`` is padded to, so that a batch collates
 
 
 def is_mirrored(affine: torch.Tensor) -> bool:
@@ -83,7 +89,8 @@ def cache_sizes(input_size: Union[int, Sequence[int]], blend: bool = False) -> T
     if not sizes or any(s <= 0 or s % 32 for s in sizes):
         raise ValueError(f"cache input sizes (--cache-input-size) must be positive multiples of 32, got {list(sizes)}")
     if blend and len(sizes) < 2:
-        raise ValueError(f"cache_blend (--cache-blend) mixes two cached sizes per sample: give several --cache-input-size sizes, got {list(sizes)}")
+        raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give several "
+                         f"--cache-input-size sizes, got {list(sizes)}")
     return sizes
 
 
@@ -99,7 +106,9 @@ def nearest_cache_size(sizes: Sequence[int], sample_affine: torch.Tensor, orig_h
     return min(sizes, key=lambda size: abs(gaps[size]))
 
 
-def bracketing_cache_sizes(sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: Sequence[int]) -> Tuple[Tuple[int, float], Tuple[int, float]]:
+def bracketing_cache_sizes(
+    sizes: Sequence[int], sample_affine: torch.Tensor, orig_hw: Sequence[int]
+) -> Tuple[Tuple[int, float], Tuple[int, float]]:
     """The two letterbox sizes whose scales bracket an augmented sample's, with weights linear in log scale
     (they sum to 1; the nearer size weighs more and comes first). A sample outside the cached scales gets
     the nearest size twice, with weights 1 and 0. Arguments as :func:`nearest_cache_size`."""
@@ -126,25 +135,34 @@ class TeacherCache:
         identity: what the cached outputs depend on (teacher checkpoints...); a cache built for another
             identity is refused instead of silently reused.
         mirrored: also cache each image's mirror, for the mirrored samples to read.
+        tag_kd: the tag distillation the entries serve: ``pseudo`` caches the teacher's people grouped at
+            build time, ``relational`` its tags, ``none`` neither (:func:`distill.cache_codec.encode_entry`).
 
     The manifest (``manifest.json``: the identity) is checked here and written by :meth:`claim`, which the
     first :meth:`build` of rank 0 calls.
     """
 
     def __init__(self, root: Union[str, Path], teachers: Dict[str, nn.Module], input_size: Union[int, Sequence[int]],
-                 identity: Dict[str, str], mirrored: bool = False) -> None:
+                 identity: Dict[str, str], mirrored: bool = False, tag_kd: str = "pseudo") -> None:
         self.input_sizes = cache_sizes(input_size)
+        if tag_kd not in TAG_FORMS:
+            raise ValueError(f"tag_kd must be one of {tuple(TAG_FORMS)}, got {tag_kd!r}")
         self.root = Path(root)
         self.teachers = teachers
         self.mirrored = mirrored
-        self.identity = {**identity, "input_size": ",".join(str(s) for s in self.input_sizes)}
+        self.tag_kd = tag_kd
+        tags = {"pseudo": f"people grouped at build time ({PSEUDO_THRESHOLDS})", "relational": "uint8 tags",
+                "none": "none"}
+        self.identity = {**identity, "input_size": ",".join(str(s) for s in self.input_sizes), "format": FORMAT,
+                         "tags": tags[tag_kd]}
         if mirrored:
             self.identity["mirrored"] = "each image's mirror cached too"
         self.manifest = self.root / "manifest.json"
         if self.manifest.is_file():
             stored = json.loads(self.manifest.read_text())
             if stored != self.identity:
-                raise ValueError(f"teacher cache {self.root} was built for {stored}, not {self.identity}; use another --cache DIR")
+                raise ValueError(f"teacher cache {self.root} was built for {stored}, not {self.identity}; "
+                                 "use another --cache DIR")
 
     def claim(self) -> None:
         """Writes the manifest, before any entry, so that entries of an interrupted build are never taken for
@@ -196,7 +214,8 @@ class TeacherCache:
         for start in tqdm(range(0, len(todo), batch_size), desc=f"teacher cache {name}", disable=not progress):
             chunk = todo[start:start + batch_size]
             # An image's plain and mirrored entries come from one load and letterbox.
-            letterboxed = {index: transform(dataset.load(index)) for index in dict.fromkeys(index for index, _ in chunk)}
+            letterboxed = {index: transform(dataset.load(index))
+                           for index in dict.fromkeys(index for index, _ in chunk)}
             samples = [mirror_letterbox(letterboxed[i]["image"], letterboxed[i]["affine"]) if mirrored
                        else (letterboxed[i]["image"], letterboxed[i]["affine"]) for i, mirrored in chunk]
             images = torch.stack([image for image, _ in samples]).to(device)
@@ -204,10 +223,26 @@ class TeacherCache:
             for teacher in self.teachers.values():
                 outputs.update(teacher(images))
             for row, ((index, mirrored), (_, affine)) in enumerate(zip(chunk, samples)):
-                entry = {k: v[row].to("cpu", torch.float16).clone() for k, v in outputs.items() if k in CACHE_KEYS}
-                entry["affine"] = affine.float()
+                entry = encode_entry({k: v[row] for k, v in outputs.items()}, affine, self.tag_kd)
                 _write_atomically(self.path(tag, index, size, mirrored), lambda handle: torch.save(entry, handle))
         return len(todo)
+
+    @torch.inference_mode()
+    def projected_bytes(self, datasets: Iterable[RawDataset], device: Union[str, torch.device, None] = None) -> int:
+        """The cache's projected size on disk for ``datasets``: one image's entries (the first image of the
+        first dataset, at every size) measured as written, times the images and views."""
+        datasets = list(datasets)
+        device = _device_of(self.teachers.values()) if device is None else device
+        first = datasets[0].load(0)
+        per_image = 0
+        for size in self.input_sizes:
+            letterboxed = TestTransform(size)(first)
+            outputs: Dict[str, torch.Tensor] = {}
+            for teacher in self.teachers.values():
+                outputs.update(teacher.to(device)(letterboxed["image"][None].to(device)))
+            per_image += entry_bytes(encode_entry({k: v[0] for k, v in outputs.items()}, letterboxed["affine"],
+                                                  self.tag_kd))
+        return per_image * (2 if self.mirrored else 1) * sum(len(d) for d in datasets)
 
     def load(self, tag: str, index: int, size: Optional[int] = None, mirrored: bool = False) -> Dict[str, torch.Tensor]:
         """Entry ``index`` of ``tag`` (at ``size`` when the cache holds several; its mirror's with ``mirrored``)."""
@@ -224,7 +259,16 @@ def build_on_ranks(cache: TeacherCache, datasets: Dict[str, RawDataset], context
     Returns, on every rank, how many entries the ranks built together, once all are written; raises on every
     rank when one rank's share failed.
     """
-    run_on_every_rank(lambda: cache.claim() if context.is_main else None, context)
+    def claim() -> None:
+        if context.is_main:
+            images = sum(len(d) for d in datasets.values())
+            size = cache.projected_bytes(datasets.values(), context.device)
+            print(f"teacher cache {cache.root}: {images} images x {len(cache.input_sizes)} size(s)"
+                  f"{' x 2 views' if cache.mirrored else ''}, projected {size / 2**20:.1f} MiB "
+                  f"({size / max(images, 1) / 2**10:.1f} KiB an image)")
+            cache.claim()
+
+    run_on_every_rank(claim, context)
     counts = run_on_every_rank(lambda: sum(cache.build(data, tag, context.device, batch_size, progress=context.is_main,
                                                        rank=context.rank, world=context.world)
                                            for tag, data in datasets.items()), context)
@@ -281,12 +325,13 @@ class CachedTeacherDataset(Dataset):
         elif self.blend:
             (size, _), (other, weight) = bracketing_cache_sizes(sizes, sample["affine"], sample["orig_size"].tolist())
             entry = _pad_to(self.cache.load(self.tag, index, size, mirrored), size, sizes[-1])
-            second = entry if other == size else _pad_to(self.cache.load(self.tag, index, other, mirrored), other, sizes[-1])
+            second = entry if other == size else _pad_to(self.cache.load(self.tag, index, other, mirrored), other,
+                                                         sizes[-1])
             entry = {**entry, **blend_entry(second, weight)}
         else:
             size = nearest_cache_size(sizes, sample["affine"], sample["orig_size"].tolist())
             entry = _pad_to(self.cache.load(self.tag, index, size, mirrored), size, sizes[-1])
-        for key, value in entry.items():
+        for key, value in _pad_people(entry).items():
             sample[PREFIX + key] = value
         return sample
 
@@ -304,12 +349,20 @@ def _pad_to(entry: Dict[str, torch.Tensor], size: int, largest: int) -> Dict[str
     batch collates, and records its own size as ``letterbox`` (the replay treats the padding as outside)."""
     padded = {}
     for key, value in entry.items():
-        if key in CACHE_KEYS:
+        if key in QUANTISED_KEYS:
             extra = value.shape[-1] * largest // size - value.shape[-1]
             value = F.pad(value, (0, extra, 0, extra))
         padded[key] = value
     padded["letterbox"] = torch.tensor(size)
     return padded
+
+
+def _pad_people(entry: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """An entry whose ``people`` (P, K, 3) are padded with rows of zeros (invisible) to :data:`MAX_PEOPLE`."""
+    if "people" not in entry:
+        return entry
+    people = entry["people"][:MAX_PEOPLE]
+    return {**entry, "people": F.pad(people, (0, 0, 0, 0, 0, MAX_PEOPLE - len(people)))}
 
 
 def cached_outputs(batch: Dict[str, torch.Tensor]) -> Optional[Dict[str, torch.Tensor]]:

@@ -118,17 +118,19 @@ def test_online_teacher_steps_read_back_once(synth: SyntheticLayout, teacher_fil
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("tag_kd", ["relational", "pseudo"])
 def test_cached_teacher_steps_read_back_once(synth: SyntheticLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             pooled_image) -> None:  # noqa: ANN001
-    """The replay of cached maps (mirrored samples included) makes its constants on the device."""
+                                             pooled_image, tag_kd: str) -> None:  # noqa: ANN001
+    """The replay of cached maps (mirrored samples included) makes its constants on the device; the pseudo tag
+    targets come from people grouped when the cache was built, so no step groups on the host."""
     data = _data(synth)
     teacher = FrozenTeacher(pooled_image)
-    cache = TeacherCache(tmp_path / "cache", {"both": teacher}, 96, {"teacher": "pooled"})
+    cache = TeacherCache(tmp_path / "cache", {"both": teacher}, 96, {"teacher": "pooled"}, tag_kd=tag_kd)
     for tag, dataset in data.items():
         cache.build(dataset, tag, progress=False)
     cached = [CachedTeacherDataset(data[tag], cache, tag) for tag in ("pose", "seg")]
     student = create_model("mtl_h-4", input_size=64)
-    objective = DistillationObjective(student.body.out_channels, teacher, teacher, KDSettings(tag_kd="relational"))
+    objective = DistillationObjective(student.body.out_channels, teacher, teacher, KDSettings(tag_kd=tag_kd))
     counter = SyncCounter(monkeypatch)
     fit(student, objective, MixedTaskDataset(cached), _config(), tmp_path / "run")
     monkeypatch.undo()

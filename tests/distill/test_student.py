@@ -2,14 +2,23 @@
 the result holds no teacher weights."""
 import math
 from pathlib import Path
+from typing import Dict
 
 import pytest
 import torch
 
+from distill.cache_codec import quantise
 from distill.objective import DistillationObjective, KDSettings
 from distill.replay import replay_affine, replay_cached
 from distill.student import train_student
-from distill.teacher_cache import CachedTeacherDataset, TeacherCache, bracketing_cache_sizes, cache_sizes, nearest_cache_size
+from distill.teacher_cache import (
+    CachedTeacherDataset,
+    TeacherCache,
+    _pad_people,
+    bracketing_cache_sizes,
+    cache_sizes,
+    nearest_cache_size,
+)
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
@@ -21,7 +30,8 @@ from teachers import FlipAveragedTeacher, FrozenTeacher, load_teacher
 def teacher_paths(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("teachers")
     torch.manual_seed(1)
-    return save_checkpoint(root / "pose.pt", create_model("pose_h-4")), save_checkpoint(root / "seg.pt", create_model("seg_h-4"))
+    return (save_checkpoint(root / "pose.pt", create_model("pose_h-4")),
+            save_checkpoint(root / "seg.pt", create_model("seg_h-4")))
 
 
 def _datasets(synth: SyntheticLayout):
@@ -33,7 +43,8 @@ def _datasets(synth: SyntheticLayout):
 
 def _objective(teacher_paths, **settings):
     student = create_model("mtl_h-4", input_size=64)
-    objective = DistillationObjective(student.body.out_channels, load_teacher(teacher_paths[0]), load_teacher(teacher_paths[1]), KDSettings(**settings))
+    objective = DistillationObjective(student.body.out_channels, load_teacher(teacher_paths[0]),
+                                      load_teacher(teacher_paths[1]), KDSettings(**settings))
     return student, objective
 
 
@@ -83,7 +94,8 @@ def test_kd_terms_vanish_when_student_equals_teacher(synth: SyntheticLayout, tea
     seg_teacher = load_teacher(teacher_paths[1])
     objective = DistillationObjective((14, 27, 54, 107), None, seg_teacher, KDSettings())
     outputs = seg_teacher(batch["image"])
-    outputs.update({k: torch.zeros(2, 17, *s) for k, s in (("heatmaps", (32, 32)), ("heatmaps_lr", (16, 16)), ("tags", (16, 16)))})
+    outputs.update({k: torch.zeros(2, 17, *s)
+                    for k, s in (("heatmaps", (32, 32)), ("heatmaps_lr", (16, 16)), ("tags", (16, 16)))})
     assert objective(outputs, batch)["seg/kd"].abs().item() < 1e-6
 
 
@@ -112,8 +124,9 @@ def test_tag_kd_is_weighted_and_pushed_as_the_ground_truth_terms(synth: Syntheti
     gt = ground_truth_loss(("pose", "seg"), ae_weight=0.01, ae_push="max")
     objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings(labelled_kd_weight=1.0), gt=gt)
     torch.manual_seed(0)
+    # near-equal tags: max pushes 1 - |d| ~ 1, exp ~ 1 too
     outputs = {"heatmaps": torch.zeros(2, 17, 32, 32), "heatmaps_lr": torch.zeros(2, 17, 16, 16),
-               "seg": torch.zeros(2, 19, 16, 16), "tags": 1e-3 * torch.randn(2, 17, 16, 16)}  # near-equal tags: max pushes 1 - |d| ~ 1, exp ~ 1 too
+               "seg": torch.zeros(2, 19, 16, 16), "tags": 1e-3 * torch.randn(2, 17, 16, 16)}
     expected = 0.01 * tag_kd_pseudo(outputs["tags"], teacher(batch["image"]), push_kind="max").mean()
     assert expected.item() > 0.004  # two people found, pushed
     assert objective(outputs, batch)["pose/kd_tags"].item() == pytest.approx(expected.item(), rel=1e-6)
@@ -125,7 +138,9 @@ def test_tag_kd_is_weighted_and_pushed_as_the_ground_truth_terms(synth: Syntheti
 
 
 @pytest.mark.parametrize("flip,sizes", [(False, [64]), (True, [64]), (False, [64, 96])])
-def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: SyntheticLayout, tmp_path: Path, flip: bool, sizes, pooled_image) -> None:
+def test_cached_targets_match_online_teachers_on_an_augmented_sample(
+    synth: SyntheticLayout, tmp_path: Path, flip: bool, sizes, pooled_image
+) -> None:
     pose, _ = _datasets(synth)
     teacher = FrozenTeacher(pooled_image)
     if flip:  # the flip-averaged teacher goes through the cache and the online path alike
@@ -136,7 +151,9 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(synth: Synt
     assert cache.build(pose, "pose", progress=False) == 0  # nothing left to do: resumable
     torch.manual_seed(5)
     batch = collate_samples([CachedTeacherDataset(pose, cache, "pose")[i] for i in range(4)])
-    assert batch["teacher_heatmaps"].dtype == torch.float16
+    # stride 4, one byte a value
+    assert batch["teacher_heatmaps_lr"].dtype == torch.uint8 and "teacher_heatmaps" not in batch
+    assert batch["teacher_people"].shape == (4, 30, 17, 3) and "teacher_tags" not in batch  # people instead of tags
     if len(sizes) > 1:
         assert sorted(set(batch["teacher_letterbox"].tolist())) == sizes  # this batch mixes both
     objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
@@ -161,15 +178,18 @@ def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, t
     teacher = FrozenTeacher(pooled_image)
     torch.manual_seed(5)
     samples = [pose[i] for i in range(6)]
-    online = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(collate_samples(samples))
+    online = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(
+        collate_samples(samples))
     errors = {}
     for size in (64, default_cache_size((64, 64))):
         cache = TeacherCache(tmp_path / str(size), {"both": teacher}, size, {"teacher": "pooled"})
         cache.build(pose, "pose", progress=False)
-        batch = collate_samples([{**s, **{f"teacher_{k}": v for k, v in cache.load("pose", i).items()}} for i, s in enumerate(samples)])
+        entries = [_pad_people(cache.load("pose", i)) for i in range(len(samples))]
+        batch = collate_samples([{**s, **{f"teacher_{k}": v for k, v in e.items()}} for s, e in zip(samples, entries)])
         cached = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(batch)
         inside = cached["valid_lr"][:, None] * (online["heatmaps"][:, :, ::2, ::2] != 0)
-        errors[size] = float(((cached["heatmaps"] - online["heatmaps"])[:, :, ::2, ::2].abs() * inside).sum() / inside.sum())
+        errors[size] = float(((cached["heatmaps"] - online["heatmaps"])[:, :, ::2, ::2].abs() * inside).sum()
+                             / inside.sum())
     assert default_cache_size((64, 64)) == 96 and default_cache_size((128, 128)) == 192
     assert errors[96] < 0.8 * errors[64], errors
 
@@ -182,7 +202,9 @@ def test_nearest_cache_size_matches_the_sample_scale() -> None:
     assert nearest_cache_size([128, 160, 192], mirrored, (120, 160)) == 128
 
 
-def test_a_cache_of_several_sizes_serves_each_sample_its_nearest_scale(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
+def test_a_cache_of_several_sizes_serves_each_sample_its_nearest_scale(
+    synth: SyntheticLayout, tmp_path: Path, pooled_image
+) -> None:
     pose, _ = _datasets(synth)
     cache = TeacherCache(tmp_path / "multi", {"both": FrozenTeacher(pooled_image)}, [128, 64], {"teacher": "pooled"})
     assert cache.input_sizes == (64, 128) and cache.identity["input_size"] == "64,128"
@@ -226,7 +248,8 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     student = read_checkpoint(tmp_path / "run" / "student.pt")
     assert set(student) == {"format", "config", "model"}
     assert not any("teacher" in k for k in student["model"])
-    assert sum(v.numel() for v in student["model"].values()) == sum(v.numel() for v in create_model("mtl_h-4").state_dict().values())
+    assert sum(v.numel() for v in student["model"].values()) == sum(
+        v.numel() for v in create_model("mtl_h-4").state_dict().values())
     last = read_checkpoint(result.last_checkpoint)
     assert not any(k.startswith("teachers") for k in last["loss_state"])
     assert last["run_config"]["task_ratios"] == [1.0, 1.0]
@@ -243,11 +266,13 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
         assert lr_factor(name, factors) == (0.1 if name in loaded else 1.0), name
     assert set(result.history[0]) >= {"AP", "mIoU", "score"}
     with pytest.raises(ValueError, match=r"init_lr_factor \(--init-lr-factor\) must be finite and > 0, got -0.5"):
-        train_student("mtl_h-4", tmp_path / "negative", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+        train_student("mtl_h-4", tmp_path / "negative",
+                      coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                       cityscapes=synth.cityscapes_root, init_weights=teacher_paths[0], init_lr_factor=-0.5)
     assert not (tmp_path / "negative").exists()
     with pytest.raises(ValueError, match="give --init-weights"):
-        train_student("mtl_h-4", tmp_path / "no_init", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+        train_student("mtl_h-4", tmp_path / "no_init",
+                      coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                       cityscapes=synth.cityscapes_root, init_lr_factor=0.5)
     # Maps of single-pass teachers are not those of flip-averaged ones: their cache is refused.
     with pytest.raises(ValueError, match=r"teacher cache .* was built for .*, not .*teacher_flip"):
@@ -263,7 +288,8 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
     ("seg_kd", "mse", r"seg_kd must be one of \('kl', 'cwd'\), got 'mse'"),
     ("tag_kd", "exact", r"tag_kd must be one of"),
     ("balancing", "gradnorm", r"balancing must be one of"),
-    ("weights", {"pose/kd_heatmap": 4.0}, r"no loss term 'pose/kd_heatmap' to weight \(--loss-weight\); terms: pose/heatmaps, "),
+    ("weights", {"pose/kd_heatmap": 4.0},
+     r"no loss term 'pose/kd_heatmap' to weight \(--loss-weight\); terms: pose/heatmaps, "),
     ("weights", {"seg/kd": -1.0}, r"the weight of seg/kd \(--loss-weight\) must be finite and >= 0, got -1.0"),
 ])
 def test_kd_settings_refuse_bad_values(field: str, value, message: str) -> None:  # noqa: ANN001
@@ -276,21 +302,26 @@ def test_loss_weight_flag_reaches_the_objective(monkeypatch, teacher_paths) -> N
     from mtl_ehrnet.cli import main
 
     calls = []
-    monkeypatch.setattr(distill.student, "train_student", lambda *a, **k: calls.append(k) or type("R", (), {"out_dir": Path("x")})())
+    monkeypatch.setattr(distill.student, "train_student",
+                        lambda *a, **k: calls.append(k) or type("R", (), {"out_dir": Path("x")})())
     args = ["distill", "--student", "mtl_h-4", "--coco", "a.json", "imgs", "--cityscapes", "cs", "--out", "o"]
     assert main(args + ["--loss-weight", "pose/kd_heatmaps=4", "--loss-weight", "seg/kd=0.5", "--teacher-flip"]) == 0
     settings = calls[0]["settings"]
     assert settings.weights == {"pose/kd_heatmaps": 4.0, "seg/kd": 0.5} and settings.teacher_flip is True
     assert calls[0]["cache_input_size"] is None
-    assert main(args + ["--cache-input-size", "160", "192", "224"]) == 0 and calls[1]["cache_input_size"] == [160, 192, 224]
+    assert (main(args + ["--cache-input-size", "160", "192", "224"]) == 0
+            and calls[1]["cache_input_size"] == [160, 192, 224])
     student, objective = _objective(teacher_paths, weights=settings.weights)
-    assert objective.current_weights()["pose/kd_heatmaps"] == 4.0 and objective.current_weights()["pose/heatmaps"] == 1.0
+    assert (objective.current_weights()["pose/kd_heatmaps"] == 4.0
+            and objective.current_weights()["pose/heatmaps"] == 1.0)
     for bad in ("pose/kd_heatmaps", "seg/kd=-1", "=2", "seg/kd=x"):
         with pytest.raises(SystemExit):
             main(args + ["--loss-weight", bad])
 
 
-def test_a_mirrored_cache_serves_mirrored_samples_the_mirrors_pass(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
+def test_a_mirrored_cache_serves_mirrored_samples_the_mirrors_pass(
+    synth: SyntheticLayout, tmp_path: Path, pooled_image
+) -> None:
     """Mirrored samples read the teacher's pass over the mirrored letterbox; replayed, its maps match the
     online teacher as closely as the plain entry's do (the stand-in is mirror-symmetric, so both are exact up
     to interpolation), and a wrong mirror convention would shift every map by a pixel."""
@@ -300,7 +331,8 @@ def test_a_mirrored_cache_serves_mirrored_samples_the_mirrors_pass(synth: Synthe
     assert cache.identity["mirrored"] and cache.build(pose, "pose", progress=False) == 2 * len(pose)
     entry, mirror = cache.load("pose", 0), cache.load("pose", 0, mirrored=True)
     assert torch.linalg.det(mirror["affine"][:, :2]) < 0 < torch.linalg.det(entry["affine"][:, :2])
-    torch.testing.assert_close(mirror["heatmaps"], entry["heatmaps"].flip(-1))  # the stand-in commutes with the mirror
+    # the stand-in commutes with the mirror (codes equal up to a rounding step)
+    assert (mirror["heatmaps_lr"].int() - entry["heatmaps_lr"].flip(-1).int()).abs().max() <= 1
     pose.transform.flip_prob = 1.0
     plain = TeacherCache(tmp_path / "plain", {"both": teacher}, 64, {"teacher": "pooled"})
     plain.build(pose, "pose", progress=False)
@@ -310,7 +342,8 @@ def test_a_mirrored_cache_serves_mirrored_samples_the_mirrors_pass(synth: Synthe
         torch.manual_seed(5)  # the same augmentations for both caches
         samples = [CachedTeacherDataset(pose, store, "pose")[i] for i in range(3)]
         if store is cache:
-            assert all(torch.equal(s["teacher_affine"], cache.load("pose", i, mirrored=True)["affine"]) for i, s in enumerate(samples))
+            assert all(torch.equal(s["teacher_affine"], cache.load("pose", i, mirrored=True)["affine"])
+                       for i, s in enumerate(samples))
         batch = collate_samples(samples)
         cached = objective._teacher_outputs(batch)
         online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
@@ -333,35 +366,51 @@ def test_replay_swaps_joints_only_where_the_chain_mirrors() -> None:
 
 
 def test_bracketing_cache_sizes_weigh_the_two_scales_around_the_sample() -> None:
-    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])  # letterboxes 128 / 160 / 192 show a 160-wide image at 0.8 / 1.0 / 1.2
+    # letterboxes 128 / 160 / 192 show a 160-wide image at 0.8 / 1.0 / 1.2
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
     (first, w_first), (second, w_second) = bracketing_cache_sizes([128, 160, 192], identity * 1.05, (120, 160))
     assert (first, second) == (160, 192) and w_first + w_second == pytest.approx(1.0)
     assert w_second == pytest.approx(math.log(1.05) / math.log(1.2))  # linear in log scale, the nearer first
     (first, w_first), (second, _) = bracketing_cache_sizes([128, 160, 192], identity * 1.19, (120, 160))
     assert (first, second) == (192, 160) and w_first > 0.9
     assert bracketing_cache_sizes([128, 160, 192], identity, (120, 160))[0] == (160, 1.0)  # on a cached scale exactly
-    assert bracketing_cache_sizes([128, 160, 192], identity * 1.5, (120, 160)) == ((192, 1.0), (192, 0.0))  # beyond: nearest alone
+    # beyond: nearest alone
+    assert bracketing_cache_sizes([128, 160, 192], identity * 1.5, (120, 160)) == ((192, 1.0), (192, 0.0))
     assert bracketing_cache_sizes([128, 160, 192], identity * 0.5, (120, 160)) == ((128, 1.0), (128, 0.0))
+
+
+def _encoded(maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A batch of cache entries holding ``maps`` (B, C, h, w) quantised as the cache stores them."""
+    out = {}
+    for key, value in maps.items():
+        codes, scales = zip(*(quantise(m) for m in value))
+        out[key], out[key + "_scale"] = torch.stack(codes), torch.stack(scales)
+    return out
 
 
 def test_a_blended_replay_mixes_both_entries_and_keeps_the_nearest_tags() -> None:
     torch.manual_seed(0)
-    first = {"heatmaps": torch.rand(2, 3, 8, 8), "tags": torch.rand(2, 3, 4, 4), "seg": torch.rand(2, 5, 4, 4),
-             "affine": torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)}
-    second = {"heatmaps": torch.rand(2, 3, 8, 8), "seg": torch.rand(2, 5, 4, 4), "affine": first["affine"]}
+    identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)
+    first = {**_encoded({"heatmaps_lr": torch.rand(2, 3, 4, 4), "tags": torch.rand(2, 3, 4, 4),
+                         "seg": torch.rand(2, 5, 4, 4)}), "affine": identity}
+    second = {**_encoded({"heatmaps_lr": torch.rand(2, 3, 4, 4), "seg": torch.rand(2, 5, 4, 4)}), "affine": identity}
     weight = torch.tensor([0.25, 1.0])
     sample = torch.tensor([[0.9, 0.1, 1.0], [-0.1, 0.9, 2.0]]).expand(2, 2, 3)
-    blended = replay_cached({**first, **{f"blend_{k}": v for k, v in second.items()}, "blend_weight": weight}, sample, (16, 16), [0, 2, 1])
+    blended = replay_cached({**first, **{f"blend_{k}": v for k, v in second.items()}, "blend_weight": weight}, sample,
+                            (16, 16), [0, 2, 1])
     alone = replay_cached(first, sample, (16, 16), [0, 2, 1])
-    other = replay_cached({**second, "tags": first["tags"]}, sample, (16, 16), [0, 2, 1])
-    for key in ("heatmaps", "seg"):
+    other = replay_cached({**second, "tags": first["tags"], "tags_scale": first["tags_scale"]}, sample, (16, 16),
+                          [0, 2, 1])
+    for key in ("heatmaps", "heatmaps_lr", "seg"):
         torch.testing.assert_close(blended[key][0], 0.75 * alone[key][0] + 0.25 * other[key][0])
         torch.testing.assert_close(blended[key][1], other[key][1])
     torch.testing.assert_close(blended["tags"], alone["tags"])
     torch.testing.assert_close(blended["valid_lr"], alone["valid_lr"])
 
 
-def test_a_blending_cache_serves_each_sample_the_sizes_around_its_scale(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
+def test_a_blending_cache_serves_each_sample_the_sizes_around_its_scale(
+    synth: SyntheticLayout, tmp_path: Path, pooled_image
+) -> None:
     pose, _ = _datasets(synth)
     teacher = FrozenTeacher(pooled_image)
     cache = TeacherCache(tmp_path / "blend", {"both": teacher}, [64, 96], {"teacher": "pooled"})
@@ -374,7 +423,7 @@ def test_a_blending_cache_serves_each_sample_the_sizes_around_its_scale(synth: S
         pair = bracketing_cache_sizes((64, 96), sample["affine"], sample["orig_size"].tolist())
         assert [int(sample["teacher_letterbox"]), int(sample["teacher_blend_letterbox"])] == [size for size, _ in pair]
         assert float(sample["teacher_blend_weight"]) == pytest.approx(pair[1][1])
-        assert "teacher_blend_tags" not in sample and "teacher_blend_heatmaps" in sample
+        assert "teacher_blend_people" not in sample and "teacher_blend_heatmaps_lr" in sample
         mixed += 0 < pair[1][1] and pair[0][0] != pair[1][0]
     assert mixed > 0  # some samples sit between the two scales
     objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
@@ -384,14 +433,17 @@ def test_a_blending_cache_serves_each_sample_the_sizes_around_its_scale(synth: S
     inside = cached["valid_lr"][:, None] * (online["heatmaps_lr"] != 0)
     error = ((cached["heatmaps_lr"] - online["heatmaps_lr"]).abs() * inside).sum() / inside.sum()
     spread = ((online["heatmaps_lr"] - online["heatmaps_lr"].mean()).abs() * inside).sum() / inside.sum()
-    assert error < 0.25 * spread, (error, spread)  # the stand-in commutes with scale: the mix is as exact as either entry
-    assert not CachedTeacherDataset(pose, TeacherCache(tmp_path / "one", {"both": teacher}, 64, {"teacher": "pooled"}), "pose", blend=True).blend
+    # the stand-in commutes with scale: the mix is as exact as either entry
+    assert error < 0.25 * spread, (error, spread)
+    assert not CachedTeacherDataset(pose, TeacherCache(tmp_path / "one", {"both": teacher}, 64, {"teacher": "pooled"}),
+                                    "pose", blend=True).blend
 
 
 def test_cache_blend_needs_a_cache_of_several_sizes(synth: SyntheticLayout, tmp_path: Path) -> None:
     for cache, sizes in ((None, [64, 96]), (tmp_path / "cache", [96]), (tmp_path / "cache", None)):
         with pytest.raises(ValueError, match="--cache-blend"):
-            train_student("mtl_h-4", tmp_path / "out", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+            train_student("mtl_h-4", tmp_path / "out",
+                          coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                           cityscapes=synth.cityscapes_root, cache=cache, cache_input_size=sizes, cache_blend=True)
     assert not (tmp_path / "out").exists()
 

@@ -1,12 +1,14 @@
 """How closely cached teacher maps, replayed on augmented samples, match the teachers run on those samples.
 
-    python -m distill.cache_fidelity --data SYNTH_ROOT --pose-teacher CKPT --seg-teacher CKPT
+    python tools/cache_fidelity.py --data SYNTH_ROOT --pose-teacher CKPT --seg-teacher CKPT
         [--input-size 128] [--cache-sizes 128 192 256 160,192,224] [--samples 64] [--max-rotation 30]
-        [--scale-range 0.75 1.5] [--max-translate 0.2] [--flip-prob 0.5] [--mirrored] [--blend] [--teacher-flip] [--seed 0]
+        [--scale-range 0.75 1.5] [--max-translate 0.2] [--flip-prob 0.5] [--mirrored] [--blend] [--teacher-flip]
+        [--seed 0]
 
 For every cache size each image is letterboxed as :class:`distill.teacher_cache.TeacherCache` does, the
-teachers' maps are rounded to fp16 as on disk and replayed with :func:`distill.replay.replay_cached` on
-a training augmentation of the image; the online maps are the teachers' answer to that augmented image.
+teachers' maps are encoded as on disk (:func:`distill.cache_codec.encode_entry`) and replayed with
+:func:`distill.replay.replay_cached` on a training augmentation of the image; the online maps are the
+teachers' answer to that augmented image.
 Every cache size sees the same augmentations. A comma-joined entry (``160,192,224``) is a cache of
 several sizes: each sample reads the one nearest its scale, as ``CachedTeacherDataset`` does. Printed as
 JSON, per cache and for plain, mirrored and all samples:
@@ -18,6 +20,7 @@ JSON, per cache and for plain, mirrored and all samples:
 * ``seg_agreement``: share of the pixels inside the cached map whose argmax class agrees;
 * ``seg_kl``: mean KL(online || cached) of the class distributions there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distill.cache_codec import encode_entry
 from distill.replay import replay_cached
-from distill.teacher_cache import CACHE_KEYS, blend_entry, bracketing_cache_sizes, is_mirrored, mirror_letterbox, nearest_cache_size
+from distill.teacher_cache import (
+    blend_entry,
+    bracketing_cache_sizes,
+    is_mirrored,
+    mirror_letterbox,
+    nearest_cache_size,
+)
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TestTransform, TrainTransform
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
 from teachers.flip_average import FlipAveragedTeacher
@@ -63,7 +73,7 @@ def _peak_stats(cached: torch.Tensor, online: torch.Tensor) -> List[Tuple[float,
         if top <= PEAK_THRESHOLD:
             continue
         y, x = divmod(int(o_map.argmax()), o_map.shape[1])
-        near = c_map[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].max()
+        near = c_map[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2].max()
         cx, cy = _soft_peak(c_map, y, x)
         ox, oy = _soft_peak(o_map, y, x)
         found.append((float(near) / top, cx - ox, cy - oy))
@@ -71,7 +81,7 @@ def _peak_stats(cached: torch.Tensor, online: torch.Tensor) -> List[Tuple[float,
 
 
 def _relative_error(cached: torch.Tensor, online: torch.Tensor) -> Tuple[float, float]:
-    return float(((cached - online) ** 2).sum()), float((online ** 2).sum())
+    return float(((cached - online) ** 2).sum()), float((online**2).sum())
 
 
 @torch.inference_mode()
@@ -107,14 +117,25 @@ def cache_fidelity(
     """
     layout = SyntheticLayout(data)
     augment = TrainTransform(input_size, **(augmentation or {}))
-    sets = {"pose": CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True),
-            "seg": Cityscapes(layout.cityscapes_root, "train", augment)}
-    plain = {",".join(str(s) for s in sizes): sizes for sizes in ([c] if isinstance(c, int) else list(c) for c in cache_sizes)}
+    sets = {
+        "pose": CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True),
+        "seg": Cityscapes(layout.cityscapes_root, "train", augment),
+    }
+    plain = {
+        ",".join(str(s) for s in sizes): sizes
+        for sizes in ([c] if isinstance(c, int) else list(c) for c in cache_sizes)
+    }
     caches = {label: (sizes, False, False) for label, sizes in plain.items()}
     if mirrored:
         caches.update({f"{label} mirrored": (sizes, True, False) for label, sizes in plain.items()})
     if blend:
-        caches.update({f"{label} blend": (sizes, has_mirrors, True) for label, (sizes, has_mirrors, _) in list(caches.items()) if len(sizes) > 1})
+        caches.update(
+            {
+                f"{label} blend": (sizes, has_mirrors, True)
+                for label, (sizes, has_mirrors, _) in list(caches.items())
+                if len(sizes) > 1
+            }
+        )
     sums = {label: {view: defaultdict(list) for view in ("plain", "mirrored")} for label in caches}
     torch.manual_seed(seed)
     for task, teacher in teachers.items():
@@ -124,32 +145,51 @@ def cache_fidelity(
             sample = augment(raw)
             online = teacher(sample["image"][None])
             view = "mirrored" if is_mirrored(sample["affine"]) else "plain"
-            letterboxed: Dict[Tuple[int, bool], Dict[str, torch.Tensor]] = {}  # one teacher pass per size and view, shared by the caches
+            letterboxed: Dict[
+                Tuple[int, bool], Dict[str, torch.Tensor]
+            ] = {}  # one teacher pass per size and view, shared by the caches
 
             def entry(size: int, from_mirror: bool) -> Dict[str, torch.Tensor]:
                 if (size, from_mirror) not in letterboxed:
                     boxed = TestTransform(size)(raw)
-                    image, affine = mirror_letterbox(boxed["image"], boxed["affine"]) if from_mirror else (boxed["image"], boxed["affine"])
-                    letterboxed[size, from_mirror] = {k: v.half().float() for k, v in teacher(image[None]).items() if k in CACHE_KEYS}
-                    letterboxed[size, from_mirror]["affine"] = affine[None]
+                    image, affine = (
+                        mirror_letterbox(boxed["image"], boxed["affine"])
+                        if from_mirror
+                        else (boxed["image"], boxed["affine"])
+                    )
+                    outputs = {k: v[0] for k, v in teacher(image[None]).items()}
+                    encoded = encode_entry(outputs, affine, tag_kd="none")
+                    letterboxed[size, from_mirror] = {k: v[None] for k, v in encoded.items()}
                 return letterboxed[size, from_mirror]
 
             for label, (sizes, has_mirrors, blended) in caches.items():
                 from_mirror = has_mirrors and view == "mirrored"
                 if blended:
-                    (size, _), (other, weight) = bracketing_cache_sizes(sizes, sample["affine"], (raw.height, raw.width))
+                    (size, _), (other, weight) = bracketing_cache_sizes(
+                        sizes, sample["affine"], (raw.height, raw.width)
+                    )
                     cached = {**entry(size, from_mirror), **blend_entry(entry(other, from_mirror), weight)}
                     cached["blend_weight"] = cached["blend_weight"][None]
                 else:
                     cached = entry(nearest_cache_size(sizes, sample["affine"], (raw.height, raw.width)), from_mirror)
                 replayed = replay_cached(cached, sample["affine"][None], tuple(sample["image"].shape[-2:]), flip_index)
                 _record(sums[label][view], task, replayed, online)
-    return {label: {name: _summary(parts) for name, parts in
-                    (("plain", [views["plain"]]), ("mirrored", [views["mirrored"]]), ("all", [views["plain"], views["mirrored"]]))}
-            for label, views in sums.items()}
+    return {
+        label: {
+            name: _summary(parts)
+            for name, parts in (
+                ("plain", [views["plain"]]),
+                ("mirrored", [views["mirrored"]]),
+                ("all", [views["plain"], views["mirrored"]]),
+            )
+        }
+        for label, views in sums.items()
+    }
 
 
-def _record(view: Dict[str, List[float]], task: str, replayed: Dict[str, torch.Tensor], online: Dict[str, torch.Tensor]) -> None:
+def _record(
+    view: Dict[str, List[float]], task: str, replayed: Dict[str, torch.Tensor], online: Dict[str, torch.Tensor]
+) -> None:
     """Adds one sample's comparison of replayed and online maps (batch of one) to ``view``'s lists."""
     view[f"{task}_samples"].append(1.0)
     if task == "pose":
@@ -192,7 +232,9 @@ def _sizes(text: str) -> List[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size or comma-joined sizes such as 160,192,224, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a size or comma-joined sizes such as 160,192,224, got {text!r}"
+        ) from None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -201,18 +243,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--pose-teacher", help="pose teacher checkpoint")
     parser.add_argument("--seg-teacher", help="segmentation teacher checkpoint")
     parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--cache-sizes", type=_sizes, nargs="+", default=[[128], [192], [256]],
-                        help="caches to compare: a size, or sizes joined by commas for one cache of several")
-    parser.add_argument("--mirrored", action="store_true",
-                        help="also compare each cache built with --cache-mirrored (its mirrored samples read the mirror's pass)")
-    parser.add_argument("--blend", action="store_true",
-                        help="also replay each cache of several sizes blended, as distill --cache-blend (label '<sizes> blend')")
+    parser.add_argument(
+        "--cache-sizes",
+        type=_sizes,
+        nargs="+",
+        default=[[128], [192], [256]],
+        help="caches to compare: a size, or sizes joined by commas for one cache of several",
+    )
+    parser.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="also compare each cache built with --cache-mirrored (its mirrored samples read the mirror's pass)",
+    )
+    parser.add_argument(
+        "--blend",
+        action="store_true",
+        help="also replay each cache of several sizes blended, as distill --cache-blend (label '<sizes> blend')",
+    )
     parser.add_argument("--samples", type=int, default=64, help="training images per task")
     parser.add_argument("--max-rotation", type=float, default=30.0)
     parser.add_argument("--scale-range", type=float, nargs=2, default=[0.75, 1.5])
-    parser.add_argument("--max-translate", type=float, default=0.2, help="translation as a fraction of the crop (0: centred crops)")
+    parser.add_argument(
+        "--max-translate", type=float, default=0.2, help="translation as a fraction of the crop (0: centred crops)"
+    )
     parser.add_argument("--flip-prob", type=float, default=0.5, help="share of mirrored samples")
-    parser.add_argument("--teacher-flip", action="store_true", help="teachers average their pass with the mirror's, as distill --teacher-flip")
+    parser.add_argument(
+        "--teacher-flip",
+        action="store_true",
+        help="teachers average their pass with the mirror's, as distill --teacher-flip",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
@@ -220,15 +279,36 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give --pose-teacher, --seg-teacher or both")
     if args.threads:
         torch.set_num_threads(args.threads)
-    teachers = {task: load_teacher(path) for task, path in (("pose", args.pose_teacher), ("seg", args.seg_teacher)) if path}
+    teachers = {
+        task: load_teacher(path) for task, path in (("pose", args.pose_teacher), ("seg", args.seg_teacher)) if path
+    }
     if args.teacher_flip:
         teachers = {task: FlipAveragedTeacher(t) for task, t in teachers.items()}
-    result = cache_fidelity(Path(args.data), teachers, args.input_size, args.cache_sizes, args.samples,
-                            {"max_rotation": args.max_rotation, "scale_range": tuple(args.scale_range),
-                             "max_translate": args.max_translate, "flip_prob": args.flip_prob}, args.seed,
-                            mirrored=args.mirrored, blend=args.blend)
-    print(json.dumps({size: {view: {k: round(v, 4) for k, v in figures.items()} for view, figures in views.items()}
-                      for size, views in result.items()}, indent=2))
+    result = cache_fidelity(
+        Path(args.data),
+        teachers,
+        args.input_size,
+        args.cache_sizes,
+        args.samples,
+        {
+            "max_rotation": args.max_rotation,
+            "scale_range": tuple(args.scale_range),
+            "max_translate": args.max_translate,
+            "flip_prob": args.flip_prob,
+        },
+        args.seed,
+        mirrored=args.mirrored,
+        blend=args.blend,
+    )
+    print(
+        json.dumps(
+            {
+                size: {view: {k: round(v, 4) for k, v in figures.items()} for view, figures in views.items()}
+                for size, views in result.items()
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
