@@ -34,7 +34,7 @@ setup(
         # HigherHRNet's assignment solver: its tie-breaking decides which people the reference pipeline
         # (evaluate --reference-pipeline --munkres) reproduces; versions 2 and 3 break ties differently.
         "reference": ["munkres>=1.0.12,<2"],
-        "test": ["pytest>=7", "munkres>=1.0.12,<2"],
+        "test": ["pytest>=7", "munkres>=1.0.12,<2", "ruff>=0.4"],
     },
     entry_points={
         "console_scripts": ["mtl-ehrnet=mtl_ehrnet.cli:main"],
