@@ -4,7 +4,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import List
 
@@ -29,23 +28,34 @@ def _weights(path: Path) -> dict:
     return read_checkpoint(path)["model"]
 
 
+# The interrupted run SIGKILLs itself right after its third checkpoint (step 3 of 8, mid-way through epoch 1
+# of 2), so the kill lands at the same point on every machine, however fast.
+_KILL_AFTER_THIRD_CHECKPOINT = """
+import os, signal, sys
+from mtl_ehrnet.cli import main
+from mtl_ehrnet.training import engine
+save, written = engine.save_checkpoint, []
+def save_then_die(path, *args, **kwargs):
+    result = save(path, *args, **kwargs)
+    written.append(path)
+    if len(written) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+engine.save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigkill_then_resume_equals_uninterrupted(synth: SyntheticLayout, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     subprocess.run(_command(synth, straight), check=True, env=env, capture_output=True)
 
-    process = subprocess.Popen(_command(synth, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = killed / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        steps = [r["step"] for r in read_log(log, "train")] if log.is_file() else []
-        if steps and steps[-1] >= 3:  # mid-way through epoch 1 of 2 (4 steps per epoch)
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    command = [sys.executable, "-c", _KILL_AFTER_THIRD_CHECKPOINT, *_command(synth, killed)[3:]]
+    interrupted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert interrupted.returncode == -signal.SIGKILL, interrupted.stderr[-2000:]
     state = read_checkpoint(killed / "last.pt")
-    assert (state["epoch"], state["step_in_epoch"]) < (2, 0), "the run must be killed before it finished"
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 3), "killed after the third of eight steps"
 
     resumed = subprocess.run(_command(synth, killed, "--resume"), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
