@@ -7,7 +7,17 @@ from distill.seg_kd import channel_wise, pixel_kl
 from distill.student import train_student
 
 __all__ = [
-    "DistillationObjective", "DynamicWeightAverage", "FeatureHints", "FixedWeights", "KDSettings", "UncertaintyWeighting", "channel_wise", "heatmap_kd",
-    "pixel_kl", "pseudo_joints", "tag_kd_pseudo", "tag_kd_relational", "train_student",
+    "DistillationObjective",
+    "DynamicWeightAverage",
+    "FeatureHints",
+    "FixedWeights",
+    "KDSettings",
+    "UncertaintyWeighting",
+    "channel_wise",
+    "heatmap_kd",
+    "pixel_kl",
+    "pseudo_joints",
+    "tag_kd_pseudo",
+    "tag_kd_relational",
+    "train_student",
 ]
-

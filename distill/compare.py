@@ -23,7 +23,9 @@ ROW_NAMES = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt",
 PathLike = Union[str, Path]
 
 
-def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, latency_runs: int = 5, threads: Optional[int] = None) -> List[Dict[str, object]]:
+def compare_rows(
+    checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, latency_runs: int = 5, threads: Optional[int] = None
+) -> List[Dict[str, object]]:
     """Measures every given checkpoint (a subset of ``ROW_NAMES``) in one run.
 
     Rows that name the same file (the quick start's pose teacher is also its separate pose student) are
@@ -44,15 +46,31 @@ def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, l
             continue
         key = Path(checkpoints[name]).resolve()
         if key in first_row:
-            rows.append({**first_row[key], "name": name, "same_as": first_row[key]["name"], "checkpoint": str(checkpoints[name])})
+            rows.append(
+                {
+                    **first_row[key],
+                    "name": name,
+                    "same_as": first_row[key]["name"],
+                    "checkpoint": str(checkpoints[name]),
+                }
+            )
             continue
         model: nn.Module = load_teacher(checkpoints[name]).model  # frozen, eval mode, any kind of model
         size = tuple(model.input_size)
         metrics = evaluate_joint(model, joint_root)
         counts = complexity(model, size)
         models[name] = (model, size)
-        first_row[key] = {"name": name, "tasks": list(model.tasks), "input_size": list(size), "ap": metrics["AP"], "miou": metrics["mIoU"],
-                          "params": counts["params"], "macs": counts["macs"], "latency_ms": None, "checkpoint": str(checkpoints[name])}
+        first_row[key] = {
+            "name": name,
+            "tasks": list(model.tasks),
+            "input_size": list(size),
+            "ap": metrics["AP"],
+            "miou": metrics["mIoU"],
+            "params": counts["params"],
+            "macs": counts["macs"],
+            "latency_ms": None,
+            "checkpoint": str(checkpoints[name]),
+        }
         rows.append(first_row[key])
     latency = latencies_in_rounds(models, latency_runs, threads)
     for row in rows:
@@ -60,8 +78,9 @@ def compare_rows(checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, l
     return rows
 
 
-def latencies_in_rounds(models: Mapping[str, Tuple[nn.Module, Tuple[int, int]]], rounds: int,
-                        threads: Optional[int] = None) -> Dict[str, float]:
+def latencies_in_rounds(
+    models: Mapping[str, Tuple[nn.Module, Tuple[int, int]]], rounds: int, threads: Optional[int] = None
+) -> Dict[str, float]:
     """Median CPU forward latency (ms) of each model over ``rounds`` rounds of one untimed and one timed
     forward pass per model.
 
@@ -107,13 +126,21 @@ def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) 
     for r in rows:
         h, w = r["input_size"]  # type: ignore[misc]
         lines.append(
-            f"| {r['name']}{' (= ' + str(r['same_as']) + ')' if r.get('same_as') else ''} | {'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['ap'])} | {_fmt(r['miou'])} | "  # type: ignore[arg-type]
-            f"{_fmt(r['params'], 1e6, 2, ' M')} | {_fmt(r['macs'], 1e9, 2, ' G')} | {_fmt(r['latency_ms'], 1, 1, ' ms')} |"
+            f"| {r['name']}{' (= ' + str(r['same_as']) + ')' if r.get('same_as') else ''} | "
+            f"{'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['ap'])} | {_fmt(r['miou'])} | "  # type: ignore[arg-type]
+            f"{_fmt(r['params'], 1e6, 2, ' M')} | {_fmt(r['macs'], 1e9, 2, ' G')} | "
+            f"{_fmt(r['latency_ms'], 1, 1, ' ms')} |"
         )
     if saving:
         lines.append("")
-        lines.append("Joint student against the two separate students together: " + ", ".join(
-            f"{k.replace('_ratio', '')} x{v:.3f}" for k, v in saving.items() if k.endswith("_ratio") and v is not None))
+        lines.append(
+            "Joint student against the two separate students together: "
+            + ", ".join(
+                f"{k.replace('_ratio', '')} x{v:.3f}"
+                for k, v in saving.items()
+                if k.endswith("_ratio") and v is not None
+            )
+        )
         if saving.get("macs_vs_teachers") is not None:
             lines.append(f"Distilled student MACs / both teachers' MACs: {saving['macs_vs_teachers']:.3f}")
     return "\n".join(lines)
@@ -121,8 +148,11 @@ def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) 
 
 def point_labels(rows: List[Dict[str, object]]) -> Dict[str, str]:
     """The plot's label per point: a row that shares another's checkpoint is that point, named beside it."""
-    return {str(r["name"]): " = ".join([str(r["name"])] + [str(o["name"]) for o in rows if o.get("same_as") == r["name"]])
-            for r in rows if not r.get("same_as")}
+    return {
+        str(r["name"]): " = ".join([str(r["name"])] + [str(o["name"]) for o in rows if o.get("same_as") == r["name"]])
+        for r in rows
+        if not r.get("same_as")
+    }
 
 
 def plot(rows: List[Dict[str, object]], out_png: Path) -> Path:
@@ -138,9 +168,18 @@ def plot(rows: List[Dict[str, object]], out_png: Path) -> Path:
         for r in rows:
             if r[metric] is not None and str(r["name"]) in names:
                 ax.scatter(float(r["macs"]) / 1e9, float(r[metric]), marker=marker, s=50)  # type: ignore[arg-type]
-                ax.annotate(f"{names[str(r['name'])]} ({'AP' if metric == 'ap' else 'mIoU'})", (float(r["macs"]) / 1e9, float(r[metric])),  # type: ignore[arg-type]
-                            fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set(xlabel="GMACs (true count, native input)", ylabel="AP (o) / mIoU (s) on the joint val split", title="Joint versus separate")
+                ax.annotate(
+                    f"{names[str(r['name'])]} ({'AP' if metric == 'ap' else 'mIoU'})",
+                    (float(r["macs"]) / 1e9, float(r[metric])),  # type: ignore[arg-type]
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
+    ax.set(
+        xlabel="GMACs (true count, native input)",
+        ylabel="AP (o) / mIoU (s) on the joint val split",
+        title="Joint versus separate",
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)

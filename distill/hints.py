@@ -21,7 +21,10 @@ class FeatureHints(nn.Module):
     def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> None:
         super().__init__()
         if len(student_channels) != len(teacher_channels):
-            raise ValueError(f"hints need as many teacher branches as student branches: {len(student_channels)} vs {len(teacher_channels)}")
+            raise ValueError(
+                "hints need as many teacher branches as student branches: "
+                f"{len(student_channels)} vs {len(teacher_channels)}"
+            )
         self.adapters = nn.ModuleList(nn.Conv2d(s, t, 1) for s, t in zip(student_channels, teacher_channels))
         for adapter, s, t in zip(self.adapters, student_channels, teacher_channels):
             if s == t:  # start as the identity, so equal features give 0

@@ -19,19 +19,35 @@ from torch.utils.data import DataLoader
 
 from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
-from distill.quickstart_budget import (KD_STEP_FACTOR, ONLINE_KD_STEP_FACTOR, SHARES, STEP_CAPS, WARM_START_SHARES, QuickstartBudget,
-                                       StageSchedule, with_distilled_share)
+from distill.quickstart_budget import (
+    KD_STEP_FACTOR,
+    ONLINE_KD_STEP_FACTOR,
+    SHARES,
+    STEP_CAPS,
+    WARM_START_SHARES,
+    QuickstartBudget,
+    StageSchedule,
+    with_distilled_share,
+)
 from distill.student import check_init_lr_factor, default_cache_size, train_student
 from distill.teacher_cache import cache_sizes
 from mtl_ehrnet import create_model
-from mtl_ehrnet.data import (Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform, collate_samples,
-                             generate_synthetic)
+from mtl_ehrnet.data import (
+    Cityscapes,
+    CocoKeypoints,
+    MixedTaskDataset,
+    SyntheticLayout,
+    TrainTransform,
+    collate_samples,
+    generate_synthetic,
+)
 from mtl_ehrnet.data.mixed import split_batch
 from mtl_ehrnet.data.scene import SceneOptions
 from mtl_ehrnet.training import GroundTruthLoss, RunConfig
-from mtl_ehrnet.training.task_loss import ground_truth_loss
 from mtl_ehrnet.training.step_timer import seconds_per_step_each
-from teachers.train import build_teacher, train as train_teacher
+from mtl_ehrnet.training.task_loss import ground_truth_loss
+from teachers.train import build_teacher
+from teachers.train import train as train_teacher
 
 PathLike = Union[str, Path]
 RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
@@ -39,7 +55,8 @@ RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joi
 # its timed steps. Two 30-minute runs at 1.3 and 1.2 had their runs take 1160 and 1213 s against 1190 s
 # planned (0.88-1.18x per run), so validations are not reserved separately; they had been, and those runs
 # ended after 23.7 and 22.9 minutes.
-# With the timer in rounds (qs9) the runs took 0.92-0.98x their timed steps; 1.1 keeps a margin.
+# With the timer in rounds the runs of a 30-minute quick start took 0.92-0.98x their timed steps; 1.1 keeps
+# a margin.
 REAL_STEP_FACTOR = 1.1
 BUDGET_RESERVE = 0.95  # fraction of the budget planned for; the rest absorbs a busier machine
 TIMED_STEPS = 5  # per model, in rounds over the five models (a load on the machine lasting a round is dropped)
@@ -57,7 +74,7 @@ class QuickstartPlan:
     augmentation is milder than HigherHRNet's (``max_rotation``, ``scale_range``): rotating by up to 30
     degrees spends a short run on poses the validation images never show. Segmentation runs use Adam
     (``seg_optimizer``) instead of the thesis's SGD: with the milder augmentation, seg_h-4 reached mIoU
-    0.619 after 1200 steps where SGD with HigherHRNet's augmentation reached 0.500 (README, Results).
+    0.619 after 1200 steps where SGD with HigherHRNet's augmentation reached 0.500 (docs/results.md).
     The joint students draw pose and segmentation samples 1:1 (``task_ratios``). Drawing 3:1 to give pose
     more steps taught neither joint student any pose in a 30-minute run (AP 0.000, as at 1:1) and cost
     segmentation (mIoU 0.322 against 0.370 without teachers).
@@ -66,33 +83,34 @@ class QuickstartPlan:
     so every two-person image was grouped as one tangle (a 30-epoch pose_h-4 scored AP 0.54 on
     one-person val images and 0.15 on two-person ones, and 0.53 overall with the labels' tags).
     ``ema_decay`` makes every run validate and save an exponential moving average of its weights; it is
-    off because the average did not help a pose run with the recipe's step schedule (``pose_hA``: AP
-    0.230 averaged at 0.998 against 0.250 for the trained weights).
+    off because the average did not help a pose run with the recipe's step schedule (a 30-minute
+    ``pose_h-2`` run: AP 0.230 averaged at 0.998 against 0.250 for the trained weights).
     Both joint students start from the pose teacher's weights (``student_init``), which is why the pose
     teacher has the student's width (``pose_h-4`` for ``mtl_h-4``) and is then also the separate pose
     student: 366 steps of four pose images taught a joint student from scratch no pose at all (AP 0.000 in
-    qs9, with a teacher or without), where the pose teacher needs several hundred steps of eight.
+    a 30-minute quick start, with a teacher or without), where the pose teacher needs several hundred steps
+    of eight.
     ``task_weights`` scale every pose and every segmentation term of the joint students: heatmap MSE is
     ~0.005 where cross-entropy is ~0.5, and unweighted the shared trunk follows segmentation alone (a joint
     student started from a pose model at AP 0.26 fell to 0.004 in 60 steps; at 1 : 0.01, to 0.17, and was
     back at 0.22 after 180).
     ``labelled_kd_weight`` weights the teachers' terms on samples that have that task's labels (samples that
-    lack them get 1). With ``qs11``'s teachers and schedule (426 steps), 1.0 gave the distilled student AP
-    0.209 / 0.208 and mIoU 0.435 / 0.435 with seeds 0 / 1, where the ground-truth student had 0.203 / 0.194
-    and 0.431 / 0.431, and 0.5 (the library's default) gave 0.201 / 0.435 with seed 0.
+    lack them get 1). With the teachers and schedule of one quick start (426 steps), 1.0 gave the distilled
+    student AP 0.209 / 0.208 and mIoU 0.435 / 0.435 with seeds 0 / 1, where the ground-truth student had
+    0.203 / 0.194 and 0.431 / 0.431, and 0.5 (the library's default) gave 0.201 / 0.435 with seed 0.
     ``init_lr_factor`` scales the learning rate of the weights the joint students take from the pose
     teacher (their new segmentation head trains at the full rate); the quick start keeps the full rate.
     Gentler starts keep the teacher's AP from the first step, but then the ground-truth student simply
     trains the teacher's pose further, passes its teacher, and the teachers' maps hold the distilled one
-    back: at 0.2 (qs13) it ended at AP 0.178 against 0.193, and with 0.1 and 0.3 on qs12's and qs13's
-    teachers it was 0.004-0.005 behind. At the full rate both students first lose some pose (qs12: AP 0.217
-    -> 0.093 after 101 steps) and the teachers' maps bring the distilled one back faster: it led on both
-    metrics in 5 of 6 such runs (qs10 with seeds 0 and 1, qs11's teachers with seeds 0 and 1, qs12; qs11
-    itself, with labelled KD 0.5, was 0.002 AP behind).
+    back: at 0.2 it ended at AP 0.178 against 0.193, and with 0.1 and 0.3 on two quick starts' teachers
+    it was 0.004-0.005 behind. At the full rate both students first lose some pose (AP 0.217 -> 0.093 after
+    101 steps in one quick start) and the teachers' maps bring the distilled one back faster: it led on
+    both metrics in 5 of 6 such runs over three quick starts' teachers and two seeds (the sixth, with
+    labelled KD 0.5, was 0.002 AP behind).
     ``teacher_flip`` has the distilled student learn from flip-averaged teachers
     (:class:`teachers.flip_average.FlipAveragedTeacher`; the pose teacher's AP rises from 0.182 to 0.211
-    flip-tested). It is off: the student's AP moved +0.012 with qs13's teachers at init_lr_factor 0.2 and
-    -0.003 with qs12's at 1.0, and its cache costs two teacher passes per image.
+    flip-tested). It is off: the student's AP moved +0.012 with one quick start's teachers at
+    init_lr_factor 0.2 and -0.003 with another's at 1.0, and its cache costs two teacher passes per image.
     ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for
     ``teacher_epochs`` and every student for ``student_epochs``. Within it no run takes more than its
     :data:`~distill.quickstart_budget.STEP_CAPS` steps times ``step_cap_scale`` (0: no caps, the whole
@@ -151,7 +169,9 @@ class QuickstartPlan:
         self.kd_settings  # refuses a negative labelled-KD weight as early
         check_init_lr_factor(self.init_lr_factor)
         if not (math.isfinite(self.step_cap_scale) and self.step_cap_scale >= 0):
-            raise ValueError(f"step_cap_scale (--step-cap-scale) must be finite and >= 0 (0: no caps), got {self.step_cap_scale}")
+            raise ValueError(
+                f"step_cap_scale (--step-cap-scale) must be finite and >= 0 (0: no caps), got {self.step_cap_scale}"
+            )
         self._check_cache_options()
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
@@ -159,13 +179,21 @@ class QuickstartPlan:
             raise ValueError(
                 f"student_init 'pose_teacher' starts the joint students from the pose teacher's weights, so the pose "
                 f"teacher must have the student's width: {self.separate_student('pose')} for {self.student}, got "
-                f"{self.pose_teacher} (or --student-init none)")
+                f"{self.pose_teacher} (or --student-init none)"
+            )
 
     def _check_cache_options(self) -> None:
         """Refuses cache options without ``teacher_cache``, and cache sizes :func:`distill.teacher_cache.cache_sizes`
         refuses (not positive multiples of 32, a blend of fewer than two)."""
-        chosen = [flag for flag, on in (("--cache-input-size", bool(self.cache_input_size)), ("--cache-mirrored", self.cache_mirrored),
-                                        ("--cache-blend", self.cache_blend)) if on]
+        chosen = [
+            flag
+            for flag, on in (
+                ("--cache-input-size", bool(self.cache_input_size)),
+                ("--cache-mirrored", self.cache_mirrored),
+                ("--cache-blend", self.cache_blend),
+            )
+            if on
+        ]
         if chosen and not self.teacher_cache:
             raise ValueError(f"{', '.join(chosen)} shape the teacher cache: add --teacher-cache")
         if self.teacher_cache:
@@ -203,7 +231,9 @@ class QuickstartPlan:
     @property
     def shares(self) -> Dict[str, float]:
         """Each training run's share of the budget."""
-        table = with_distilled_share(WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES, self.kd_step_factor)
+        table = with_distilled_share(
+            WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES, self.kd_step_factor
+        )
         return {name: table[name] for name in self.runs}
 
     @property
@@ -221,13 +251,21 @@ class QuickstartPlan:
     @property
     def kd_settings(self) -> KDSettings:
         """How the distilled joint student learns from the teachers."""
-        return KDSettings(labelled_kd_weight=self.labelled_kd_weight, teacher_flip=self.teacher_flip,
-                          weights={"pose/kd_heatmaps": self.pose_kd_weight})
+        return KDSettings(
+            labelled_kd_weight=self.labelled_kd_weight,
+            teacher_flip=self.teacher_flip,
+            weights={"pose/kd_heatmaps": self.pose_kd_weight},
+        )
 
     @property
     def ground_truth(self) -> Dict[str, Any]:
         """The ground-truth loss options of every run (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`)."""
-        return {"ae_weight": self.ae_weight, "ae_push": self.ae_push, "class_weights": self.class_weights, "ohem": self.ohem}
+        return {
+            "ae_weight": self.ae_weight,
+            "ae_push": self.ae_push,
+            "class_weights": self.class_weights,
+            "ohem": self.ohem,
+        }
 
     @property
     def augmentation(self) -> Dict[str, Any]:
@@ -235,8 +273,12 @@ class QuickstartPlan:
 
     @property
     def scene(self) -> SceneOptions:
-        return SceneOptions(people=self.people, min_person_height=self.min_person_height,
-                            max_person_height=self.max_person_height, crowds=False)
+        return SceneOptions(
+            people=self.people,
+            min_person_height=self.min_person_height,
+            max_person_height=self.max_person_height,
+            crowds=False,
+        )
 
 
 def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Dict[str, Path]:
@@ -249,8 +291,15 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     resumed_plan = (out / "plan.json").is_file()
     budget = _budget(out, plan, layout, started)
     call_base = budget.elapsed_seconds if budget is not None and resumed_plan else 0.0  # wall time of earlier calls
-    common = dict(input_size=plan.input_size, batch_size=plan.batch_size, workers=plan.workers, seed=plan.seed,
-                  augmentation=plan.augmentation, ema_decay=plan.ema_decay, **plan.ground_truth)
+    common = dict(
+        input_size=plan.input_size,
+        batch_size=plan.batch_size,
+        workers=plan.workers,
+        seed=plan.seed,
+        augmentation=plan.augmentation,
+        ema_decay=plan.ema_decay,
+        **plan.ground_truth,
+    )
     runs = out / "runs"
     checkpoints: Dict[str, Path] = {}
 
@@ -261,9 +310,15 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
         budget.replan(started={n for n in plan.runs if (runs / n / "last.pt").is_file()})
         budget.save(out / "plan.json", minutes=plan.minutes)
         if budget.schedules != before:
-            print(f"quick start re-plan: the runs so far took {budget.speed_ratio:.2f}x their timed steps ("
-                  + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items()
-                              if before.get(n) != s) + ")")
+            print(
+                f"quick start re-plan: the runs so far took {budget.speed_ratio:.2f}x their timed steps ("
+                + ", ".join(
+                    f"{n}: {s.epochs} x {s.steps_per_epoch} steps"
+                    for n, s in budget.schedules.items()
+                    if before.get(n) != s
+                )
+                + ")"
+            )
         return budget.schedules[name]
 
     def once(name: str, train, result_file: str) -> Path:  # noqa: ANN001
@@ -284,22 +339,50 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     seg = dict(cityscapes=layout.cityscapes_root, **common)
     if plan.seg_optimizer == "adam":
         seg.update(optimizer="adam", lr=1e-3, weight_decay=1e-4)
-    joint = dict(coco=coco, cityscapes=layout.cityscapes_root, joint_val=layout.joint_root, task_ratios=tuple(plan.task_ratios),
-                 task_weights=tuple(plan.task_weights), **common)
+    joint = dict(
+        coco=coco,
+        cityscapes=layout.cityscapes_root,
+        joint_val=layout.joint_root,
+        task_ratios=tuple(plan.task_ratios),
+        task_weights=tuple(plan.task_weights),
+        **common,
+    )
     once("pose_teacher", lambda d, r, s: train_teacher("pose", plan.pose_teacher, d, resume=r, **pose, **s), "best.pt")
     once("seg_teacher", lambda d, r, s: train_teacher("seg", plan.seg_teacher, d, resume=r, **seg, **s), "best.pt")
     if plan.pose_teacher_is_separate_student:
         checkpoints["pose_student_gt"] = checkpoints["pose_teacher"]
     else:
-        once("pose_student_gt", lambda d, r, s: train_teacher("pose", plan.separate_student("pose"), d, resume=r, **pose, **s), "best.pt")
-    once("seg_student_gt", lambda d, r, s: train_teacher("seg", plan.separate_student("seg"), d, resume=r, **seg, **s), "best.pt")
+        once(
+            "pose_student_gt",
+            lambda d, r, s: train_teacher("pose", plan.separate_student("pose"), d, resume=r, **pose, **s),
+            "best.pt",
+        )
+    once(
+        "seg_student_gt",
+        lambda d, r, s: train_teacher("seg", plan.separate_student("seg"), d, resume=r, **seg, **s),
+        "best.pt",
+    )
     if plan.student_init == "pose_teacher":
         joint.update(init_weights=checkpoints["pose_teacher"], init_lr_factor=plan.init_lr_factor)
     once("joint_student_gt", lambda d, r, s: train_student(plan.student, d, resume=r, **joint, **s), "student.pt")
-    once("joint_student_kd", lambda d, r, s: train_student(
-        plan.student, d, pose_teacher=checkpoints["pose_teacher"], seg_teacher=checkpoints["seg_teacher"], cache=out / "cache" if plan.teacher_cache else None,
-        cache_input_size=list(plan.cache_sizes), cache_mirrored=plan.cache_mirrored, cache_blend=plan.cache_blend,
-        settings=plan.kd_settings, resume=r, **joint, **s), "student.pt")
+    once(
+        "joint_student_kd",
+        lambda d, r, s: train_student(
+            plan.student,
+            d,
+            pose_teacher=checkpoints["pose_teacher"],
+            seg_teacher=checkpoints["seg_teacher"],
+            cache=out / "cache" if plan.teacher_cache else None,
+            cache_input_size=list(plan.cache_sizes),
+            cache_mirrored=plan.cache_mirrored,
+            cache_blend=plan.cache_blend,
+            settings=plan.kd_settings,
+            resume=r,
+            **joint,
+            **s,
+        ),
+        "student.pt",
+    )
     rows = compare_rows(checkpoints, layout.joint_root)
     paths = write_comparison(rows, out / "compare")
     print(markdown(rows, savings(rows)))
@@ -309,11 +392,15 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
 
 def _synthetic_set(data: Path, plan: QuickstartPlan) -> SyntheticLayout:
     stamp = data / "generated.json"
-    wanted = json.dumps({"images": plan.images, "seed": plan.seed, "size": list(plan.image_size), "scene": asdict(plan.scene)})
+    wanted = json.dumps(
+        {"images": plan.images, "seed": plan.seed, "size": list(plan.image_size), "scene": asdict(plan.scene)}
+    )
     if stamp.is_file() and stamp.read_text() == wanted:
         return SyntheticLayout(data)
     # The stamp is written only after a complete generation, so an interrupted one is redone.
-    layout = generate_synthetic(data, images=plan.images, seed=plan.seed, size=plan.image_size, progress=True, scene_options=plan.scene)
+    layout = generate_synthetic(
+        data, images=plan.images, seed=plan.seed, size=plan.image_size, progress=True, scene_options=plan.scene
+    )
     stamp.write_text(wanted)
     return layout
 
@@ -321,8 +408,15 @@ def _synthetic_set(data: Path, plan: QuickstartPlan) -> SyntheticLayout:
 def _timing_batches(dataset, batch_size: int, workers: int, seed: int) -> Iterator[Dict[str, torch.Tensor]]:  # noqa: ANN001
     """Training batches for the step timer, pass after pass: a small set (``--images``) holds fewer batches
     than the timer's rounds take."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=collate_samples,
-                        generator=torch.Generator().manual_seed(seed), drop_last=True)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate_samples,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=True,
+    )
     if len(loader) == 0:
         raise ValueError(f"{len(dataset)} training samples cannot fill one batch of {batch_size}: raise --images")
     while True:
@@ -342,30 +436,56 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
     mixed = MixedTaskDataset([pose_set, seg_set])
     b = plan.batch_size
     data = {"pose": pose_set, "seg": seg_set, "joint": mixed}
-    models = {"pose_teacher": ("pose", build_teacher("pose", plan.pose_teacher, plan.input_size)),
-              "seg_teacher": ("seg", build_teacher("seg", plan.seg_teacher, plan.input_size)),
-              "pose_student_gt": ("pose", create_model(plan.separate_student("pose"), input_size=plan.input_size)),
-              "seg_student_gt": ("seg", create_model(plan.separate_student("seg"), input_size=plan.input_size)),
-              "joint_student_gt": ("joint", create_model(plan.student, input_size=plan.input_size))}
+    models = {
+        "pose_teacher": ("pose", build_teacher("pose", plan.pose_teacher, plan.input_size)),
+        "seg_teacher": ("seg", build_teacher("seg", plan.seg_teacher, plan.input_size)),
+        "pose_student_gt": ("pose", create_model(plan.separate_student("pose"), input_size=plan.input_size)),
+        "seg_student_gt": ("seg", create_model(plan.separate_student("seg"), input_size=plan.input_size)),
+        "joint_student_gt": ("joint", create_model(plan.student, input_size=plan.input_size)),
+    }
     models = {name: job for name, job in models.items() if name in plan.runs}
     # Batches come through a DataLoader with the runs' workers, so loading and augmentation are timed with
     # the step as training pays for them (pre-built batches under-estimated real steps by 10-40 %).
-    step = seconds_per_step_each({name: (model, GroundTruthLoss(("pose", "seg") if kind == "joint" else (kind,)),
-                                         _timing_batches(data[kind], b, plan.workers, plan.seed))
-                                  for name, (kind, model) in models.items()}, steps=TIMED_STEPS)
+    step = seconds_per_step_each(
+        {
+            name: (
+                model,
+                GroundTruthLoss(("pose", "seg") if kind == "joint" else (kind,)),
+                _timing_batches(data[kind], b, plan.workers, plan.seed),
+            )
+            for name, (kind, model) in models.items()
+        },
+        steps=TIMED_STEPS,
+    )
     step = {name: REAL_STEP_FACTOR * seconds for name, seconds in step.items()}
     step["joint_student_kd"] = plan.kd_step_factor * step["joint_student_gt"]
-    full = {name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b) for name in plan.runs}
+    full = {
+        name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b)
+        for name in plan.runs
+    }
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
-    joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))  # joint/val is as large as each val split
-    fixed = (plan.cache_passes * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
-             + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS))  # the comparison (a reused pose teacher is scored again)
+    joint_images = len(
+        CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val"))
+    )  # joint/val is as large as each val split
+    fixed = (
+        plan.cache_passes
+        * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
+        + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS)
+    )  # the comparison (a reused pose teacher is scored again)
     elapsed = time.monotonic() - started
-    budget = QuickstartBudget.plan(BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed, plan.max_steps)
+    budget = QuickstartBudget.plan(
+        BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed, plan.max_steps
+    )
     budget.save(path, minutes=plan.minutes, reserved_seconds=fixed + elapsed, train_seconds=budget.seconds_left(()))
-    print("quick start plan (" + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items()) + ")")
+    print(
+        "quick start plan ("
+        + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items())
+        + ")"
+    )
     if len(budget.capped()) == len(budget.schedules):
         end = budget.total_seconds - budget.seconds_left(budget.schedules)  # timing, runs, cache and comparison
-        print(f"every run is at its step cap: the quick start should end after about {end / 60:.0f} of its {plan.minutes:g} minutes "
-              "(--step-cap-scale trains longer)")
+        print(
+            f"every run is at its step cap: the quick start should end after about {end / 60:.0f} "
+            f"of its {plan.minutes:g} minutes (--step-cap-scale trains longer)"
+        )
     return budget

@@ -24,28 +24,35 @@ PathLike = Union[str, Path]
 # (their shares differ by the KD step's extra cost), so that the comparison measures distillation, not
 # training length.
 # A distillation step (cached teacher maps, KD terms, tag KD's grouping of the teacher's joints) against a
-# ground-truth joint step: 1.23-1.26 in the training epochs of three 30-minute quick starts (qs3, qs5, qs6;
-# e.g. 9.9 against 12.3 images/s). An earlier measurement outside the quick start gave 1.06.
+# ground-truth joint step: 1.23-1.26 in the training epochs of three 30-minute quick starts (e.g. 9.9
+# against 12.3 images/s). An earlier measurement outside the quick start gave 1.06.
 KD_STEP_FACTOR = 1.25
-# With the teachers run online on every batch instead (no cache): 1.77 in a 303-step probe on qs14's data
-# (7.3 against 12.9 images/s).
+# With the teachers run online on every batch instead (no cache): 1.77 in a 303-step probe on a quick
+# start's data (7.3 against 12.9 images/s).
 ONLINE_KD_STEP_FACTOR = 1.75
 _JOINT_SHARE = 0.19
 SHARES: Dict[str, float] = {
-    "pose_teacher": 0.29, "seg_teacher": 0.18, "pose_student_gt": 0.08, "seg_student_gt": 0.05, "joint_student_gt": _JOINT_SHARE,
+    "pose_teacher": 0.29,
+    "seg_teacher": 0.18,
+    "pose_student_gt": 0.08,
+    "seg_student_gt": 0.05,
+    "joint_student_gt": _JOINT_SHARE,
 }
 # When the joint students start from the pose teacher (same width), that teacher is also the separate pose
 # student, and its steps are the joint students' pose start: it gets what the separate pose student and
 # part of the joint students' time had. The joint students still need a few hundred steps to learn
-# segmentation and to win back the pose their first full-rate steps cost (qs12: AP 0.217 -> 0.093 after
-# 101 steps, 0.177 after 303, 82 % of the teacher; qs11: 426 steps, 97 %), so they get 0.165 each (0.15
-# before). The segmentation teacher gets 0.27 (0.20 before): with 240 steps (qs13) it scored mIoU 0.393,
-# below the ground-truth joint student's 0.409, and the distilled student lost mIoU; with 320 (qs10,
-# qs12, qs14) it scored 0.426-0.428. The pose teacher gets 0.30 (0.40 before): its AP on the joint split
-# was 0.183 after 864 steps (qs14) and 0.182 after 1008 (qs10, qs13).
+# segmentation and to win back the pose their first full-rate steps cost (AP 0.217 -> 0.093 after 101
+# steps, 0.177 after 303, 82 % of the teacher; with 426 steps, 97 %), so they get 0.165 each (0.15
+# before). The segmentation teacher gets 0.27 (0.20 before): with 240 steps it scored mIoU 0.393, below
+# the ground-truth joint student's 0.409, and the distilled student lost mIoU; with 320 it scored
+# 0.426-0.428 in three quick starts. The pose teacher gets 0.30 (0.40 before): its AP on the joint split
+# was 0.183 after 864 steps and 0.182 after 1008.
 _WARM_JOINT_SHARE = 0.165
 WARM_START_SHARES: Dict[str, float] = {
-    "pose_teacher": 0.30, "seg_teacher": 0.27, "seg_student_gt": 0.05, "joint_student_gt": _WARM_JOINT_SHARE,
+    "pose_teacher": 0.30,
+    "seg_teacher": 0.27,
+    "seg_student_gt": 0.05,
+    "joint_student_gt": _WARM_JOINT_SHARE,
 }
 
 
@@ -55,19 +62,24 @@ def with_distilled_share(shares: Mapping[str, float], kd_step_factor: float) -> 
     return {**shares, "joint_student_kd": shares["joint_student_gt"] * kd_step_factor}
 
 
-# The most steps (batch 8) each run takes, at which the quick start's recipe meets issue 6's bars. A machine
-# that cannot afford them shares its budget by the shares above; a faster one stops there and ends early
-# instead of training every run longer: with 3.3x the steps (`qs16`, a 3.5x faster machine) the segmentation
+# The most steps (batch 8) each run takes, at which the quick start's recipe meets its bars (the distilled
+# joint student ahead of the ground-truth one on both tasks, and at 90 % of each teacher). A machine that
+# cannot afford them shares its budget by the shares above; a faster one stops there and ends early
+# instead of training every run longer: with 3.3x the steps (on a 3.5x faster machine) the segmentation
 # teacher rose from mIoU 0.451 to 0.639 and the joint students, which learn segmentation on half of each
 # batch with its terms weighted 0.01, only from 0.411 to 0.489 (77 % of the teacher, 91 % before). Capped,
-# a run's result no longer depends on the machine's speed. With these caps (seeds 0 / 1, `qs20` / `qs21`)
+# a run's result no longer depends on the machine's speed. With these caps (seeds 0 / 1)
 # the teachers scored AP 0.313 / 0.295 and mIoU 0.511 / 0.500, the ground-truth joint student 0.227 / 0.249
 # and 0.464 / 0.464, the distilled one 0.311 / 0.327 and 0.504 / 0.499 (99-111 % of the teachers). With the
-# segmentation teacher at 560 steps and the joint students at 912 (`qs19` / `qs18`) the distilled student
+# segmentation teacher at 560 steps and the joint students at 912 the distilled student
 # led the ground-truth one on mIoU by only 0.001 with seed 0 (0.459 against 0.458, teacher 0.479).
 STEP_CAPS: Dict[str, int] = {
-    "pose_teacher": 2592, "seg_teacher": 720, "pose_student_gt": 2592, "seg_student_gt": 320,
-    "joint_student_gt": 1216, "joint_student_kd": 1216,
+    "pose_teacher": 2592,
+    "seg_teacher": 720,
+    "pose_student_gt": 2592,
+    "seg_student_gt": 320,
+    "joint_student_gt": 1216,
+    "joint_student_kd": 1216,
 }
 VALIDATIONS = 3  # per run, the last epoch included
 
@@ -82,8 +94,13 @@ class StageSchedule:
     val_every: int
 
 
-def schedule_for(seconds: float, step_seconds: float, full_epoch_steps: int, validations: int = VALIDATIONS,
-                 max_steps: Optional[int] = None) -> StageSchedule:
+def schedule_for(
+    seconds: float,
+    step_seconds: float,
+    full_epoch_steps: int,
+    validations: int = VALIDATIONS,
+    max_steps: Optional[int] = None,
+) -> StageSchedule:
     """The longest schedule of at most ``max_steps`` steps that fits ``seconds`` at ``step_seconds`` per step.
 
     Epochs are whole passes over the data when there is time for ``validations`` of them; otherwise
@@ -98,8 +115,9 @@ def schedule_for(seconds: float, step_seconds: float, full_epoch_steps: int, val
     return StageSchedule(epochs, per_epoch, max(1, epochs // validations))
 
 
-def share_seconds(seconds: float, step_seconds: Mapping[str, float], shares: Mapping[str, float],
-                  max_steps: Mapping[str, int]) -> Dict[str, float]:
+def share_seconds(
+    seconds: float, step_seconds: Mapping[str, float], shares: Mapping[str, float], max_steps: Mapping[str, int]
+) -> Dict[str, float]:
     """``seconds`` shared in proportion to ``shares``, no run given more than its ``max_steps`` take.
 
     What a capped run does not need goes to the others, in the same proportions, until each has its share
@@ -109,8 +127,11 @@ def share_seconds(seconds: float, step_seconds: Mapping[str, float], shares: Map
     waiting = dict(shares)
     while waiting:
         total = sum(waiting.values())
-        capped = {n: max_steps[n] * step_seconds[n] for n, share in waiting.items()
-                  if n in max_steps and max_steps[n] * step_seconds[n] <= seconds * share / total}
+        capped = {
+            n: max_steps[n] * step_seconds[n]
+            for n, share in waiting.items()
+            if n in max_steps and max_steps[n] * step_seconds[n] <= seconds * share / total
+        }
         if not capped:
             given.update({n: seconds * share / total for n, share in waiting.items()})
             break
@@ -121,16 +142,23 @@ def share_seconds(seconds: float, step_seconds: Mapping[str, float], shares: Map
     return given
 
 
-def split_budget(train_seconds: float, step_seconds: Mapping[str, float], full_epoch_steps: Mapping[str, int],
-                 shares: Mapping[str, float], max_steps: Optional[Mapping[str, int]] = None) -> Dict[str, StageSchedule]:
+def split_budget(
+    train_seconds: float,
+    step_seconds: Mapping[str, float],
+    full_epoch_steps: Mapping[str, int],
+    shares: Mapping[str, float],
+    max_steps: Optional[Mapping[str, int]] = None,
+) -> Dict[str, StageSchedule]:
     """Schedules for every run in ``shares`` from the time left for training (seconds), each run of at
     most its ``max_steps`` (none: no cap)."""
     if train_seconds <= 0:
         raise ValueError(f"no time left for training ({train_seconds:.0f} s): raise the budget (--minutes)")
     caps = dict(max_steps or {})
     seconds = share_seconds(train_seconds, step_seconds, shares, caps)
-    return {name: schedule_for(seconds[name], step_seconds[name], full_epoch_steps[name], max_steps=caps.get(name))
-            for name in shares}
+    return {
+        name: schedule_for(seconds[name], step_seconds[name], full_epoch_steps[name], max_steps=caps.get(name))
+        for name in shares
+    }
 
 
 @dataclass
@@ -138,7 +166,7 @@ class QuickstartBudget:
     """The quick start's time as it is spent: planned once from timed steps, re-planned before each run.
 
     A machine's speed can change between the timing and the runs: the runs of two 30-minute quick starts
-    took 0.86-1.00x (qs10) and 1.12-1.45x (qs11) their timed steps, and qs11 ended after 35 minutes. So
+    took 0.86-1.00x and 1.12-1.45x their timed steps, and the second ended after 35 minutes. So
     before each run, the runs that have not started share the seconds really left, at the speed the
     finished runs really had (their validations and checkpoints included).
 
@@ -172,14 +200,29 @@ class QuickstartBudget:
     max_steps: Dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def plan(cls, total_seconds: float, elapsed_seconds: float, step_seconds: Mapping[str, float],
-             full_epoch_steps: Mapping[str, int], shares: Mapping[str, float], fixed_seconds: float,
-             max_steps: Optional[Mapping[str, int]] = None) -> "QuickstartBudget":
+    def plan(
+        cls,
+        total_seconds: float,
+        elapsed_seconds: float,
+        step_seconds: Mapping[str, float],
+        full_epoch_steps: Mapping[str, int],
+        shares: Mapping[str, float],
+        fixed_seconds: float,
+        max_steps: Optional[Mapping[str, int]] = None,
+    ) -> "QuickstartBudget":
         """The first plan; refused when the budget is already spent."""
-        budget = cls(total_seconds, dict(step_seconds), dict(full_epoch_steps), dict(shares), fixed_seconds,
-                     elapsed_seconds=elapsed_seconds, max_steps=dict(max_steps or {}))
-        budget.schedules = split_budget(budget.seconds_left(()), budget.step_seconds, budget.full_epoch_steps, budget.shares,
-                                        budget.max_steps)
+        budget = cls(
+            total_seconds,
+            dict(step_seconds),
+            dict(full_epoch_steps),
+            dict(shares),
+            fixed_seconds,
+            elapsed_seconds=elapsed_seconds,
+            max_steps=dict(max_steps or {}),
+        )
+        budget.schedules = split_budget(
+            budget.seconds_left(()), budget.step_seconds, budget.full_epoch_steps, budget.shares, budget.max_steps
+        )
         budget._pin()
         return budget
 
@@ -206,7 +249,11 @@ class QuickstartBudget:
     def seconds_left(self, running: Collection[str]) -> float:
         """Training seconds left for the runs that have not started (``running``: started, not finished)."""
         ratio = self.speed_ratio
-        return self.total_seconds - self.elapsed_seconds - ratio * (self.fixed_seconds + sum(self.planned_seconds(n) for n in running))
+        return (
+            self.total_seconds
+            - self.elapsed_seconds
+            - ratio * (self.fixed_seconds + sum(self.planned_seconds(n) for n in running))
+        )
 
     def replan(self, started: Collection[str]) -> Dict[str, StageSchedule]:
         """Shares the time left between the runs that have neither finished nor ``started``.
@@ -221,8 +268,9 @@ class QuickstartBudget:
             step = {n: ratio * self.step_seconds[n] for n in waiting}
             seconds = share_seconds(left, step, {n: self.shares[n] for n in waiting}, self.max_steps)
             for name in waiting:
-                self.schedules[name] = schedule_for(seconds[name], step[name], self.full_epoch_steps[name],
-                                                    max_steps=self.max_steps.get(name))
+                self.schedules[name] = schedule_for(
+                    seconds[name], step[name], self.full_epoch_steps[name], max_steps=self.max_steps.get(name)
+                )
             self._pin(waiting)
         return dict(self.schedules)
 

@@ -14,7 +14,9 @@ def _match(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.interpolate(teacher.float(), size=student.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def pixel_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def pixel_kl(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Per-image mean over pixels of KL(teacher || student) of the class distributions at temperature T, x T².
 
     Args:

@@ -1,6 +1,7 @@
 """mtl_ehrnet: EfficientHRNet pose estimation + segmentation in one network, distilled from teachers."""
 from mtl_ehrnet.convert import ConversionReport, convert_checkpoint
 from mtl_ehrnet.factory import create_model
+from mtl_ehrnet.inference import Predictor
 from mtl_ehrnet.models import (
     EfficientHRNet,
     ModelConfig,
@@ -11,7 +12,6 @@ from mtl_ehrnet.models import (
     model_config,
     pad_to_multiple,
 )
-from mtl_ehrnet.inference import Predictor
 
 __version__ = "0.1.0"
 

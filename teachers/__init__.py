@@ -4,4 +4,12 @@ from teachers.frozen import FrozenTeacher, load_teacher
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher
 from teachers.train import build_teacher, train
 
-__all__ = ["FlipAveragedTeacher", "FrozenTeacher", "SmpConfig", "SmpSegmentationTeacher", "build_teacher", "load_teacher", "train"]
+__all__ = [
+    "FlipAveragedTeacher",
+    "FrozenTeacher",
+    "SmpConfig",
+    "SmpSegmentationTeacher",
+    "build_teacher",
+    "load_teacher",
+    "train",
+]

@@ -4,8 +4,14 @@ from __future__ import annotations
 import argparse
 
 from mtl_ehrnet.training import RunConfig
-from mtl_ehrnet.training.run_flags import (add_augmentation_flags, add_ground_truth_flags, add_run_flags, augmentation_options,
-                                          ground_truth_options, run_changes)
+from mtl_ehrnet.training.run_flags import (
+    add_augmentation_flags,
+    add_ground_truth_flags,
+    add_run_flags,
+    augmentation_options,
+    ground_truth_options,
+    run_changes,
+)
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -17,7 +23,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "torchrun for several processes.",
     )
     p.add_argument("task", choices=("pose", "seg"))
-    p.add_argument("--model", required=True, help="registered single-task model (pose_h-4, higherhrnet_w32, ...) or smp:ARCH:ENCODER")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="registered single-task model (pose_h-4, higherhrnet_w32, ...) or smp:ARCH:ENCODER",
+    )
     p.add_argument("--coco", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose training set")
     p.add_argument("--coco-val", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose validation set (AP per epoch)")
     p.add_argument("--cityscapes", metavar="ROOT", help="Cityscapes root (train split; validates on val)")
@@ -27,12 +37,18 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
     add_ground_truth_flags(p)
-    p.add_argument("--backbone-weights", metavar="PATH",
-                   help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
-                        "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints")
-    p.add_argument("--init-weights", metavar="PATH",
-                   help="start every weight from a checkpoint of this model: ours, or a published one that "
-                        "'mtl-ehrnet convert' reads (EfficientHRNet, HigherHRNet, HRNet-seg), to fine-tune it")
+    p.add_argument(
+        "--backbone-weights",
+        metavar="PATH",
+        help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
+        "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints",
+    )
+    p.add_argument(
+        "--init-weights",
+        metavar="PATH",
+        help="start every weight from a checkpoint of this model: ours, or a published one that "
+        "'mtl-ehrnet convert' reads (EfficientHRNet, HigherHRNet, HRNet-seg), to fine-tune it",
+    )
     add_augmentation_flags(p)
     add_run_flags(p)
     p.set_defaults(func=run)
@@ -42,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from teachers.train import train
 
     if (args.task == "pose") != (args.coco is not None) or (args.task == "seg") != (args.cityscapes is not None):
-        raise ValueError("train-teacher pose needs --coco ANN_FILE IMAGE_DIR; train-teacher seg needs --cityscapes ROOT")
+        raise ValueError(
+            "train-teacher pose needs --coco ANN_FILE IMAGE_DIR; train-teacher seg needs --cityscapes ROOT"
+        )
     changes = run_changes(args)
     run_config = None
     if args.config:
@@ -50,11 +68,21 @@ def run(args: argparse.Namespace) -> int:
         data.update(changes, epochs=args.epochs)
         run_config = RunConfig.from_dict(data)
     result = train(
-        args.task, args.model, args.out, coco=args.coco, coco_val=args.coco_val, cityscapes=args.cityscapes,
-        input_size=args.input_size, epochs=args.epochs, resume=args.resume, run=run_config,
-        backbone_weights=args.backbone_weights, init_weights=args.init_weights,
+        args.task,
+        args.model,
+        args.out,
+        coco=args.coco,
+        coco_val=args.coco_val,
+        cityscapes=args.cityscapes,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        resume=args.resume,
+        run=run_config,
+        backbone_weights=args.backbone_weights,
+        init_weights=args.init_weights,
         augmentation=augmentation_options(args),
-        **ground_truth_options(args), **changes,
+        **ground_truth_options(args),
+        **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")
     if result.best_checkpoint is not None:

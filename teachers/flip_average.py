@@ -37,7 +37,9 @@ class FlipAveragedTeacher(FrozenTeacher):
 
     def __init__(self, teacher: nn.Module, flip_index: Sequence[int] = COCO_FLIP_INDEX) -> None:
         super().__init__(teacher.model if isinstance(teacher, FrozenTeacher) else teacher)
-        self.register_buffer("flip_index", torch.as_tensor(check_flip_index(flip_index, len(flip_index))), persistent=False)
+        self.register_buffer(
+            "flip_index", torch.as_tensor(check_flip_index(flip_index, len(flip_index))), persistent=False
+        )
 
     def forward(self, images: torch.Tensor, **kwargs: bool) -> Dict[str, torch.Tensor]:
         n = images.shape[0]

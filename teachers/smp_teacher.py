@@ -62,7 +62,9 @@ class SmpSegmentationTeacher(nn.Module):
 
         self.config = config
         try:
-            self.net = smp.create_model(config.arch, encoder_name=config.encoder, encoder_weights=None, classes=config.num_classes)
+            self.net = smp.create_model(
+                config.arch, encoder_name=config.encoder, encoder_weights=None, classes=config.num_classes
+            )
         except (KeyError, ValueError) as err:
             raise ValueError(f"segmentation-models-pytorch cannot build {config.arch}/{config.encoder}: {err}") from err
         if encoder_weights is not None:

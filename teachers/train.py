@@ -9,8 +9,8 @@ from torch import nn
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, TrainTransform
 from mtl_ehrnet.training import FitResult, RunConfig, fit, pose_recipe, seg_recipe
-from mtl_ehrnet.training.task_loss import ground_truth_loss
 from mtl_ehrnet.training.seeding import seed_everything
+from mtl_ehrnet.training.task_loss import ground_truth_loss
 from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher, parse_smp_name
 from teachers.validators import CityscapesValidator, CocoValidator
 
@@ -102,11 +102,18 @@ def train(
     if task == "seg" and cityscapes is None:
         raise ValueError("a segmentation teacher needs --cityscapes ROOT")
     # Built first, so that a bad class_weights value is refused before any model or data is built.
-    loss = ground_truth_loss((task,), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes)
+    loss = ground_truth_loss(
+        (task,), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes
+    )
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
-    net = build_teacher(task, model, input_size, backbone_weights=None if resume else backbone_weights,
-                        init_weights=None if resume else init_weights)
+    net = build_teacher(
+        task,
+        model,
+        input_size,
+        backbone_weights=None if resume else backbone_weights,
+        init_weights=None if resume else init_weights,
+    )
     size = net.input_size
     augment = TrainTransform(size, **(augmentation or {}))
     if task == "pose":
@@ -116,9 +123,15 @@ def train(
         train_set = Cityscapes(cityscapes, "train", augment)
         validate = CityscapesValidator(cityscapes, "val")
     config.extra.update(task=task, model=model, input_size=list(size))
-    config.extra.update(ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, augmentation=augment.settings(),
-                        backbone_weights=str(backbone_weights) if backbone_weights else None,
-                        init_weights=str(init_weights) if init_weights else None)
+    config.extra.update(
+        ae_weight=ae_weight,
+        ae_push=ae_push,
+        class_weights=class_weights,
+        ohem=ohem,
+        augmentation=augment.settings(),
+        backbone_weights=str(backbone_weights) if backbone_weights else None,
+        init_weights=str(init_weights) if init_weights else None,
+    )
     result = fit(net, loss, train_set, config, out, validate=validate, resume=resume)
     _plot(Path(out))
     return result

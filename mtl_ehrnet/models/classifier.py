@@ -4,7 +4,7 @@ The trunk is the very :class:`~mtl_ehrnet.models.backbone.EfficientNetBackbone` 
 models use, stored under ``backbone.``, so a trained classifier's ``backbone.features.*`` weights load
 into ``pose_h<phi>``, ``seg_h<phi>`` and ``mtl_h<phi>`` without renaming. On top sits torchvision's
 EfficientNet head: a 1x1 conv to ``4 x`` the last stage's channels, global average pooling, dropout and
-a linear layer (with torchvision's head width the parameter counts reproduce Table 4.1, see README).
+a linear layer (with torchvision's head width the parameter counts reproduce Table 4.1, see docs/models.md).
 """
 from __future__ import annotations
 

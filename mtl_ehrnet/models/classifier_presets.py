@@ -35,7 +35,7 @@ THESIS_TABLE_4_1: Dict[int, ThesisClassifierRow] = {
     -1: ThesisClassifierRow(195, 4.5e6, 0.3e9, 73.8, 3.5e6, 0.3e9, 81.4),
     -2: ThesisClassifierRow(170, 3.4e6, 0.2e9, 71.3, 2.5e6, 0.2e9, 79.8),
     -3: ThesisClassifierRow(145, 2.8e6, 0.1e9, 68.5, 1.9e6, 0.1e9, 78.2),
-    # The ImageNet 1.3 M repeats the CIFAR-100 figure: 1000 classes give 2.05 M (README, Table 4.1).
+    # The ImageNet 1.3 M repeats the CIFAR-100 figure: 1000 classes give 2.05 M (docs/models.md, Table 4.1).
     -4: ThesisClassifierRow(128, 1.3e6, 0.05e9, 65.6, 1.3e6, 0.05e9, 74.3),
 }
 
@@ -60,7 +60,9 @@ def classifier_config(name: str, **overrides: Any) -> ClassifierConfig:
     """
     phi = classifier_phi(name)
     if phi is None:
-        raise ValueError(f"unknown classifier {name!r}; expected efficientnet_b<phi> for an integer phi, e.g. efficientnet_b-2")
+        raise ValueError(
+            f"unknown classifier {name!r}; expected efficientnet_b<phi> for an integer phi, e.g. efficientnet_b-2"
+        )
     unknown = sorted(set(overrides) - set(CLASSIFIER_OVERRIDES))
     if unknown:
         raise ValueError(f"unknown override(s) {unknown} for {name}; allowed: {list(CLASSIFIER_OVERRIDES)}")

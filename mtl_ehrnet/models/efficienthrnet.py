@@ -55,7 +55,9 @@ class EfficientHRNet(nn.Module):
         heads = {"pose": _pose_head, "seg": _seg_head}
         multi_branch = {task: task == "seg" for task in config.tasks}
         split = SHARE_POINTS[config.share] if len(config.tasks) > 1 else NUM_STAGES
-        self.body = HRNetBody(config.body, taps, 0, split, multi_scale_output=split < NUM_STAGES or any(multi_branch.values()))
+        self.body = HRNetBody(
+            config.body, taps, 0, split, multi_scale_output=split < NUM_STAGES or any(multi_branch.values())
+        )
         self.task_bodies = nn.ModuleDict(
             {t: HRNetBody(config.body, taps, split, NUM_STAGES, multi_branch[t]) for t in config.tasks}
             if split < NUM_STAGES

@@ -28,7 +28,9 @@ class PoseHead(nn.Module):
 
     branches_read = 1
 
-    def __init__(self, in_channels: int, num_keypoints: int = 17, deconv_channels: int = 32, deconv_blocks: int = 2) -> None:
+    def __init__(
+        self, in_channels: int, num_keypoints: int = 17, deconv_channels: int = 32, deconv_blocks: int = 2
+    ) -> None:
         super().__init__()
         if num_keypoints < 1:
             raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")

@@ -88,7 +88,9 @@ def build_model(
         >>> out = model(torch.randn(1, 3, *model.input_size))
     """
     if classifier_phi(name) is not None:
-        model: Union[EfficientHRNet, EfficientNetClassifier] = EfficientNetClassifier(classifier_config(name, **overrides))
+        model: Union[EfficientHRNet, EfficientNetClassifier] = EfficientNetClassifier(
+            classifier_config(name, **overrides)
+        )
     else:
         model = EfficientHRNet(model_config(name, **overrides))
     if backbone_weights is not None:

@@ -30,7 +30,9 @@ def check_input_size(images: torch.Tensor, multiple: int = 32) -> None:
         )
 
 
-def pad_to_multiple(images: torch.Tensor, multiple: int = 32, value: float = 0.0) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def pad_to_multiple(
+    images: torch.Tensor, multiple: int = 32, value: float = 0.0
+) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Pads the bottom and right of (B, C, H, W) images up to multiples of ``multiple``.
 
     Returns:

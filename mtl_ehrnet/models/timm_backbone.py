@@ -52,7 +52,9 @@ class TimmBackbone(nn.Module):
             lambda: timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
         )
         if tuple(self.model.feature_info.reduction()) != self.strides:
-            raise ValueError(f"{spec!r}: features_only gave strides {self.model.feature_info.reduction()}, expected {self.strides}")
+            raise ValueError(
+                f"{spec!r}: features_only gave strides {self.model.feature_info.reduction()}, expected {self.strides}"
+            )
         self.out_channels: Tuple[int, ...] = tuple(self.model.feature_info.channels())
         self.levels: List[FeatureLevel] = [offered[i] for i in out_indices]
 

@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Tuple
 import torch
 from torch import nn
 
-from mtl_ehrnet.models.feature_levels import STRIDES, build_anywhere, FeatureLevel, match_foreign_keys, select_levels
+from mtl_ehrnet.models.feature_levels import STRIDES, FeatureLevel, build_anywhere, match_foreign_keys, select_levels
 
 # Probe input: 224 is the one size every torchvision classifier accepts (ViTs need exactly it).
 _PROBE = 224
@@ -51,7 +51,9 @@ class TorchvisionBackbone(nn.Module):
 
         spec = f"torchvision:{name}"
         if name not in list_models():
-            raise ValueError(f"unknown torchvision model {name!r} (backbone {spec!r}); see torchvision.models.list_models()")
+            raise ValueError(
+                f"unknown torchvision model {name!r} (backbone {spec!r}); see torchvision.models.list_models()"
+            )
         network = build_anywhere(lambda: get_model(name, weights=None))
         # A meta copy: some builders (RegNet) compute widths with tensors and cannot run on meta themselves.
         probe = network if _on_meta(network) else copy.deepcopy(network).to("meta")
@@ -90,14 +92,22 @@ def _module_levels(network: nn.Module) -> List[FeatureLevel]:
         with torch.no_grad():
             network.eval()(torch.zeros(1, 3, _PROBE, _PROBE, device="meta"))
     except Exception as err:
-        raise ValueError(f"cannot probe the feature maps of {type(network).__name__} at {_PROBE}x{_PROBE}: {err}") from err
+        raise ValueError(
+            f"cannot probe the feature maps of {type(network).__name__} at {_PROBE}x{_PROBE}: {err}"
+        ) from err
     finally:
         for handle in handles:
             handle.remove()
     levels = []
     for name, shapes in calls.items():
         shape = shapes[0]
-        if len(shapes) == 1 and shape is not None and len(shape) == 4 and shape[2] == shape[3] and _PROBE % shape[2] == 0:
+        if (
+            len(shapes) == 1
+            and shape is not None
+            and len(shape) == 4
+            and shape[2] == shape[3]
+            and _PROBE % shape[2] == 0
+        ):
             levels.append(FeatureLevel(name, _PROBE // shape[2], shape[1]))
     return levels
 

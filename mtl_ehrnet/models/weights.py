@@ -33,8 +33,14 @@ def match_keys(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor
         the shared keys whose shapes differ (``"key: file (..) vs model (..)"``), and which keys of
         ``own`` ``state`` fills (``loaded``), lacks (``missing``) and has beyond them (``unexpected``).
     """
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
-    report = LoadReport([k for k in own if k in state], [k for k in own if k not in state], [k for k in state if k not in own])
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    report = LoadReport(
+        [k for k in own if k in state], [k for k in own if k not in state], [k for k in state if k not in own]
+    )
     return mismatched, report
 
 
@@ -68,7 +74,11 @@ def _unwrap_state_dict(data: object, source: object) -> Dict[str, torch.Tensor]:
 def _check_stored_phi(backbone: nn.Module, data: object, source: object, target: str) -> None:
     """Refuses an mtl_ehrnet checkpoint (classifier or EfficientHRNet) whose stored EfficientNet phi or
     ``lite`` differs from ``backbone``'s, naming both, before any shape is compared."""
-    if not isinstance(backbone, EfficientNetBackbone) or not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+    if (
+        not isinstance(backbone, EfficientNetBackbone)
+        or not isinstance(data, dict)
+        or not isinstance(data.get("config"), dict)
+    ):
         return
     config = data["config"]
     if "phi" not in config or config.get("backbone", "efficientnet") != "efficientnet":
@@ -77,7 +87,8 @@ def _check_stored_phi(backbone: nn.Module, data: object, source: object, target:
     if stored != (backbone.phi, backbone.lite):
         raise ValueError(
             f"backbone weights {source} come from {config.get('name', 'a model')} (EfficientNet phi={stored[0]}, "
-            f"lite={stored[1]}), but {target} has an EfficientNet backbone with phi={backbone.phi}, lite={backbone.lite}; "
+            f"lite={stored[1]}), but {target} has an EfficientNet backbone with phi={backbone.phi}, "
+            f"lite={backbone.lite}; "
             f"use weights of the same phi (efficientnet_b{backbone.phi}, pose_h{backbone.phi}, ...)"
         )
 
@@ -119,7 +130,7 @@ def load_backbone_weights(
     for key, value in _unwrap_state_dict(raw, source).items():
         for prefix in _PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         state[key] = value
     adapt = getattr(backbone, "adapt_state_dict", None)
     if adapt is not None:  # foreign backbones rename a classifier's keys to their wrapped network's
@@ -138,7 +149,9 @@ def load_backbone_weights(
             f"{list(own)[:3]})"
         )
     if strict and (missing or unexpected):
-        raise ValueError(f"strict load: {len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"strict load: {len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}"
+        )
     backbone.load_state_dict({k: state[k] for k in loaded}, strict=False)
     logger.info("backbone weights: %d loaded, %d missing, %d unexpected", len(loaded), len(missing), len(unexpected))
     if missing:

@@ -3,4 +3,13 @@ from mtl_ehrnet.training.engine import FitResult, NonFiniteLossError, fit
 from mtl_ehrnet.training.run_config import RunConfig, pose_recipe, seg_recipe
 from mtl_ehrnet.training.task_loss import GroundTruthLoss, GroundTruthWeights
 
-__all__ = ["FitResult", "GroundTruthLoss", "GroundTruthWeights", "NonFiniteLossError", "RunConfig", "fit", "pose_recipe", "seg_recipe"]
+__all__ = [
+    "FitResult",
+    "GroundTruthLoss",
+    "GroundTruthWeights",
+    "NonFiniteLossError",
+    "RunConfig",
+    "fit",
+    "pose_recipe",
+    "seg_recipe",
+]

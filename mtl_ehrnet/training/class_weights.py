@@ -51,7 +51,9 @@ def median_frequency_weights(counts: np.ndarray, max_weight: float = 10.0) -> to
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def cityscapes_class_weights(root: PathLike, split: str = "train", num_classes: int = 19, max_weight: float = 10.0) -> torch.Tensor:
+def cityscapes_class_weights(
+    root: PathLike, split: str = "train", num_classes: int = 19, max_weight: float = 10.0
+) -> torch.Tensor:
     """Median-frequency weights of a Cityscapes split's labels; (num_classes,) float32."""
     labels = [label for _, label in list_cityscapes_pairs(root, split)]
     return median_frequency_weights(count_train_ids(labels, num_classes), max_weight)

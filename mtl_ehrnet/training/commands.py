@@ -19,7 +19,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--data", required=True, metavar="DIR",
                    help="ImageFolder root (DIR/train/<class>/<image>, optional DIR/val) or a CIFAR-100 python layout "
                         "(DIR/cifar-100-python/{train,test,meta})")
-    p.add_argument("--phi", type=int, required=True, help="scaling coefficient: 0 (B0), -1 ... -4 (compact), or any integer")
+    p.add_argument(
+        "--phi", type=int, required=True, help="scaling coefficient: 0 (B0), -1 ... -4 (compact), or any integer"
+    )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--epochs", type=int, default=200, help="epochs including the warm-up (thesis: 5 + 195)")
     p.add_argument("--input-size", type=int, help="training side (default: Table 4.1's 224/195/170/145/128)")
@@ -46,14 +48,24 @@ def run(args: argparse.Namespace) -> int:
         data.update(run_changes(args), epochs=args.epochs)
         run_config = RunConfig.from_dict(data)
     result = train_backbone(
-        args.data, args.phi, args.out, epochs=args.epochs, input_size=args.input_size, lite=args.lite,
-        crop_scale=(args.min_crop, 1.0), resume=args.resume, run=run_config, **changes,
+        args.data,
+        args.phi,
+        args.out,
+        epochs=args.epochs,
+        input_size=args.input_size,
+        lite=args.lite,
+        crop_scale=(args.min_crop, 1.0),
+        resume=args.resume,
+        run=run_config,
+        **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")
     if result.history:
         final = result.history[-1]
-        print(f"validation after epoch {final['epoch']}: top-1 {100 * final['top1']:.2f} %, top-5 {100 * final['top5']:.2f} % "
-              f"({int(final['samples'])} images)")
+        print(
+            f"validation after epoch {final['epoch']}: top-1 {100 * final['top1']:.2f} %, "
+            f"top-5 {100 * final['top5']:.2f} % ({int(final['samples'])} images)"
+        )
     if result.best_checkpoint is not None:
         print(f"best checkpoint: {result.best_checkpoint} (top-1 {100 * result.best_value:.2f} %)")
     return 0

@@ -41,8 +41,14 @@ from mtl_ehrnet.training.metric_log import MetricLog
 from mtl_ehrnet.training.optim import build_optimizer, build_scheduler
 from mtl_ehrnet.training.run_config import RunConfig
 from mtl_ehrnet.training.running_terms import RunningTerms
-from mtl_ehrnet.training.seeding import (EpochBatches, EpochBatchSampler, SeededDataset, rng_state, seed_everything,
-                                         set_rng_state)
+from mtl_ehrnet.training.seeding import (
+    EpochBatches,
+    EpochBatchSampler,
+    SeededDataset,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from mtl_ehrnet.training.validation import Validator, validate_on_ranks
 
 logger = logging.getLogger(__name__)
@@ -79,14 +85,26 @@ class _ResumedBatches(Sampler[List[int]]):
         return itertools.islice(iter(self.batches), self.skip, self.stop)
 
 
-def _epoch_batches(train_set: Dataset, config: RunConfig, epoch: int, rank: int, world: int, skip: int) -> Sampler[List[int]]:
+def _epoch_batches(
+    train_set: Dataset, config: RunConfig, epoch: int, rank: int, world: int, skip: int
+) -> Sampler[List[int]]:
     """This rank's batches of ``epoch``: a seeded permutation, or fixed task shares (``config.task_ratios``)."""
     if config.task_ratios is None:
-        return EpochBatchSampler(len(train_set), config.batch_size, config.seed, epoch, rank, world,
-                                 skip=skip, max_batches=config.steps_per_epoch)
+        return EpochBatchSampler(
+            len(train_set),
+            config.batch_size,
+            config.seed,
+            epoch,
+            rank,
+            world,
+            skip=skip,
+            max_batches=config.steps_per_epoch,
+        )
     if not isinstance(train_set, MixedTaskDataset):
         raise ValueError(f"task_ratios {config.task_ratios} need a MixedTaskDataset, got {type(train_set).__name__}")
-    mix = TaskMixBatchSampler(train_set, config.batch_size, config.task_ratios, seed=config.seed, num_replicas=world, rank=rank)
+    mix = TaskMixBatchSampler(
+        train_set, config.batch_size, config.task_ratios, seed=config.seed, num_replicas=world, rank=rank
+    )
     mix.set_epoch(epoch)
     stop = len(mix) if config.steps_per_epoch is None else min(len(mix), config.steps_per_epoch)
     return _ResumedBatches(mix, skip, stop)
@@ -100,8 +118,14 @@ def train_loader(
     device overlaps the step before."""
     # Its own generator: creating the iterator must not draw from the global RNG, which drives stochastic
     # depth and is restored exactly on resume (augmentation is seeded per sample by SeededDataset).
-    return DataLoader(data, batch_sampler=batches, num_workers=config.workers, pin_memory=device.type == "cuda",
-                      persistent_workers=config.workers > 0, generator=torch.Generator().manual_seed(config.seed))
+    return DataLoader(
+        data,
+        batch_sampler=batches,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
 
 
 def autocast_dtype(config: RunConfig, device: torch.device) -> Optional[torch.dtype]:
@@ -197,18 +221,35 @@ def fit(
     history: List[Dict[str, float]] = []
     if resume:
         epoch, skip, global_step, best_value, history = _resume(
-            last, model, optimizer, scheduler, scaler, config, ctx.world, loss_fn, ema)
+            last, model, optimizer, scheduler, scaler, config, ctx.world, loss_fn, ema
+        )
     log = MetricLog(out_dir, enabled=ctx.is_main)
     if ctx.is_main:
-        log.write("event", epoch, global_step, {"event": "resume" if resume else "start", "world": ctx.world, "device": str(ctx.device)})
+        log.write(
+            "event",
+            epoch,
+            global_step,
+            {"event": "resume" if resume else "start", "world": ctx.world, "device": str(ctx.device)},
+        )
 
     def save(path: Path, epoch_: int, step_in_epoch: int) -> None:
         if ctx.is_main:
             trained = {} if ema is None else {"train_model": model.state_dict(), "ema_updates": int(ema.n_averaged)}
             save_checkpoint(
-                path, served, **trained, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
-                epoch=epoch_, step_in_epoch=step_in_epoch, global_step=global_step, rng=rng_state(),
-                world_size=ctx.world, run_config=config.to_dict(), best_value=best_value, history=history,
+                path,
+                served,
+                **trained,
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                epoch=epoch_,
+                step_in_epoch=step_in_epoch,
+                global_step=global_step,
+                rng=rng_state(),
+                world_size=ctx.world,
+                run_config=config.to_dict(),
+                best_value=best_value,
+                history=history,
                 loss_state=loss_fn.training_state_dict() if hasattr(loss_fn, "training_state_dict") else {},
             )
 
@@ -220,7 +261,13 @@ def fit(
         batches.set_epoch(epoch, skip)
         net.train()
         steps_done, started = 0, time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, initial=skip, disable=not ctx.is_main, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=skip,
+            disable=not ctx.is_main,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            leave=False,
+        )
         with _cudnn_autotuned(ctx.device):
             for step_in_epoch, batch in enumerate(loader, start=skip):
                 batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
@@ -241,8 +288,12 @@ def fit(
                     logger.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, step_in_epoch)
                     if ctx.is_main:
                         values = {k: float(v.detach()) for k, v in terms.items()}
-                        log.write("event", epoch, global_step,
-                                  {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch, **values})
+                        log.write(
+                            "event",
+                            epoch,
+                            global_step,
+                            {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch, **values},
+                        )
                     if consecutive_bad >= config.max_nonfinite:
                         raise NonFiniteLossError(
                             f"{consecutive_bad} consecutive non-finite losses (last at epoch {epoch + 1}, "
@@ -290,12 +341,23 @@ def fit(
                 save(best, epoch, 0)  # after the update, so best.pt records its own value
         save(last, epoch, 0)
         if ctx.is_main:
-            tqdm.write(_epoch_line(epoch, config.epochs, summary, history[-1] if history and history[-1].get("epoch") == epoch else None))
+            tqdm.write(
+                _epoch_line(
+                    epoch,
+                    config.epochs,
+                    summary,
+                    history[-1] if history and history[-1].get("epoch") == epoch else None,
+                )
+            )
     del loader  # its persistent workers end with it
     in_sync = distributed.parameters_in_sync(trainable, ctx)
     if ctx.is_main:
-        log.write("event", epoch, global_step, {"event": "finished", "ranks_in_sync": in_sync, "world": ctx.world,
-                                                 "skipped_steps": skipped_total})
+        log.write(
+            "event",
+            epoch,
+            global_step,
+            {"event": "finished", "ranks_in_sync": in_sync, "world": ctx.world, "skipped_steps": skipped_total},
+        )
     log.close()
     distributed.cleanup()
     return FitResult(out_dir, last, best if best.is_file() else None, best_value, history, skipped_total)
@@ -317,13 +379,26 @@ def _validate(validate, model, config, ctx, log, epoch, global_step, history, be
     return None
 
 
-def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, world: int,  # noqa: ANN001
-            loss_fn, ema):
+def _resume(
+    last: Path,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    config: RunConfig,
+    world: int,  # noqa: ANN001
+    loss_fn,
+    ema,
+):
     if not last.is_file():
         raise FileNotFoundError(f"cannot resume: no checkpoint at {last}")
     state = read_checkpoint(last)
     stored = RunConfig.from_dict(state["run_config"])
-    changed = {k: (getattr(stored, k), getattr(config, k)) for k in _FIXED_ON_RESUME if getattr(stored, k) != getattr(config, k)}
+    changed = {
+        k: (getattr(stored, k), getattr(config, k))
+        for k in _FIXED_ON_RESUME
+        if getattr(stored, k) != getattr(config, k)
+    }
     if changed:
         raise ValueError(f"cannot resume {last}: these settings differ from the stored run (stored, now): {changed}")
     stored_world = state.get("world_size")  # absent from checkpoints written before it was recorded
@@ -345,11 +420,21 @@ def _resume(last: Path, model, optimizer, scheduler, scaler, config: RunConfig, 
     set_rng_state(state["rng"])
     if hasattr(loss_fn, "load_training_state_dict"):
         loss_fn.load_training_state_dict(state.get("loss_state", {}))
-    return state["epoch"], state["step_in_epoch"], state["global_step"], state.get("best_value"), list(state.get("history", []))
+    return (
+        state["epoch"],
+        state["step_in_epoch"],
+        state["global_step"],
+        state.get("best_value"),
+        list(state.get("history", [])),
+    )
 
 
 def _epoch_line(epoch: int, epochs: int, summary: Dict[str, float], metrics: Optional[Dict[str, float]]) -> str:
-    parts = [f"epoch {epoch}/{epochs}", f"loss {summary.get('loss', float('nan')):.4g}", f"{summary['images_per_s']:.1f} img/s"]
+    parts = [
+        f"epoch {epoch}/{epochs}",
+        f"loss {summary.get('loss', float('nan')):.4g}",
+        f"{summary['images_per_s']:.1f} img/s",
+    ]
     if metrics:
         parts += [f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"]
     return "  ".join(parts)

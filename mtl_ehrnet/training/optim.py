@@ -10,7 +10,9 @@ from torch import nn
 from mtl_ehrnet.training.run_config import RunConfig
 
 
-def build_optimizer(parameters: Iterable[nn.Parameter], config: RunConfig, names: Optional[Sequence[str]] = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    parameters: Iterable[nn.Parameter], config: RunConfig, names: Optional[Sequence[str]] = None
+) -> torch.optim.Optimizer:
     """The run's optimizer over the trainable ``parameters``; ``names`` (one per parameter) place each in
     its ``config.lr_factors`` group."""
     params = list(parameters)
@@ -25,9 +27,15 @@ def build_optimizer(parameters: Iterable[nn.Parameter], config: RunConfig, names
         if p.requires_grad:
             groups.setdefault(lr_factor(name, config.lr_factors), []).append(p)
     # One group per factor; a single group is passed as a plain list so that nothing changes without factors.
-    grouped = groups.get(1.0, []) if set(groups) <= {1.0} else [{"params": ps, "lr": config.lr * f} for f, ps in groups.items()]
+    grouped = (
+        groups.get(1.0, [])
+        if set(groups) <= {1.0}
+        else [{"params": ps, "lr": config.lr * f} for f, ps in groups.items()]
+    )
     if config.optimizer == "sgd":
-        return fused_if_supported(torch.optim.SGD, grouped, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return fused_if_supported(
+            torch.optim.SGD, grouped, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     return fused_if_supported(kind, grouped, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -70,7 +78,9 @@ def fused_if_supported(kind: Type[torch.optim.Optimizer], params: List[Any], **h
         return kind(params, **hyper)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: RunConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR: linear warm-up, then step decay at epoch milestones, poly decay or constant."""
     total = max(1, config.epochs * steps_per_epoch)
     warmup = config.warmup_epochs * steps_per_epoch

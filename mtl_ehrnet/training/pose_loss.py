@@ -22,7 +22,9 @@ def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return ((pred - target).square() * mask[:, None]).mean(dim=(1, 2, 3))
 
 
-def associative_embedding(tags: torch.Tensor, joints: torch.Tensor, push_kind: str = "exp") -> Tuple[torch.Tensor, torch.Tensor]:
+def associative_embedding(
+    tags: torch.Tensor, joints: torch.Tensor, push_kind: str = "exp"
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Pull and push losses of associative embedding (Newell et al. 2017), one tag per joint.
 
     pull = mean over people of the mean squared distance of their joints' tags to their mean tag;

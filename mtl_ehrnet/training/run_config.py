@@ -103,7 +103,9 @@ class RunConfig:
         if self.schedule not in ("step", "poly", "constant"):
             raise ValueError(f"schedule must be step, poly or constant, got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})")
+            raise ValueError(
+                f"epochs, batch_size and lr must be positive (got {self.epochs}, {self.batch_size}, {self.lr})"
+            )
         if self.ema_decay is not None:
             check_decay(self.ema_decay)
         if isinstance(self.amp, bool):
@@ -148,8 +150,14 @@ class RunConfig:
 
 def pose_recipe(epochs: int = 300, **changes: Any) -> RunConfig:
     """Thesis 4.2: Adam, lr 1e-3, wd 1e-4, x0.1 at 2/3 and 13/15 of training (epochs 200, 260 of 300)."""
-    base = dict(optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="step",
-                milestones=(round(epochs * 200 / 300), round(epochs * 260 / 300)), monitor="AP")
+    base = dict(
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=1e-4,
+        schedule="step",
+        milestones=(round(epochs * 200 / 300), round(epochs * 260 / 300)),
+        monitor="AP",
+    )
     base.update(changes)
     return RunConfig(epochs=epochs, **base)
 
@@ -166,7 +174,17 @@ def classifier_recipe(epochs: int = 200, warmup_epochs: float = 5, step_every: i
     warm-up to lr 0.05, then x0.1 every ``step_every`` epochs (milestones 35, 65, ... for the thesis's
     5 + 195 epochs). The thesis warms up from 1e-4; our warm-up starts at 0.05 / warm-up steps."""
     milestones = tuple(range(int(warmup_epochs) + step_every, epochs, step_every))
-    base = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, schedule="step", milestones=milestones,
-                gamma=0.1, warmup_epochs=warmup_epochs, batch_size=64, monitor="top1")
+    base = dict(
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-4,
+        schedule="step",
+        milestones=milestones,
+        gamma=0.1,
+        warmup_epochs=warmup_epochs,
+        batch_size=64,
+        monitor="top1",
+    )
     base.update(changes)
     return RunConfig(epochs=epochs, **base)

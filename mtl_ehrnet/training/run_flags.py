@@ -39,8 +39,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                              "bfloat16, no scaler; CUDA or CPU) or off (default: fp16)")
     for flag, text in RUN_SWITCHES:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
-    parser.add_argument("--milestones", type=float, nargs="+", metavar="EPOCH",
-                        help="epochs after which the step schedule multiplies the lr by 0.1 (pose recipe: 2/3 and 13/15 of --epochs)")
+    parser.add_argument(
+        "--milestones",
+        type=float,
+        nargs="+",
+        metavar="EPOCH",
+        help="epochs after which the step schedule multiplies the lr by 0.1 (pose recipe: 2/3 and 13/15 of --epochs)",
+    )
 
 
 def run_changes(args: argparse.Namespace) -> Dict[str, Any]:
@@ -55,33 +60,61 @@ def run_changes(args: argparse.Namespace) -> Dict[str, Any]:
 
 def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:
     """Flags for the :class:`mtl_ehrnet.data.TrainTransform` options (HigherHRNet's values when unset)."""
-    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="random zoom: source window / short side (HigherHRNet: 0.75 1.5)")
+    parser.add_argument(
+        "--scale-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="random zoom: source window / short side (HigherHRNet: 0.75 1.5)",
+    )
     parser.add_argument("--max-rotation", type=float, metavar="DEG", help="random rotation in +-DEG (HigherHRNet: 30)")
-    parser.add_argument("--max-translate", type=float, metavar="FRAC", help="random shift, fraction of the window (0.2)")
+    parser.add_argument(
+        "--max-translate", type=float, metavar="FRAC", help="random shift, fraction of the window (0.2)"
+    )
     parser.add_argument("--sigma", type=float, help="pose: heatmap Gaussian sigma in map pixels (2)")
 
 
 def add_ground_truth_flags(parser: argparse.ArgumentParser, ae_weight: float = 1e-3, ae_push: str = "exp") -> None:
     """Flags of the ground-truth loss (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`); ``ae_weight``
     and ``ae_push`` are their defaults (HigherHRNet's unless a command has its own)."""
-    parser.add_argument("--ae-weight", type=float, default=ae_weight,
-                        help="weight of the associative-embedding pull and push terms (default %(default)s; HigherHRNet: 1e-3)")
-    parser.add_argument("--ae-push", choices=PUSH_KINDS, default=ae_push,
-                        help="push term (default %(default)s): exp(-d^2) (HigherHRNet's COCO setting) or max(0, 1-|d|), "
-                             "which also pushes equal tags apart (exp has no gradient there, and short runs keep the "
-                             "initial equal tags)")
-    parser.add_argument("--class-weights", choices=("none", "median"), default="none",
-                        help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels")
-    parser.add_argument("--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)")
+    parser.add_argument(
+        "--ae-weight",
+        type=float,
+        default=ae_weight,
+        help="weight of the associative-embedding pull and push terms (default %(default)s; HigherHRNet: 1e-3)",
+    )
+    parser.add_argument(
+        "--ae-push",
+        choices=PUSH_KINDS,
+        default=ae_push,
+        help="push term (default %(default)s): exp(-d^2) (HigherHRNet's COCO setting) or max(0, 1-|d|), "
+        "which also pushes equal tags apart (exp has no gradient there, and short runs keep the "
+        "initial equal tags)",
+    )
+    parser.add_argument(
+        "--class-weights",
+        choices=("none", "median"),
+        default="none",
+        help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels",
+    )
+    parser.add_argument(
+        "--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)"
+    )
 
 
 def ground_truth_options(args: argparse.Namespace) -> Dict[str, Any]:
     """``ae_weight``, ``ae_push``, ``class_weights`` and ``ohem`` as :func:`add_ground_truth_flags` parsed them."""
-    return {"ae_weight": args.ae_weight, "ae_push": args.ae_push, "class_weights": args.class_weights, "ohem": args.ohem}
+    return {
+        "ae_weight": args.ae_weight,
+        "ae_push": args.ae_push,
+        "class_weights": args.class_weights,
+        "ohem": args.ohem,
+    }
 
 
 def augmentation_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The TrainTransform options the user set on the command line."""
     options = {name: getattr(args, name, None) for name in ("scale_range", "max_rotation", "max_translate", "sigma")}
-    return {name: tuple(value) if isinstance(value, list) else value for name, value in options.items() if value is not None}
+    return {
+        name: tuple(value) if isinstance(value, list) else value for name, value in options.items() if value is not None
+    }

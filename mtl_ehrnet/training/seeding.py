@@ -80,12 +80,14 @@ class EpochBatchSampler(Sampler[List[int]]):
 
     def __iter__(self) -> Iterator[List[int]]:
         if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)).tolist()
+            order = torch.randperm(
+                self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            ).tolist()
         else:
             order = list(range(self.size))
         for b in range(self.skip, self.batches_per_epoch()):
             start = (b * self.world + self.rank) * self.batch_size
-            yield order[start:start + self.batch_size]
+            yield order[start : start + self.batch_size]
 
 
 class EpochBatches(Sampler[List[Tuple[int, int]]]):
@@ -122,7 +124,12 @@ def rng_state() -> Dict[str, Any]:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: Dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

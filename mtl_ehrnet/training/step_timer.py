@@ -29,11 +29,18 @@ def seconds_per_step(model: nn.Module, loss_fn: LossFn, batch: Batches, *,
         steps: timed steps; warmup: untimed steps before them (allocator, oneDNN primitive caches).
         channels_last: NHWC as the engine uses by default.
     """
-    return seconds_per_step_each({"model": (model, loss_fn, batch)}, steps=steps, warmup=warmup, channels_last=channels_last)["model"]
+    return seconds_per_step_each(
+        {"model": (model, loss_fn, batch)}, steps=steps, warmup=warmup, channels_last=channels_last
+    )["model"]
 
 
-def seconds_per_step_each(jobs: Mapping[str, Tuple[nn.Module, LossFn, Batches]], *, steps: int = 5, warmup: int = 1,
-                          channels_last: bool = True) -> Dict[str, float]:
+def seconds_per_step_each(
+    jobs: Mapping[str, Tuple[nn.Module, LossFn, Batches]],
+    *,
+    steps: int = 5,
+    warmup: int = 1,
+    channels_last: bool = True,
+) -> Dict[str, float]:
     """:func:`seconds_per_step` of several models, timed in rounds of one step each.
 
     Timing one model after the other let a minute of load from another process land on one model alone:

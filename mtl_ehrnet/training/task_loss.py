@@ -12,7 +12,6 @@ from mtl_ehrnet.training.class_weights import cityscapes_class_weights
 from mtl_ehrnet.training.pose_loss import PUSH_KINDS, associative_embedding, heatmap_mse
 from mtl_ehrnet.training.seg_loss import segmentation_ce
 
-
 CLASS_WEIGHTS = ("none", "median")
 
 
@@ -51,17 +50,29 @@ class GroundTruthLoss(nn.Module):
         ``"pose/pull"``, ``"pose/push"``, ``"seg/ce"``; the training loss is their sum.
     """
 
-    def __init__(self, tasks: Sequence[str], weights: GroundTruthWeights = GroundTruthWeights(), ohem_threshold: Optional[float] = None,
-                 class_weights: Optional[torch.Tensor] = None, push_kind: str = "exp") -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        weights: GroundTruthWeights = GroundTruthWeights(),
+        ohem_threshold: Optional[float] = None,
+        class_weights: Optional[torch.Tensor] = None,
+        push_kind: str = "exp",
+    ) -> None:
         super().__init__()
         if push_kind not in PUSH_KINDS:
-            raise ValueError(f"the associative-embedding push (--ae-push) must be one of {PUSH_KINDS}, got {push_kind!r}")
+            raise ValueError(
+                f"the associative-embedding push (--ae-push) must be one of {PUSH_KINDS}, got {push_kind!r}"
+            )
         self.tasks = tuple(tasks)
         self.push_kind = push_kind
         self.weights = weights
         self.ohem_threshold = ohem_threshold
         self.class_weights: Optional[torch.Tensor]
-        self.register_buffer("class_weights", None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "class_weights",
+            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32),
+            persistent=False,
+        )
 
     def forward(self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         terms: Dict[str, torch.Tensor] = {}
@@ -77,13 +88,21 @@ class GroundTruthLoss(nn.Module):
             terms["pose/push"] = w.push * labelled_mean(push, has)
         if "seg" in self.tasks:
             # Images without seg labels carry all-255 labels and add nothing to the mean.
-            terms["seg/ce"] = w.seg * segmentation_ce(outputs["seg"].float(), batch["seg"], self.ohem_threshold,
-                                                       class_weights=self.class_weights)
+            terms["seg/ce"] = w.seg * segmentation_ce(
+                outputs["seg"].float(), batch["seg"], self.ohem_threshold, class_weights=self.class_weights
+            )
         return terms
 
 
-def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, ae_push: str = "exp", class_weights: str = "none",
-                      ohem: Optional[float] = None, cityscapes: Optional[Union[str, Path]] = None) -> GroundTruthLoss:
+def ground_truth_loss(
+    tasks: Sequence[str],
+    *,
+    ae_weight: float = 1e-3,
+    ae_push: str = "exp",
+    class_weights: str = "none",
+    ohem: Optional[float] = None,
+    cityscapes: Optional[Union[str, Path]] = None,
+) -> GroundTruthLoss:
     """The :class:`GroundTruthLoss` that ``train-teacher`` and ``distill`` build from their flags.
 
     Args:
@@ -102,5 +121,10 @@ def ground_truth_loss(tasks: Sequence[str], *, ae_weight: float = 1e-3, ae_push:
         if cityscapes is None:
             raise ValueError("median class weights are counted over a Cityscapes train split: give its root")
         weights = cityscapes_class_weights(cityscapes)
-    return GroundTruthLoss(tasks, GroundTruthWeights(pull=ae_weight, push=ae_weight), ohem_threshold=ohem, class_weights=weights,
-                           push_kind=ae_push)
+    return GroundTruthLoss(
+        tasks,
+        GroundTruthWeights(pull=ae_weight, push=ae_weight),
+        ohem_threshold=ohem,
+        class_weights=weights,
+        push_kind=ae_push,
+    )

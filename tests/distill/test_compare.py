@@ -11,10 +11,18 @@ from mtl_ehrnet.cli import main
 from mtl_ehrnet.data import SyntheticLayout
 
 
-def test_compare_rows_keys_nulls_and_savings(synth: SyntheticLayout, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_compare_rows_keys_nulls_and_savings(
+    synth: SyntheticLayout, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     torch.manual_seed(0)
-    paths = {name: save_checkpoint(tmp_path / f"{name}.pt", create_model(model, input_size=64))
-             for name, model in (("pose_student_gt", "pose_h-4"), ("seg_student_gt", "seg_h-4"), ("joint_student_kd", "mtl_h-4"))}
+    paths = {
+        name: save_checkpoint(tmp_path / f"{name}.pt", create_model(model, input_size=64))
+        for name, model in (
+            ("pose_student_gt", "pose_h-4"),
+            ("seg_student_gt", "seg_h-4"),
+            ("joint_student_kd", "mtl_h-4"),
+        )
+    }
     out = tmp_path / "cmp"
     args = ["compare", "--out", str(out), "--joint-val", str(synth.joint_root), "--latency-runs", "2"]
     for name, path in paths.items():
@@ -28,7 +36,9 @@ def test_compare_rows_keys_nulls_and_savings(synth: SyntheticLayout, tmp_path: P
     assert by["pose_student_gt"]["miou"] is None and by["seg_student_gt"]["ap"] is None
     assert by["joint_student_kd"]["ap"] is not None and by["joint_student_kd"]["miou"] is not None
     saving = json.loads((out / "savings.json").read_text())
-    assert saving["macs_ratio"] == pytest.approx(by["joint_student_kd"]["macs"] / (by["pose_student_gt"]["macs"] + by["seg_student_gt"]["macs"]))
+    assert saving["macs_ratio"] == pytest.approx(
+        by["joint_student_kd"]["macs"] / (by["pose_student_gt"]["macs"] + by["seg_student_gt"]["macs"])
+    )
     assert saving["macs_ratio"] < 1
     assert (out / "compare.png").stat().st_size > 1000 and "| joint_student_kd |" in (out / "compare.md").read_text()
     assert main(["compare", "--out", str(out), "--joint-val", str(synth.joint_root)]) == 1
@@ -61,8 +71,14 @@ def test_rows_naming_one_checkpoint_are_measured_once(tmp_path: Path, monkeypatc
     from distill import compare
 
     evaluated, timed = [], []
-    monkeypatch.setattr(compare, "evaluate_joint", lambda model, root: evaluated.append(model) or {"AP": 0.5, "mIoU": None})
-    monkeypatch.setattr(compare, "latencies_in_rounds", lambda models, runs, threads: timed.append(sorted(models)) or {n: 7.0 for n in models})
+    monkeypatch.setattr(
+        compare, "evaluate_joint", lambda model, root: evaluated.append(model) or {"AP": 0.5, "mIoU": None}
+    )
+    monkeypatch.setattr(
+        compare,
+        "latencies_in_rounds",
+        lambda models, runs, threads: timed.append(sorted(models)) or {n: 7.0 for n in models},
+    )
     pose = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4", input_size=64))
     rows = compare.compare_rows({"pose_teacher": pose, "pose_student_gt": tmp_path / "." / "pose.pt"}, tmp_path)
     assert len(evaluated) == 1 and timed == [["pose_teacher"]]

@@ -11,7 +11,8 @@ from distill.seg_kd import channel_wise, pixel_kl
 
 
 def _pose(b=2, k=3, h=8, w=8):
-    return {"heatmaps": torch.rand(b, k, 2 * h, 2 * w), "heatmaps_lr": torch.rand(b, k, h, w), "tags": torch.randn(b, k, h, w)}
+    return {"heatmaps": torch.rand(b, k, 2 * h, 2 * w), "heatmaps_lr": torch.rand(b, k, h, w),
+            "tags": torch.randn(b, k, h, w)}
 
 
 def test_heatmap_kd_zero_at_equality_and_hand_value() -> None:

@@ -5,15 +5,32 @@ from pathlib import Path
 import torch
 
 from distill.compare import ROW_NAMES
-from distill.quickstart import RUNS as quickstart_runs, QuickstartPlan, run_quickstart
+from distill.quickstart import RUNS as quickstart_runs
+from distill.quickstart import QuickstartPlan, run_quickstart
 from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
 
 
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
-    plan = QuickstartPlan(images=10, image_size=(96, 64), input_size=64, pose_teacher="pose_h-4", seg_teacher="seg_h-4",
-                          teacher_epochs=1, student_epochs=1, batch_size=2, workers=0, minutes=None,
-                          task_ratios=(1.0, 1.0), ema_decay=0.9, init_lr_factor=0.2, teacher_flip=True, teacher_cache=True,
-                          cache_input_size=(64, 96), cache_mirrored=True, cache_blend=True)
+    plan = QuickstartPlan(
+        images=10,
+        image_size=(96, 64),
+        input_size=64,
+        pose_teacher="pose_h-4",
+        seg_teacher="seg_h-4",
+        teacher_epochs=1,
+        student_epochs=1,
+        batch_size=2,
+        workers=0,
+        minutes=None,
+        task_ratios=(1.0, 1.0),
+        ema_decay=0.9,
+        init_lr_factor=0.2,
+        teacher_flip=True,
+        teacher_cache=True,
+        cache_input_size=(64, 96),
+        cache_mirrored=True,
+        cache_blend=True,
+    )
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
@@ -28,7 +45,10 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert plan.runs == tuple(r for r in quickstart_runs if r != "pose_student_gt")
     assert not (tmp_path / "qs" / "runs" / "pose_student_gt").exists()
     by = {r["name"]: r for r in rows}
-    assert by["pose_student_gt"]["ap"] == by["pose_teacher"]["ap"] and by["pose_student_gt"]["params"] == by["pose_teacher"]["params"]
+    assert (
+        by["pose_student_gt"]["ap"] == by["pose_teacher"]["ap"]
+        and by["pose_student_gt"]["params"] == by["pose_teacher"]["params"]
+    )
     for run in ("joint_student_gt", "joint_student_kd"):
         extra = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")["run_config"]["extra"]
         assert extra["init_weights"] == str(tmp_path / "qs" / "runs" / "pose_teacher" / "best.pt")
@@ -39,7 +59,9 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert kd["teacher_flip"] is plan.teacher_flip is True  # flip-averaged teachers fill the cache
     assert kd["weights"] == {"pose/kd_heatmaps": plan.pose_kd_weight}
     manifest = json.loads((tmp_path / "qs" / "cache" / "manifest.json").read_text())
-    assert "teacher_flip" in manifest and "mirrored" in manifest and manifest["input_size"] == "64,96"  # the plan's cache options reach it
+    assert (
+        "teacher_flip" in manifest and "mirrored" in manifest and manifest["input_size"] == "64,96"
+    )  # the plan's cache options reach it
     assert (tmp_path / "qs" / "cache" / "pose" / "96" / "0m.pt").is_file()
     for run in plan.runs:  # and every run averages its weights
         state = read_checkpoint(tmp_path / "qs" / "runs" / run / "last.pt")
@@ -87,8 +109,18 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
     monkeypatch.setattr(quickstart, "seconds_per_step_each", one_second)
 
     # From scratch with a wider pose teacher: six runs, five of them timed (the KD step is derived).
-    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, pose_teacher="pose_h-3", seg_teacher="seg_h-4",
-                          batch_size=2, workers=0, minutes=60.0, task_ratios=(1.0, 1.0), student_init="none")
+    plan = QuickstartPlan(
+        images=6,
+        image_size=(96, 64),
+        input_size=64,
+        pose_teacher="pose_h-3",
+        seg_teacher="seg_h-4",
+        batch_size=2,
+        workers=0,
+        minutes=60.0,
+        task_ratios=(1.0, 1.0),
+        student_init="none",
+    )
     layout = quickstart._synthetic_set(tmp_path / "data", plan)
     first = quickstart._budget(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic()).schedules
     saved = json.loads((tmp_path / "plan.json").read_text())
@@ -103,8 +135,14 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
     # Started from a pose teacher of the student's width, the separate pose student is that teacher: not timed, no run.
     timed.clear()
     (tmp_path / "warm").mkdir()
-    warm = quickstart._budget(tmp_path / "warm", QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4",
-                                                                  batch_size=2, workers=0, minutes=60.0), layout, started=__import__("time").monotonic()).schedules
+    warm = quickstart._budget(
+        tmp_path / "warm",
+        QuickstartPlan(
+            images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2, workers=0, minutes=60.0
+        ),
+        layout,
+        started=__import__("time").monotonic(),
+    ).schedules
     assert set(warm) == set(quickstart.RUNS) - {"pose_student_gt"} and len(timed) == 4
     warm_steps = {name: s.epochs * s.steps_per_epoch for name, s in warm.items()}
     assert warm_steps["pose_teacher"] > steps["pose_teacher"], "the pose teacher gets the separate pose student's time"
@@ -117,7 +155,9 @@ def test_joint_students_get_the_same_number_of_steps() -> None:
 
     step = {name: 1.0 for name in RUNS}
     step["joint_student_kd"] = KD_STEP_FACTOR  # a distillation step costs more
-    plans = split_budget(100_000, step, {name: 1_000_000 for name in RUNS}, with_distilled_share(SHARES, KD_STEP_FACTOR))
+    plans = split_budget(
+        100_000, step, {name: 1_000_000 for name in RUNS}, with_distilled_share(SHARES, KD_STEP_FACTOR)
+    )
     gt, kd = (plans[n].epochs * plans[n].steps_per_epoch for n in ("joint_student_gt", "joint_student_kd"))
     assert abs(kd - gt) / gt < 0.02, (gt, kd)
 
@@ -137,7 +177,9 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(ae_push="hinge")
     with pytest.raises(ValueError, match="class_weights must be one of"):
         QuickstartPlan(class_weights="inverse")
-    with pytest.raises(ValueError, match=r"(?s)pose teacher must have the student's width: pose_h-4 for mtl_h-4, got pose_h-3"):
+    with pytest.raises(
+        ValueError, match=r"(?s)pose teacher must have the student's width: pose_h-4 for mtl_h-4, got pose_h-3"
+    ):
         QuickstartPlan(pose_teacher="pose_h-3")
     assert QuickstartPlan(pose_teacher="pose_h-3", student_init="none").runs == quickstart_runs
     with pytest.raises(ValueError, match="student_init must be"):
@@ -146,7 +188,9 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
         QuickstartPlan(task_weights=(1.0, -0.5))
     with pytest.raises(ValueError, match=r"task_weights must be \(pose, seg\) factors"):
         QuickstartPlan(task_weights=(1.0,))
-    with pytest.raises(ValueError, match=r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -1"):
+    with pytest.raises(
+        ValueError, match=r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -1"
+    ):
         QuickstartPlan(labelled_kd_weight=-1.0)
     with pytest.raises(ValueError, match=r"init_lr_factor \(--init-lr-factor\) must be finite and > 0, got 0.0"):
         QuickstartPlan(init_lr_factor=0.0)
@@ -159,8 +203,27 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     from mtl_ehrnet.cli import main
 
     plans = []
-    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, plan: plans.append(plan) or {"markdown": "m", "plot": "p"})
-    assert main(["quickstart", "--people", "2", "4", "--min-person-height", "0.3", "--max-person-height", "0.7", "--task-ratios", "1", "1"]) == 0
+    monkeypatch.setattr(
+        quickstart, "run_quickstart", lambda out, plan: plans.append(plan) or {"markdown": "m", "plot": "p"}
+    )
+    assert (
+        main(
+            [
+                "quickstart",
+                "--people",
+                "2",
+                "4",
+                "--min-person-height",
+                "0.3",
+                "--max-person-height",
+                "0.7",
+                "--task-ratios",
+                "1",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert (plans[0].people, plans[0].min_person_height, plans[0].max_person_height) == ((2, 4), 0.3, 0.7)
     assert plans[0].scene.crowds is False and plans[0].task_ratios == (1.0, 1.0)
     assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
@@ -168,7 +231,11 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert plans[1].ground_truth == {"ae_weight": 0.001, "ae_push": "exp", "class_weights": "none", "ohem": 0.7}
     assert plans[0].ema_decay is None
     assert main(["quickstart", "--ema-decay", "0.998"]) == 0 and plans[2].ema_decay == 0.998
-    assert (plans[0].student_init, plans[0].task_weights, plans[0].pose_teacher) == ("pose_teacher", (1.0, 0.01), "pose_h-4")
+    assert (plans[0].student_init, plans[0].task_weights, plans[0].pose_teacher) == (
+        "pose_teacher",
+        (1.0, 0.01),
+        "pose_h-4",
+    )
     assert main(["quickstart", "--student-init", "none", "--pose-teacher", "pose_h-3", "--task-weights", "1", "1"]) == 0
     assert (plans[3].student_init, plans[3].task_weights, plans[3].pose_teacher) == ("none", (1.0, 1.0), "pose_h-3")
     assert main(["quickstart", "--labelled-kd-weight", "0.5", "--init-lr-factor", "0.3"]) == 0
@@ -177,21 +244,40 @@ def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
     assert main(["quickstart", "--teacher-flip"]) == 0 and plans[5].kd_settings.teacher_flip is True
     assert plans[0].kd_settings.weights == {"pose/kd_heatmaps": 4.0} and plans[0].teacher_cache is False
     assert plans[0].shares["joint_student_kd"] == plans[0].shares["joint_student_gt"] * plans[0].kd_step_factor
-    assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {"pose/kd_heatmaps": 2.0}
+    assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {
+        "pose/kd_heatmaps": 2.0
+    }
     assert main(["quickstart", "--seed", "3"]) == 0 and (plans[0].seed, plans[7].seed) == (0, 3)
-    assert main(["quickstart", "--step-cap-scale", "0"]) == 0 and (plans[0].step_cap_scale, plans[8].max_steps) == (1.0, {})
+    assert main(["quickstart", "--step-cap-scale", "0"]) == 0 and (plans[0].step_cap_scale, plans[8].max_steps) == (
+        1.0,
+        {},
+    )
     assert plans[0].cache_sizes == (192,) and not (plans[0].cache_mirrored or plans[0].cache_blend)  # 1.5x the input
-    assert main(["quickstart", "--teacher-cache", "--cache-input-size", "160", "192", "--cache-mirrored", "--cache-blend"]) == 0
+    assert (
+        main(["quickstart", "--teacher-cache", "--cache-input-size", "160", "192", "--cache-mirrored", "--cache-blend"])
+        == 0
+    )
     assert (plans[9].cache_sizes, plans[9].cache_mirrored, plans[9].cache_blend) == ((160, 192), True, True)
-    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: --cache-input-size, --cache-mirrored shape the teacher cache: add --teacher-cache"):
+    with pytest.raises(
+        SystemExit,
+        match="mtl-ehrnet quickstart: --cache-input-size, --cache-mirrored shape the teacher cache: "
+        "add --teacher-cache",
+    ):
         main(["quickstart", "--cache-input-size", "160", "--cache-mirrored"])
-    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: cache_blend \(--cache-blend\) mixes two cached sizes"):
+    with pytest.raises(
+        SystemExit, match=r"mtl-ehrnet quickstart: cache_blend \(--cache-blend\) mixes two cached sizes"
+    ):
         main(["quickstart", "--teacher-cache", "--cache-blend"])
     with pytest.raises(SystemExit, match="multiples of 32, got \\[100\\]"):
         main(["quickstart", "--teacher-cache", "--cache-input-size", "100"])
-    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: step_cap_scale \(--step-cap-scale\) must be finite and >= 0"):
+    with pytest.raises(
+        SystemExit, match=r"mtl-ehrnet quickstart: step_cap_scale \(--step-cap-scale\) must be finite and >= 0"
+    ):
         main(["quickstart", "--step-cap-scale", "-2"])
-    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0"):
+    with pytest.raises(
+        SystemExit,
+        match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0",
+    ):
         main(["quickstart", "--pose-kd-weight", "-1"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
         main(["quickstart", "--pose-teacher", "pose_h-3"])

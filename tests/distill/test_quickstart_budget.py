@@ -1,7 +1,7 @@
 """The quick start's budget is shared again before each run from the time really left."""
 import json
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -74,11 +74,21 @@ def test_budget_round_trips_through_plan_json(tmp_path: Path) -> None:
     budget.finish("a", seconds=1.2 * _steps(budget.schedules["a"]), elapsed_seconds=620.0)
     budget.save(tmp_path / "plan.json", minutes=30.0)
     saved = json.loads((tmp_path / "plan.json").read_text())
-    assert saved["minutes"] == 30.0 and set(saved["run_seconds"]) == {"a"} and saved["speed_ratio"] == pytest.approx(1.2)
+    assert (
+        saved["minutes"] == 30.0 and set(saved["run_seconds"]) == {"a"} and saved["speed_ratio"] == pytest.approx(1.2)
+    )
     assert QuickstartBudget.load(tmp_path / "plan.json") == budget
     # A plan written before re-planning existed keeps its schedules.
-    (tmp_path / "old.json").write_text(json.dumps({"schedules": {"a": {"epochs": 2, "steps_per_epoch": 5, "val_every": 1}},
-                                                   "minutes": 30.0, "seconds_per_step": {"a": 1.0}, "train_seconds": 10.0}))
+    (tmp_path / "old.json").write_text(
+        json.dumps(
+            {
+                "schedules": {"a": {"epochs": 2, "steps_per_epoch": 5, "val_every": 1}},
+                "minutes": 30.0,
+                "seconds_per_step": {"a": 1.0},
+                "train_seconds": 10.0,
+            }
+        )
+    )
     old = QuickstartBudget.load(tmp_path / "old.json")
     assert old.replan(started=()) == {"a": StageSchedule(2, 5, 1)}
 
@@ -88,7 +98,9 @@ def test_quickstart_replans_each_run_from_the_time_really_left(tmp_path: Path, m
     clock = [0.0]
     monkeypatch.setattr(quickstart, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     monkeypatch.setattr(quickstart, "seconds_per_step_each", lambda jobs, **kw: {name: 1.0 for name in jobs})
-    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2, workers=0, minutes=30.0)
+    plan = QuickstartPlan(
+        images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2, workers=0, minutes=30.0
+    )
     got = {}
 
     def fake_run(name: str, out: Path, result: str, epochs: int, steps_per_epoch: int, **kwargs) -> None:  # noqa: ANN003
@@ -99,8 +111,12 @@ def test_quickstart_replans_each_run_from_the_time_really_left(tmp_path: Path, m
         for file in ("last.pt", result):
             (out / file).write_bytes(b"")
 
-    monkeypatch.setattr(quickstart, "train_teacher", lambda kind, model, out, **kw: fake_run(out.name, out, "best.pt", **kw))
-    monkeypatch.setattr(quickstart, "train_student", lambda student, out, **kw: fake_run(out.name, out, "student.pt", **kw))
+    monkeypatch.setattr(
+        quickstart, "train_teacher", lambda kind, model, out, **kw: fake_run(out.name, out, "best.pt", **kw)
+    )
+    monkeypatch.setattr(
+        quickstart, "train_student", lambda student, out, **kw: fake_run(out.name, out, "student.pt", **kw)
+    )
     monkeypatch.setattr(quickstart, "compare_rows", lambda checkpoints, root: [])
     monkeypatch.setattr(quickstart, "write_comparison", lambda rows, out: {})
     monkeypatch.setattr(quickstart, "markdown", lambda rows, saved: "")
@@ -126,17 +142,41 @@ def test_capped_runs_give_their_unused_time_to_the_others() -> None:
 
 def test_a_fast_machine_stops_every_run_at_its_cap() -> None:
     shares = {"a": 0.5, "b": 0.25, "c": 0.25}
-    budget = QuickstartBudget.plan(1000.0, 0.0, {n: 0.1 for n in shares}, {"a": 72, "b": 80, "c": 152}, shares, 0.0,
-                                   max_steps={"a": 2592, "b": 560, "c": 912})
-    assert {n: (s.epochs, s.steps_per_epoch) for n, s in budget.schedules.items()} == {"a": (36, 72), "b": (7, 80), "c": (6, 152)}
+    budget = QuickstartBudget.plan(
+        1000.0,
+        0.0,
+        {n: 0.1 for n in shares},
+        {"a": 72, "b": 80, "c": 152},
+        shares,
+        0.0,
+        max_steps={"a": 2592, "b": 560, "c": 912},
+    )
+    assert {n: (s.epochs, s.steps_per_epoch) for n, s in budget.schedules.items()} == {
+        "a": (36, 72),
+        "b": (7, 80),
+        "c": (6, 152),
+    }
     assert budget.capped() == ["a", "b", "c"]
-    budget.finish("a", seconds=100.0, elapsed_seconds=100.0)  # under half its timed steps: b and c still stop at their caps
+    budget.finish(
+        "a", seconds=100.0, elapsed_seconds=100.0
+    )  # under half its timed steps: b and c still stop at their caps
     assert {n: _steps(budget.replan(started=())[n]) for n in "bc"} == {"b": 560, "c": 912}
     # A slow machine shares the budget as without caps until a run reaches its cap.
-    slow = QuickstartBudget.plan(1000.0, 0.0, {n: 1.0 for n in shares}, {n: 10_000 for n in shares}, shares, 0.0,
-                                 max_steps={"a": 2592, "b": 200, "c": 912})
+    slow = QuickstartBudget.plan(
+        1000.0,
+        0.0,
+        {n: 1.0 for n in shares},
+        {n: 10_000 for n in shares},
+        shares,
+        0.0,
+        max_steps={"a": 2592, "b": 200, "c": 912},
+    )
     # b takes its 200 s, a and c share the other 800 s 2:1 (in three epochs each, hence 531 and 264, not 533 and 266).
-    assert [slow.schedules[n] for n in "abc"] == [StageSchedule(3, 177, 1), StageSchedule(3, 66, 1), StageSchedule(3, 88, 1)]
+    assert [slow.schedules[n] for n in "abc"] == [
+        StageSchedule(3, 177, 1),
+        StageSchedule(3, 66, 1),
+        StageSchedule(3, 88, 1),
+    ]
     assert slow.capped() == []  # b's 198 steps fall short of its cap only by the rounding to whole epochs
 
 
@@ -151,7 +191,9 @@ def test_quickstart_caps_scale_and_switch_off() -> None:
 
 def test_the_cache_cost_counts_every_size_and_view() -> None:
     assert QuickstartPlan().cache_passes == 0.0  # online teachers: no cache to build
-    assert QuickstartPlan(teacher_cache=True).cache_passes == pytest.approx(1.5 ** 2)  # one letterbox at 1.5x the input
+    assert QuickstartPlan(teacher_cache=True).cache_passes == pytest.approx(1.5**2)  # one letterbox at 1.5x the input
     mirrored = QuickstartPlan(teacher_cache=True, cache_input_size=(128, 192), cache_mirrored=True, cache_blend=True)
-    assert mirrored.cache_passes == pytest.approx(2 * (1 + 1.5 ** 2))
-    assert QuickstartPlan(teacher_cache=True, cache_input_size=(128, 192), cache_mirrored=True, teacher_flip=True).cache_passes == pytest.approx(4 * (1 + 1.5 ** 2))
+    assert mirrored.cache_passes == pytest.approx(2 * (1 + 1.5**2))
+    assert QuickstartPlan(
+        teacher_cache=True, cache_input_size=(128, 192), cache_mirrored=True, teacher_flip=True
+    ).cache_passes == pytest.approx(4 * (1 + 1.5**2))

@@ -75,7 +75,9 @@ def test_classifier_checkpoint_initialises_pose_seg_and_mtl_backbones(tmp_path: 
 
 def test_another_phi_or_variant_is_refused_naming_both(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "b-2.pt", create_model("efficientnet_b-2", num_classes=10))
-    with pytest.raises(ValueError, match=r"efficientnet_b-2 \(EfficientNet phi=-2.*pose_h-4 has an EfficientNet backbone with phi=-4"):
+    with pytest.raises(
+        ValueError, match=r"efficientnet_b-2 \(EfficientNet phi=-2.*pose_h-4 has an EfficientNet backbone with phi=-4"
+    ):
         create_model("pose_h-4", backbone_weights=path)
     with pytest.raises(ValueError, match="lite=True"):
         create_model("pose_h-2", lite=True, backbone_weights=path)

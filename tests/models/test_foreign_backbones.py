@@ -50,7 +50,9 @@ def test_contract_gradients_and_onnx_parity(backbone: str) -> None:
     outputs = model.train()(torch.randn(2, 3, SIZE, SIZE))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == _expected(model, 2)
     sum(v.square().mean() for v in outputs.values()).backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()]
+    dead = [
+        n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()
+    ]
     assert not dead, f"parameters without a useful gradient: {dead[:5]} ({len(dead)})"
 
     ort = pytest.importorskip("onnxruntime")
@@ -71,7 +73,9 @@ def test_single_task_models_take_a_foreign_backbone() -> None:
     seg = create_model("seg_h-4", backbone=TORCHVISION[0])
     assert set(pose(torch.zeros(1, 3, SIZE, SIZE))) == {"heatmaps", "heatmaps_lr", "tags"}
     assert set(seg(torch.zeros(1, 3, SIZE, SIZE))) == {"seg"}
-    assert pose.backbone.out_channels == tuple(timm.create_model("mobilenetv3_small_100", features_only=True, out_indices=(1, 2, 3, 4)).feature_info.channels())
+    assert pose.backbone.out_channels == tuple(
+        timm.create_model("mobilenetv3_small_100", features_only=True, out_indices=(1, 2, 3, 4)).feature_info.channels()
+    )
 
 
 def test_torchvision_taps_are_the_last_module_of_each_stride() -> None:
@@ -81,7 +85,9 @@ def test_torchvision_taps_are_the_last_module_of_each_stride() -> None:
 
 
 def test_backbone_without_strides_4_to_32_lists_what_it_offers() -> None:
-    with pytest.raises(ValueError, match=r"(?s)'timm:vit_tiny_patch16_224'.*stride\(s\) \[4, 8, 32\].*blocks.11: stride 16, 192 ch"):
+    with pytest.raises(
+        ValueError, match=r"(?s)'timm:vit_tiny_patch16_224'.*stride\(s\) \[4, 8, 32\].*blocks.11: stride 16, 192 ch"
+    ):
         create_model("mtl_h-4", backbone="timm:vit_tiny_patch16_224")
 
 
@@ -141,7 +147,9 @@ def test_torchvision_weights_and_our_checkpoint_load(tmp_path: Path) -> None:
     model = create_model("mtl_h-4", backbone=TORCHVISION[0], backbone_weights=path)
     report = load_backbone_weights(model.backbone, path)
     assert not report.missing and report.unexpected and all(k.startswith("classifier.") for k in report.unexpected)
-    torch.testing.assert_close(model.backbone.state_dict()["model.features.0.0.weight"], classifier.features[0][0].weight)
+    torch.testing.assert_close(
+        model.backbone.state_dict()["model.features.0.0.weight"], classifier.features[0][0].weight
+    )
 
     saved = save_checkpoint(tmp_path / "pose.pt", model)
     other = create_model("seg_h-4", backbone=TORCHVISION[0])

@@ -58,7 +58,9 @@ def test_multi_task_split_points(share: str) -> None:
 
 
 def test_sharing_less_costs_more_parameters() -> None:
-    counts = [sum(p.numel() for p in create_model("mtl_h-4", share=s).parameters()) for s in ("all", "s2", "s1", "backbone")]
+    counts = [
+        sum(p.numel() for p in create_model("mtl_h-4", share=s).parameters()) for s in ("all", "s2", "s1", "backbone")
+    ]
     assert counts == sorted(counts) and len(set(counts)) == 4
 
 

@@ -14,7 +14,18 @@ def test_ae_weight_scales_pull_and_push_only(synth: SyntheticLayout, tmp_path: P
     logs = {}
     for weight in (1e-3, 1.0):
         out = tmp_path / str(weight)
-        train("pose", "pose_h-4", out, coco=coco, input_size=64, epochs=1, batch_size=2, workers=0, steps_per_epoch=1, ae_weight=weight)
+        train(
+            "pose",
+            "pose_h-4",
+            out,
+            coco=coco,
+            input_size=64,
+            epochs=1,
+            batch_size=2,
+            workers=0,
+            steps_per_epoch=1,
+            ae_weight=weight,
+        )
         logs[weight] = read_log(out / "log.jsonl", "train")[0]
         extra = read_checkpoint(out / "last.pt")["run_config"]["extra"]
         assert extra["ae_weight"] == weight and extra["ae_push"] == "exp"
@@ -26,13 +37,32 @@ def test_ae_weight_scales_pull_and_push_only(synth: SyntheticLayout, tmp_path: P
 def test_augmentation_options_reach_the_transform_and_are_recorded(synth: SyntheticLayout, tmp_path: Path) -> None:
     coco = (synth.coco_annotations("train"), synth.coco_images("train"))
     logs = {}
-    for name, options in (("plain", {}), ("still", {"max_rotation": 0.0, "scale_range": (1.0, 1.0), "max_translate": 0.0})):
+    for name, options in (
+        ("plain", {}),
+        ("still", {"max_rotation": 0.0, "scale_range": (1.0, 1.0), "max_translate": 0.0}),
+    ):
         out = tmp_path / name
-        train("pose", "pose_h-4", out, coco=coco, input_size=64, epochs=1, batch_size=2, workers=0, steps_per_epoch=1,
-              augmentation=options)
+        train(
+            "pose",
+            "pose_h-4",
+            out,
+            coco=coco,
+            input_size=64,
+            epochs=1,
+            batch_size=2,
+            workers=0,
+            steps_per_epoch=1,
+            augmentation=options,
+        )
         logs[name] = read_log(out / "log.jsonl", "train")[0]
         extra = read_checkpoint(out / "last.pt")["run_config"]["extra"]
-        recorded = {"scale_range": [0.75, 1.5], "max_rotation": 30.0, "max_translate": 0.2, "flip_prob": 0.5, "sigma": 2.0}
+        recorded = {
+            "scale_range": [0.75, 1.5],
+            "max_rotation": 30.0,
+            "max_translate": 0.2,
+            "flip_prob": 0.5,
+            "sigma": 2.0,
+        }
         recorded.update({k: list(v) if isinstance(v, tuple) else v for k, v in options.items()})
         assert extra["augmentation"] == recorded
     # Same seed and weights, different crops: the first step's heatmap loss differs.

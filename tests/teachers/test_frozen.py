@@ -34,7 +34,9 @@ def test_teacher_stays_frozen_in_a_training_parent(tmp_path: Path) -> None:
 
 def test_smp_teacher_contract_and_checkpoint(tmp_path: Path) -> None:
     teacher = build_teacher("seg", "smp:Unet:resnet18", input_size=64, num_classes=5)
-    assert isinstance(teacher, SmpSegmentationTeacher) and teacher.config == SmpConfig("Unet", "resnet18", 5, (64, 64), "smp:Unet:resnet18")
+    assert isinstance(teacher, SmpSegmentationTeacher) and teacher.config == SmpConfig(
+        "Unet", "resnet18", 5, (64, 64), "smp:Unet:resnet18"
+    )
     out = teacher(torch.randn(2, 3, 64, 96))
     assert out["seg"].shape == (2, 5, 16, 24)
     loaded = load_teacher(save_checkpoint(tmp_path / "smp.pt", teacher))

@@ -5,10 +5,10 @@ from typing import Dict
 
 import pytest
 import torch
+from gloo_ranks import run_ranks
 from torch import nn
 
 from distill.balancing import DynamicWeightAverage, UncertaintyWeighting
-from gloo_ranks import run_ranks
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import CocoKeypoints, SyntheticLayout, TrainTransform
 from mtl_ehrnet.training import GroundTruthLoss, RunConfig, fit

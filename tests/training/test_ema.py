@@ -42,7 +42,9 @@ def test_ema_hand_case_parameters_and_buffers() -> None:
 
 
 def _config(**changes) -> RunConfig:
-    base = dict(epochs=2, batch_size=2, workers=0, steps_per_epoch=2, lr=1e-3, val_every=1, monitor="score", ema_decay=0.9)
+    base = dict(
+        epochs=2, batch_size=2, workers=0, steps_per_epoch=2, lr=1e-3, val_every=1, monitor="score", ema_decay=0.9
+    )
     base.update(changes)
     return RunConfig(**base)
 

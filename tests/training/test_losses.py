@@ -97,18 +97,26 @@ def test_ohem_keeps_only_hard_pixels() -> None:
     hard = segmentation_ce(logits, labels, ohem_threshold=0.7, ohem_min_kept=1)
     full = segmentation_ce(logits, labels)
     assert hard.item() > full.item()
-    assert math.isclose(hard.item(), torch.nn.functional.cross_entropy(logits[..., 1:], labels[..., 1:]).item(), rel_tol=1e-5)
+    assert math.isclose(
+        hard.item(), torch.nn.functional.cross_entropy(logits[..., 1:], labels[..., 1:]).item(), rel_tol=1e-5
+    )
 
 
 def test_ground_truth_loss_only_counts_labelled_images() -> None:
     loss = GroundTruthLoss(("pose", "seg"))
     outputs = {
-        "heatmaps": torch.ones(2, 17, 8, 8), "heatmaps_lr": torch.ones(2, 17, 4, 4),
-        "tags": torch.zeros(2, 17, 4, 4), "seg": torch.zeros(2, 19, 4, 4),
+        "heatmaps": torch.ones(2, 17, 8, 8),
+        "heatmaps_lr": torch.ones(2, 17, 4, 4),
+        "tags": torch.zeros(2, 17, 4, 4),
+        "seg": torch.zeros(2, 19, 4, 4),
     }
     batch = {
-        "has_pose": torch.tensor([True, False]), "heatmaps": torch.zeros(2, 17, 8, 8), "heatmaps_lr": torch.zeros(2, 17, 4, 4),
-        "masks": torch.ones(2, 8, 8), "masks_lr": torch.ones(2, 4, 4), "joints": torch.zeros(2, 30, 17, 2, dtype=torch.long),
+        "has_pose": torch.tensor([True, False]),
+        "heatmaps": torch.zeros(2, 17, 8, 8),
+        "heatmaps_lr": torch.zeros(2, 17, 4, 4),
+        "masks": torch.ones(2, 8, 8),
+        "masks_lr": torch.ones(2, 4, 4),
+        "joints": torch.zeros(2, 30, 17, 2, dtype=torch.long),
         "seg": torch.full((2, 16, 16), 255),
     }
     terms = loss(outputs, batch)
@@ -152,7 +160,9 @@ def test_median_frequency_weights_favour_rare_classes(tmp_path) -> None:
 def test_ground_truth_loss_builder(synth) -> None:
     from mtl_ehrnet.training.task_loss import ground_truth_loss
 
-    loss = ground_truth_loss(("pose", "seg"), ae_weight=0.01, class_weights="median", ohem=0.7, cityscapes=synth.cityscapes_root)
+    loss = ground_truth_loss(
+        ("pose", "seg"), ae_weight=0.01, class_weights="median", ohem=0.7, cityscapes=synth.cityscapes_root
+    )
     assert loss.class_weights is not None and loss.class_weights.shape == (19,) and loss.ohem_threshold == 0.7
     assert loss.weights.pull == loss.weights.push == 0.01 and loss.push_kind == "exp"
     assert ground_truth_loss(("pose",), ae_push="max").push_kind == "max"

@@ -41,7 +41,10 @@ def test_fused_and_looped_adam_take_the_same_steps() -> None:
     torch.manual_seed(0)
     start = torch.randn(5, 4)
     weights = [torch.nn.Parameter(start.clone()) for _ in range(2)]
-    optimizers = [fused_if_supported(torch.optim.Adam, [weights[0]], lr=1e-2), torch.optim.Adam([weights[1]], lr=1e-2, foreach=False)]
+    optimizers = [
+        fused_if_supported(torch.optim.Adam, [weights[0]], lr=1e-2),
+        torch.optim.Adam([weights[1]], lr=1e-2, foreach=False),
+    ]
     for _ in range(5):
         grad = torch.randn(5, 4)
         for weight, optimizer in zip(weights, optimizers):
@@ -52,8 +55,9 @@ def test_fused_and_looped_adam_take_the_same_steps() -> None:
 
 
 def _net() -> torch.nn.Module:
-    return torch.nn.ModuleDict({"body": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)),
-                                "head": torch.nn.Linear(2, 1)})
+    return torch.nn.ModuleDict(
+        {"body": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), "head": torch.nn.Linear(2, 1)}
+    )
 
 
 def test_lr_factors_put_each_parameter_in_its_prefix_group_and_the_scheduler_keeps_the_ratio() -> None:
@@ -64,8 +68,11 @@ def test_lr_factors_put_each_parameter_in_its_prefix_group_and_the_scheduler_kee
     names, params = zip(*net.named_parameters())
     optimizer = build_optimizer(params, config, names=names)
     by_lr = {round(g["lr"], 6): {id(p) for p in g["params"]} for g in optimizer.param_groups}
-    assert by_lr == {0.05: {id(p) for p in net["body"][0].parameters()}, 0.01: {id(p) for p in net["body"][1].parameters()},
-                     0.1: {id(p) for p in net["head"].parameters()}}  # the longest prefix wins
+    assert by_lr == {
+        0.05: {id(p) for p in net["body"][0].parameters()},
+        0.01: {id(p) for p in net["body"][1].parameters()},
+        0.1: {id(p) for p in net["head"].parameters()},
+    }  # the longest prefix wins
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=1)
     optimizer.step(), scheduler.step()  # past the milestone: x0.1 in every group
     assert sorted(round(g["lr"], 6) for g in optimizer.param_groups) == [0.001, 0.005, 0.01]

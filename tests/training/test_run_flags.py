@@ -3,8 +3,14 @@ import argparse
 
 import pytest
 
-from mtl_ehrnet.training.run_flags import (add_augmentation_flags, add_ground_truth_flags, add_run_flags, augmentation_options,
-                                          ground_truth_options, run_changes)
+from mtl_ehrnet.training.run_flags import (
+    add_augmentation_flags,
+    add_ground_truth_flags,
+    add_run_flags,
+    augmentation_options,
+    ground_truth_options,
+    run_changes,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,7 +22,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_only_the_flags_given_are_changed() -> None:
-    args = _parser().parse_args(["--optimizer", "adam", "--lr", "0.003", "--schedule", "poly", "--scale-range", "0.9", "1.2", "--max-rotation", "10"])
+    args = _parser().parse_args(
+        [
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--schedule",
+            "poly",
+            "--scale-range",
+            "0.9",
+            "1.2",
+            "--max-rotation",
+            "10",
+        ]
+    )
     assert run_changes(args) == {"optimizer": "adam", "lr": 0.003, "schedule": "poly"}
     assert augmentation_options(args) == {"scale_range": (0.9, 1.2), "max_rotation": 10.0}
 
@@ -45,6 +65,13 @@ def test_bad_optimizer_is_refused_by_the_run_config() -> None:
 
 
 def test_ground_truth_flags() -> None:
-    assert ground_truth_options(_parser().parse_args([])) == {"ae_weight": 1e-3, "ae_push": "exp", "class_weights": "none", "ohem": None}
-    args = _parser().parse_args(["--ae-weight", "0.01", "--ae-push", "max", "--class-weights", "median", "--ohem", "0.7"])
+    assert ground_truth_options(_parser().parse_args([])) == {
+        "ae_weight": 1e-3,
+        "ae_push": "exp",
+        "class_weights": "none",
+        "ohem": None,
+    }
+    args = _parser().parse_args(
+        ["--ae-weight", "0.01", "--ae-push", "max", "--class-weights", "median", "--ohem", "0.7"]
+    )
     assert ground_truth_options(args) == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "median", "ohem": 0.7}

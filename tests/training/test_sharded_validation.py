@@ -3,12 +3,11 @@ reaches the other."""
 from pathlib import Path
 from typing import Any, Dict, Sequence
 
-import pytest
 import torch
+from gloo_ranks import run_ranks
 from torch import nn
 
 from evaluation.dataset_eval import evaluate_joint
-from gloo_ranks import run_ranks
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import SyntheticLayout
 from mtl_ehrnet.training import distributed

@@ -3,9 +3,9 @@ off CUDA before training starts."""
 from pathlib import Path
 
 import torch
+from gloo_ranks import run_ranks
 from torch import nn
 
-from gloo_ranks import run_ranks
 from mtl_ehrnet import create_model
 from mtl_ehrnet.training import GroundTruthLoss, RunConfig, distributed, fit
 

@@ -40,11 +40,30 @@ def test_topk_and_loss() -> None:
 
 
 @pytest.mark.parametrize("layout", ["imagefolder", "cifar"])
-def test_a_tiny_run_writes_a_checkpoint_that_initialises_pose_h_minus_4(tmp_path: Path, layout: str, capsys: pytest.CaptureFixture) -> None:
+def test_a_tiny_run_writes_a_checkpoint_that_initialises_pose_h_minus_4(
+    tmp_path: Path, layout: str, capsys: pytest.CaptureFixture
+) -> None:
     data = generate_synthetic_classes(tmp_path / "data", classes=3, images_per_class=4, size=32, layout=layout)
     out = tmp_path / "run"
-    argv = ["train-backbone", "--data", str(data), "--phi", "-4", "--out", str(out), "--epochs", "1", "--input-size", "32",
-            "--batch-size", "4", "--workers", "0", "--warmup-epochs", "0"]
+    argv = [
+        "train-backbone",
+        "--data",
+        str(data),
+        "--phi",
+        "-4",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--input-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--warmup-epochs",
+        "0",
+    ]
     assert main(argv) == 0
     assert "top-1" in capsys.readouterr().out
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
