@@ -194,7 +194,7 @@ def _cuda_peak_mb(runner: Any, size: Tuple[int, int]) -> float:
 
 def _calibration(size: Tuple[int, int], val: Optional[str], count: int) -> List[Any]:
     """INT8 calibration batches: the val split's first images (as inference preprocesses them), or random."""
-    from evaluation.quantize import calibration_batches, random_batches
+    from mtl_ehrnet.inference.quantize import calibration_batches, random_batches
 
     if not val:
         return random_batches(size, count)

@@ -28,8 +28,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.export import PARITY_TOLERANCE, RELATIVE_TOLERANCE, export_onnx
     from evaluation.model_source import describe_source, load_model_or_name
+    from mtl_ehrnet.inference.onnx_export import PARITY_TOLERANCE, RELATIVE_TOLERANCE, export_onnx
 
     loaded = load_model_or_name(args.model, "cpu")
     print(describe_source(loaded))

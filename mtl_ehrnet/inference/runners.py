@@ -62,7 +62,7 @@ class TorchRunner(nn.Module):
 
 class OnnxRunner(nn.Module):
     """The model exported to ONNX (free batch, height and width) and run by ONNX Runtime: fp32, static INT8
-    (:func:`evaluation.quantize.quantize_int8`) or, on CUDA, TensorRT fp32 / fp16.
+    (:func:`mtl_ehrnet.inference.quantize.quantize_int8`) or, on CUDA, TensorRT fp32 / fp16.
 
     Args:
         model: exported on the CPU at ``input_size``; left as it was.
@@ -75,10 +75,10 @@ class OnnxRunner(nn.Module):
     def __init__(self, model: nn.Module, path: DeploymentPath, input_size: Sequence[int],
                  calibration: Optional[Sequence[np.ndarray]] = None, threads: Optional[int] = None) -> None:
         super().__init__()
-        # The exporter and session wrapper live in the evaluation package (they serve the export command too).
-        from evaluation.export import export_onnx
-        from evaluation.onnx_runtime import OnnxModel
-        from evaluation.quantize import quantize_int8
+        # Imported here: onnx and onnxruntime load only when an ONNX path is built.
+        from mtl_ehrnet.inference.onnx_export import export_onnx
+        from mtl_ehrnet.inference.onnx_runtime import OnnxModel
+        from mtl_ehrnet.inference.quantize import quantize_int8
 
         if path.precision == "int8" and not calibration:
             raise ValueError("INT8 needs calibration images (Predictor(calibration=[...]), --calibration ROOT)")

@@ -78,7 +78,7 @@ def test_efficienthrnet_needs_its_tf_padding_and_biases(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fixture, name", CASES)
 def test_onnx_export_of_the_converted_model_reproduces_the_reference(tmp_path: Path, fixture: str, name: str) -> None:
     ort = pytest.importorskip("onnxruntime")
-    from evaluation.export import export_onnx
+    from mtl_ehrnet.inference.onnx_export import export_onnx
 
     data = _fixture(fixture)
     model = mtl_ehrnet.create_model(name, weights=FIXTURES / fixture)

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from evaluation import export_onnx
-from evaluation.onnx_runtime import OnnxModel
-from evaluation.quantize import quantize_int8, random_batches
 from mtl_ehrnet import Predictor, create_model
 from mtl_ehrnet.checkpoint import save_checkpoint
 from mtl_ehrnet.cli import main
+from mtl_ehrnet.inference.onnx_runtime import OnnxModel
+from mtl_ehrnet.inference.quantize import quantize_int8, random_batches
 
 pytest.importorskip("onnxruntime")
 

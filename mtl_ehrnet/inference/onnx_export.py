@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluation.complexity import _as_hw
+from mtl_ehrnet.data.transforms import as_hw
 
 PathLike = Union[str, Path]
 OUTPUT_ORDER: Tuple[str, ...] = ("heatmaps", "heatmaps_lr", "tags", "seg")
@@ -95,7 +95,10 @@ def export_onnx(
     """
     import onnx
 
-    size = _as_hw(input_size if input_size is not None else getattr(model, "input_size", None))
+    size = input_size if input_size is not None else getattr(model, "input_size", None)
+    if size is None:
+        raise ValueError("input_size is required for a model without an input_size attribute")
+    size = as_hw(size)
     if size[0] % 32 or size[1] % 32:
         raise ValueError(f"input size {size[0]}x{size[1]} must be a multiple of 32 on both sides")
     if opset < 17:

@@ -30,7 +30,7 @@ def pick_providers(providers: Union[str, Sequence[str]] = "auto") -> List[str]:
 
 
 class OnnxModel(nn.Module):
-    """Runs an exported ``.onnx`` graph (:func:`evaluation.export_onnx`) like the model it came from.
+    """Runs an exported ``.onnx`` graph (:func:`~mtl_ehrnet.inference.onnx_export.export_onnx`) like its model.
 
     It has no parameters; it lives on the CPU and hands its outputs back on the input's device.
 
