@@ -50,6 +50,24 @@ def _stride_to_input(stride: int, dtype: torch.dtype, device: torch.device) -> t
     return scale[None]
 
 
+def _map_to_map(source_affine: torch.Tensor, source_stride: int, target_affine: torch.Tensor,
+                target_stride: int) -> torch.Tensor:
+    """(B, 3, 3) homogeneous map from pixels of one network's map to pixels of another's: source map pixel ->
+    source input -> original -> target input -> target map pixel.
+
+    Args:
+        source_affine, target_affine: (B, 2, 3) float32, original -> each network's input pixels.
+        source_stride, target_stride: each map's stride in its network's input.
+    """
+    dtype, device = source_affine.dtype, source_affine.device
+    return (
+        _homogeneous(_invert(_stride_to_input(target_stride, dtype, device)))
+        @ _homogeneous(target_affine)
+        @ _homogeneous(_invert(source_affine))
+        @ _homogeneous(_stride_to_input(source_stride, dtype, device))
+    )
+
+
 def replay_affine(
     maps: torch.Tensor,
     cached_affine: torch.Tensor,
@@ -80,13 +98,7 @@ def replay_affine(
     height, width = out_hw
     h_t, w_t = maps.shape[-2:]
     cached_affine, sample_affine = cached_affine.to(device, dtype), sample_affine.to(device, dtype)
-    # student map pixel -> student input -> original -> teacher input -> teacher map pixel
-    chain = (
-        _homogeneous(_invert(_stride_to_input(cached_stride, dtype, device)))
-        @ _homogeneous(cached_affine)
-        @ _homogeneous(_invert(sample_affine))
-        @ _homogeneous(_stride_to_input(out_stride, dtype, device))
-    )  # (B, 3, 3)
+    chain = _map_to_map(sample_affine, out_stride, cached_affine, cached_stride)  # student map -> teacher map
     ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
                             torch.arange(width, dtype=dtype, device=device), indexing="ij")
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3, 1)  # (1, HW, 3, 1)
@@ -132,13 +144,7 @@ def replay_people(
     dtype, device = torch.float32, people.device
     height, width = out_hw
     cached_affine, sample_affine = cached_affine.to(device, dtype), sample_affine.to(device, dtype)
-    # teacher map pixel -> teacher input -> original -> student input -> student map pixel
-    chain = (
-        _homogeneous(_invert(_stride_to_input(out_stride, dtype, device)))
-        @ _homogeneous(sample_affine)
-        @ _homogeneous(_invert(cached_affine))
-        @ _homogeneous(_stride_to_input(cached_stride, dtype, device))
-    )  # (B, 3, 3)
+    chain = _map_to_map(cached_affine, cached_stride, sample_affine, out_stride)  # teacher map -> student map
     b, p, k = people.shape[:3]
     points = torch.cat([people[..., :2].float(), torch.ones_like(people[..., :1], dtype=dtype)],
                        dim=-1).reshape(b, -1, 3, 1)
