@@ -1,31 +1,38 @@
-"""What a teacher-cache entry stores, and in what form: the stride-4 maps distillation reads, one byte a value.
+"""What a teacher-cache entry stores, and in what form: the maps distillation reads, one byte a value.
 
 A teacher's answer for one image holds heatmaps at strides 2 and 4, tags and class logits. The cache keeps
 (:func:`encode_entry`):
 
-- the stride-4 heatmaps and class logits, each channel quantised linearly to uint8 over its own range
-  (:func:`quantise`); the stride-2 heatmap target is replayed from the stride-4 maps;
+- the heatmaps at both strides and the class logits, each channel quantised linearly to uint8 over its own
+  range (:func:`quantise`);
 - the teacher's people instead of its tags for pseudo-keypoint tag distillation: the confident people
   grouped from its stride-4 maps at build time (``people``: (P, K, 3) x, y in map pixels and a visible
   flag), so that no training step groups on the host; for relational tag distillation the tags
   themselves, quantised like the maps; nothing for none;
 - the letterbox affine.
 
+On disk the byte maps are deflated (:func:`pack`): heatmaps are near zero almost everywhere, so the
+stride-2 ones, the largest, shrink about 4x. Replaying the stride-2 target from the stride-4 maps instead
+would save those bytes but blurs the target: over three seeds the students' mIoU fell by 0.006.
+
 Written by ``torch.save``, an entry of the quick start's teachers (17 joints, 19 classes) at its 192
-letterbox takes 86 kB against 560 kB for every map in fp16 at both strides, 6.5x less; at the 576 letterbox
-of a 384 student 0.75 MB against 5.0 MB. Relational tag distillation, which stores the tags too, saves 4.5x.
+letterbox takes about 90 kB against 560 kB for every map in fp16 (docs/results.md has the measurement).
 """
 from __future__ import annotations
 
 import io
+import zlib
 from typing import Dict, Tuple
 
 import torch
 
 from distill.pose_kd import PSEUDO_THRESHOLDS, pseudo_people
 
-QUANTISED_KEYS = ("heatmaps_lr", "tags", "seg")  # uint8 maps at stride 4, each with its ``<key>_scale``
+# uint8 maps, each with its ``<key>_scale``, and the stride of the teacher's input they are at
+QUANTISED_KEYS = ("heatmaps", "heatmaps_lr", "tags", "seg")
+CACHED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
 SCALE = "_scale"
+SHAPE = "_shape"  # a packed map's (C, h, w)
 TAG_FORMS = {"pseudo": "people", "relational": "tags", "none": None}
 
 
@@ -57,8 +64,9 @@ def encode_entry(
     """One image's cache entry from the teachers' merged outputs for it.
 
     Args:
-        outputs: one image's maps (no batch dimension): ``heatmaps_lr`` and ``tags`` (K, h, w) from a pose
-            teacher, ``seg`` (C, h, w) from a segmentation teacher, at stride 4; other keys are dropped.
+        outputs: one image's maps (no batch dimension): ``heatmaps`` (K, 2h, 2w), ``heatmaps_lr`` and ``tags``
+            (K, h, w) from a pose teacher, ``seg`` (C, h, w) from a segmentation teacher; other keys are
+            dropped.
         affine: (2, 3) original -> letterbox pixels.
         tag_kd: which tag distillation the entry serves (``pseudo``, ``relational`` or ``none``).
     Returns:
@@ -67,7 +75,7 @@ def encode_entry(
     if tag_kd not in TAG_FORMS:
         raise ValueError(f"tag_kd must be one of {tuple(TAG_FORMS)}, got {tag_kd!r}")
     entry: Dict[str, torch.Tensor] = {"affine": affine.float().cpu()}
-    keys = ["heatmaps_lr", "seg"] + (["tags"] if tag_kd == "relational" else [])
+    keys = ["heatmaps", "heatmaps_lr", "seg"] + (["tags"] if tag_kd == "relational" else [])
     for key in keys:
         if key in outputs:
             entry[key], entry[key + SCALE] = (t.cpu() for t in quantise(outputs[key].detach()))
@@ -77,7 +85,33 @@ def encode_entry(
 
 
 def entry_bytes(entry: Dict[str, torch.Tensor]) -> int:
-    """Bytes of an entry as ``torch.save`` writes it."""
+    """Bytes of ``entry`` as ``torch.save`` writes it (the cache writes ``pack(entry)``)."""
     buffer = io.BytesIO()
     torch.save(entry, buffer)
     return buffer.tell()
+
+
+def pack(entry: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The entry as written: every byte map deflated to a 1-D uint8 tensor, its shape as ``<key>_shape``."""
+    packed = dict(entry)
+    for key in QUANTISED_KEYS:
+        if key in entry:
+            codes = entry[key].contiguous()
+            deflated = zlib.compress(codes.numpy().tobytes(), 1)
+            packed[key] = torch.frombuffer(bytearray(deflated), dtype=torch.uint8)
+            packed[key + SHAPE] = torch.tensor(codes.shape)
+    return packed
+
+
+def unpack(packed: Dict[str, torch.Tensor], source: str = "teacher cache entry") -> Dict[str, torch.Tensor]:
+    """:func:`pack`'s inverse; ``source`` names the entry in the error raised when a map is damaged."""
+    entry = {key: value for key, value in packed.items() if not key.endswith(SHAPE)}
+    for key in QUANTISED_KEYS:
+        if key + SHAPE in packed:
+            shape = packed[key + SHAPE].tolist()
+            try:
+                raw = zlib.decompress(packed[key].numpy().tobytes())
+            except zlib.error as error:
+                raise ValueError(f"{source}: its {key!r} map is damaged ({error}); rebuild the cache") from None
+            entry[key] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape)
+    return entry

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from distill.cache_codec import QUANTISED_KEYS, SCALE, dequantise
+from distill.cache_codec import CACHED_STRIDES, QUANTISED_KEYS, SCALE, dequantise
 
 
 def _homogeneous(affine: torch.Tensor) -> torch.Tensor:
@@ -159,10 +159,10 @@ def replay_people(
     return torch.where(mirrored[:, None, None, None], joints[:, :, index], joints)
 
 
-# Stride of the student map each replayed key is read at; the cache holds every map at stride 4 (the stride-2
-# heatmaps are replayed from the stride-4 ones).
+# Stride of the student map each replayed key is read at (the cache holds each at that stride of the teacher's
+# input, :data:`distill.cache_codec.CACHED_STRIDES`).
 REPLAYED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
-CACHED_STRIDE = 4
+CACHED_STRIDE = 4  # of the people and of ``valid_lr``
 JOINT_KEYS = ("heatmaps", "heatmaps_lr", "tags")
 BLEND = "blend_"  # key prefix of the second entry of a sample blended from two cached sizes
 
@@ -174,10 +174,10 @@ def replay_cached(
     """Every cached teacher map warped into the frame of the augmented student input.
 
     Args:
-        cached: a batch of cache entries (:mod:`distill.cache_codec`): uint8 maps at stride 4 by key
-            (``heatmaps_lr`` (B, K, h, w), ``seg``, and ``tags`` where cached), each with its ``<key>_scale``
-            (B, C, 2); ``people`` (B, P, K, 3) where cached; ``affine`` (B, 2, 3), original -> teacher input
-            pixels, and, from a cache of several sizes, ``letterbox`` (B,): each sample's letterbox size,
+        cached: a batch of cache entries (:mod:`distill.cache_codec`): uint8 maps by key (``heatmaps``
+            (B, K, 2h, 2w), ``heatmaps_lr`` (B, K, h, w), ``seg``, and ``tags`` where cached), each with its
+            ``<key>_scale`` (B, C, 2); ``people`` (B, P, K, 3) where cached; ``affine`` (B, 2, 3), original ->
+            teacher input pixels, and, from a cache of several sizes, ``letterbox`` (B,): each sample's letterbox size,
             its maps zero-padded at the right and bottom to the largest. A blended batch also carries a second
             size's maps as ``blend_<key>`` with its ``blend_affine`` and ``blend_letterbox``, and
             ``blend_weight`` (B,): each of those maps becomes ``(1 - w) * first + w * second`` once both are
@@ -187,8 +187,8 @@ def replay_cached(
         flip_index: (K,) joint permutation applied to the joint maps of mirrored samples (best a tensor on the
             maps' device: see :func:`replay_affine`).
     Returns:
-        the warped maps by key at the student's map sizes (``heatmaps`` at stride 2 from the cached stride-4
-        heatmaps), ``joints`` (B, P, K, 2) where people were cached (:func:`replay_people`), and ``valid_lr``
+        the warped maps by key at the student's map sizes, ``joints`` (B, P, K, 2) where people were cached
+        (:func:`replay_people`), and ``valid_lr``
         (B, H/4, W/4): 1 where a stride-4 student pixel falls inside the cached maps (the first size's; both
         letterboxes hold the whole image).
     """
@@ -210,21 +210,20 @@ def _replay_entry(
 ) -> Dict[str, torch.Tensor]:
     """:func:`replay_cached` for one entry per sample (no ``blend_`` keys)."""
     height, width = input_hw
-    extent = None if "letterbox" not in cached else (cached["letterbox"].float() / CACHED_STRIDE)[:, None].expand(-1, 2)
     replayed: Dict[str, torch.Tensor] = {}
     for key in QUANTISED_KEYS:
         if key not in cached:
             continue
         maps = dequantise(cached[key], cached[key + SCALE])
         flip = flip_index if key in JOINT_KEYS else None
-        targets = ("heatmaps", "heatmaps_lr") if key == "heatmaps_lr" else (key,)
-        for target in targets:
-            stride = REPLAYED_STRIDES[target]
-            replayed[target], valid = replay_affine(maps, cached["affine"], sample_affine,
-                                                    (height // stride, width // stride), stride, CACHED_STRIDE, flip,
-                                                    extent)
-            if stride == CACHED_STRIDE:
-                replayed["valid_lr"] = valid
+        source, stride = CACHED_STRIDES[key], REPLAYED_STRIDES[key]
+        extent = None
+        if "letterbox" in cached:
+            extent = (cached["letterbox"].float() / source)[:, None].expand(-1, 2)
+        replayed[key], valid = replay_affine(maps, cached["affine"], sample_affine, (height // stride, width // stride),
+                                             stride, source, flip, extent)
+        if stride == CACHED_STRIDE:
+            replayed["valid_lr"] = valid
     if "people" in cached:
         replayed["joints"] = replay_people(cached["people"], cached["affine"], sample_affine,
                                            (height // CACHED_STRIDE, width // CACHED_STRIDE), CACHED_STRIDE,

@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from distill.cache_codec import QUANTISED_KEYS, SCALE, TAG_FORMS, encode_entry, entry_bytes
+from distill.cache_codec import QUANTISED_KEYS, SCALE, TAG_FORMS, encode_entry, entry_bytes, pack, unpack
 from distill.pose_kd import PSEUDO_THRESHOLDS
 from distill.replay import BLEND
 from mtl_ehrnet.data.sample import RawDataset
@@ -53,9 +53,9 @@ from mtl_ehrnet.data.transforms import TestTransform
 from mtl_ehrnet.training.distributed import Context, run_on_every_rank
 
 # Mixed across two letterbox sizes; tags and people are not (see CachedTeacherDataset).
-BLENDED_KEYS = tuple(key + suffix for key in ("heatmaps_lr", "seg") for suffix in ("", SCALE))
+BLENDED_KEYS = tuple(key + suffix for key in ("heatmaps", "heatmaps_lr", "seg") for suffix in ("", SCALE))
 PREFIX = "teacher_"
-FORMAT = "stride-4 uint8 maps, people for pseudo tag KD"
+FORMAT = "deflated uint8 maps (heatmaps at strides 2 and 4), people for pseudo tag KD"
 MAX_PEOPLE = PSEUDO_THRESHOLDS["max_people"]  # rows every sample's ``people`` is padded to, so that a batch collates
 
 
@@ -224,7 +224,7 @@ class TeacherCache:
                 outputs.update(teacher(images))
             for row, ((index, mirrored), (_, affine)) in enumerate(zip(chunk, samples)):
                 entry = encode_entry({k: v[row] for k, v in outputs.items()}, affine, self.tag_kd)
-                _write_atomically(self.path(tag, index, size, mirrored), lambda handle: torch.save(entry, handle))
+                _write_atomically(self.path(tag, index, size, mirrored), lambda handle: torch.save(pack(entry), handle))
         return len(todo)
 
     @torch.inference_mode()
@@ -240,8 +240,8 @@ class TeacherCache:
             outputs: Dict[str, torch.Tensor] = {}
             for teacher in self.teachers.values():
                 outputs.update(teacher.to(device)(letterboxed["image"][None].to(device)))
-            per_image += entry_bytes(encode_entry({k: v[0] for k, v in outputs.items()}, letterboxed["affine"],
-                                                  self.tag_kd))
+            entry = encode_entry({k: v[0] for k, v in outputs.items()}, letterboxed["affine"], self.tag_kd)
+            per_image += entry_bytes(pack(entry))
         return per_image * (2 if self.mirrored else 1) * sum(len(d) for d in datasets)
 
     def load(self, tag: str, index: int, size: Optional[int] = None, mirrored: bool = False) -> Dict[str, torch.Tensor]:
@@ -249,7 +249,7 @@ class TeacherCache:
         path = self.path(tag, index, size, mirrored)
         if not path.is_file():
             raise FileNotFoundError(f"teacher cache entry missing: {path} (build the cache first)")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return unpack(torch.load(path, map_location="cpu", weights_only=True), str(path))
 
 
 def build_on_ranks(cache: TeacherCache, datasets: Dict[str, RawDataset], context: Context, batch_size: int = 8) -> int:

@@ -1,12 +1,12 @@
-"""The compact teacher-cache entry: uint8 maps within half a step, people grouped at build time that replay
-onto augmented samples as the online grouping would, and at least 5x fewer bytes than fp16 maps at both
-strides (for the default pseudo-keypoint tag distillation)."""
+"""The compact teacher-cache entry: uint8 maps within half a step, deflated on disk and back bit for bit,
+people grouped at build time that replay onto augmented samples as the online grouping would, and at least
+5x fewer bytes than fp16 maps at both strides."""
 from typing import Dict
 
 import pytest
 import torch
 
-from distill.cache_codec import dequantise, encode_entry, entry_bytes, quantise
+from distill.cache_codec import dequantise, encode_entry, entry_bytes, pack, quantise, unpack
 from distill.pose_kd import pseudo_joints
 from distill.replay import replay_cached, replay_people
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
@@ -46,8 +46,8 @@ def test_an_entry_stores_what_its_tag_distillation_reads(tag_kd: str, stored: st
     maps = {k: v[0] for k, v in _people_maps().items()}
     maps.update(heatmaps=torch.rand(K, 2 * H, 2 * W), seg=torch.randn(19, H, W))
     entry = encode_entry(maps, torch.eye(2, 3), tag_kd)
-    assert stored in entry and absent not in entry and "heatmaps" not in entry  # stride-2 maps are replayed
-    assert entry["seg"].dtype == entry["heatmaps_lr"].dtype == torch.uint8
+    assert stored in entry and absent not in entry and entry["heatmaps"].shape == (K, 2 * H, 2 * W)
+    assert entry["seg"].dtype == entry["heatmaps_lr"].dtype == entry["heatmaps"].dtype == torch.uint8
     if tag_kd == "pseudo":
         assert entry["people"].shape == (2, K, 3) and bool((entry["people"][..., 2] == 1).all())
     with pytest.raises(ValueError, match="tag_kd must be one of"):
@@ -79,22 +79,43 @@ def test_cached_people_replay_as_the_online_grouping_of_the_same_view() -> None:
 
 def test_a_batch_replays_people_to_joints_and_both_strides_of_heatmaps() -> None:
     maps = _people_maps()
+    maps["heatmaps"] = torch.rand(1, K, 2 * H, 2 * W)
     entry = encode_entry({**{k: v[0] for k, v in maps.items()}, "seg": torch.randn(19, H, W)}, torch.eye(2, 3))
     batch = {k: v[None] for k, v in entry.items()}
     replayed = replay_cached(batch, torch.eye(2, 3)[None], (4 * H, 4 * W), COCO_FLIP_INDEX)
-    assert replayed["heatmaps"].shape == (1, K, 2 * H, 2 * W) and replayed["heatmaps_lr"].shape == (1, K, H, W)
     assert replayed["joints"].shape == (1, 2, K, 2) and replayed["seg"].shape == (1, 19, H, W)
-    torch.testing.assert_close(replayed["heatmaps_lr"], maps["heatmaps_lr"], atol=0.5 / 255 + 1e-3, rtol=0)
+    for key in ("heatmaps", "heatmaps_lr"):  # each from its own stride, within half a step
+        torch.testing.assert_close(replayed[key], maps[key], atol=0.5 / 255 + 1e-3, rtol=0)
+
+
+def test_a_packed_entry_unpacks_bit_for_bit_and_a_damaged_one_is_named(tmp_path) -> None:
+    maps = {k: v[0] for k, v in _people_maps().items()}
+    maps.update(heatmaps=torch.rand(K, 2 * H, 2 * W), seg=torch.randn(19, H, W))
+    entry = encode_entry(maps, torch.eye(2, 3), "relational")
+    path = tmp_path / "0.pt"
+    torch.save(pack(entry), path)
+    back = unpack(torch.load(path, weights_only=True))
+    assert back.keys() == entry.keys() and all(torch.equal(back[k], entry[k]) for k in entry)
+    damaged = pack(entry)
+    damaged["seg"] = damaged["seg"][:-20]
+    with pytest.raises(ValueError, match=r"cache/7.pt: its 'seg' map is damaged"):
+        unpack(damaged, "cache/7.pt")
 
 
 def test_an_entry_is_at_least_five_times_smaller_than_fp16_maps_at_both_strides() -> None:
-    """At the quick start's 192 letterbox (maps of 48 at stride 4), 17 joints and 19 classes."""
+    """At the quick start's 192 letterbox (maps of 48 at stride 4), 17 joints and 19 classes: heatmaps near
+    zero but at the people, as a teacher's are, and class logits of full entropy (no help from deflate)."""
     torch.manual_seed(0)
     h = w = 48
-    outputs = {"heatmaps": torch.rand(K, 2 * h, 2 * w), "heatmaps_lr": torch.rand(K, h, w),
-               "tags": torch.randn(K, h, w), "seg": torch.randn(19, h, w)}
+    ys, xs = torch.meshgrid(torch.arange(2 * h, dtype=torch.float32), torch.arange(2 * w, dtype=torch.float32),
+                            indexing="ij")
+    peaks = torch.rand(K, 2, 2) * 2 * h  # two people
+    fine = sum(torch.exp(-((xs - peaks[:, p, 0, None, None]) ** 2 + (ys - peaks[:, p, 1, None, None]) ** 2) / 8)
+               for p in range(2))
+    outputs = {"heatmaps": fine, "heatmaps_lr": fine[:, ::2, ::2].contiguous(), "tags": torch.randn(K, h, w),
+               "seg": torch.randn(19, h, w)}
     fp16 = {k: v.half() for k, v in outputs.items()}
     fp16["affine"] = torch.eye(2, 3)
-    # The default tag distillation stores people; the relational one its tags as a third uint8 map.
-    assert entry_bytes(encode_entry(outputs, torch.eye(2, 3), "pseudo")) * 5 <= entry_bytes(fp16)
-    assert entry_bytes(encode_entry(outputs, torch.eye(2, 3), "relational")) * 4 <= entry_bytes(fp16)
+    # The default tag distillation stores people; the relational one its tags as a byte map too.
+    assert entry_bytes(pack(encode_entry(outputs, torch.eye(2, 3), "pseudo"))) * 5 <= entry_bytes(fp16)
+    assert entry_bytes(pack(encode_entry(outputs, torch.eye(2, 3), "relational"))) * 4 <= entry_bytes(fp16)

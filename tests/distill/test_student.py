@@ -151,8 +151,9 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(
     assert cache.build(pose, "pose", progress=False) == 0  # nothing left to do: resumable
     torch.manual_seed(5)
     batch = collate_samples([CachedTeacherDataset(pose, cache, "pose")[i] for i in range(4)])
-    # stride 4, one byte a value
-    assert batch["teacher_heatmaps_lr"].dtype == torch.uint8 and "teacher_heatmaps" not in batch
+    # both strides, one byte a value
+    assert batch["teacher_heatmaps_lr"].dtype == batch["teacher_heatmaps"].dtype == torch.uint8
+    assert batch["teacher_heatmaps"].shape[-2:] == tuple(2 * n for n in batch["teacher_heatmaps_lr"].shape[-2:])
     assert batch["teacher_people"].shape == (4, 30, 17, 3) and "teacher_tags" not in batch  # people instead of tags
     if len(sizes) > 1:
         assert sorted(set(batch["teacher_letterbox"].tolist())) == sizes  # this batch mixes both
@@ -165,6 +166,8 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(
     assert error < 0.25 * spread, (error, spread)  # interpolation noise only
     shuffled = torch.roll(online["heatmaps_lr"], 3, dims=-1)  # a wrong geometry is far off
     assert ((cached["heatmaps_lr"] - shuffled).abs() * inside).sum() / inside.sum() > 2 * error
+    fine = ((cached["heatmaps"] - online["heatmaps"])[..., ::2, ::2].abs() * inside).sum() / inside.sum()
+    assert fine < 0.25 * spread, (fine, spread)  # the stride-2 maps from their own cached stride
     with pytest.raises(ValueError, match="was built for"):
         TeacherCache(tmp_path / "cache", {"both": teacher}, sizes, {"teacher": "other"})
 
@@ -391,9 +394,10 @@ def _encoded(maps: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 def test_a_blended_replay_mixes_both_entries_and_keeps_the_nearest_tags() -> None:
     torch.manual_seed(0)
     identity = torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)
-    first = {**_encoded({"heatmaps_lr": torch.rand(2, 3, 4, 4), "tags": torch.rand(2, 3, 4, 4),
-                         "seg": torch.rand(2, 5, 4, 4)}), "affine": identity}
-    second = {**_encoded({"heatmaps_lr": torch.rand(2, 3, 4, 4), "seg": torch.rand(2, 5, 4, 4)}), "affine": identity}
+    first = {**_encoded({"heatmaps": torch.rand(2, 3, 8, 8), "heatmaps_lr": torch.rand(2, 3, 4, 4),
+                         "tags": torch.rand(2, 3, 4, 4), "seg": torch.rand(2, 5, 4, 4)}), "affine": identity}
+    second = {**_encoded({"heatmaps": torch.rand(2, 3, 8, 8), "heatmaps_lr": torch.rand(2, 3, 4, 4),
+                          "seg": torch.rand(2, 5, 4, 4)}), "affine": identity}
     weight = torch.tensor([0.25, 1.0])
     sample = torch.tensor([[0.9, 0.1, 1.0], [-0.1, 0.9, 2.0]]).expand(2, 2, 3)
     blended = replay_cached({**first, **{f"blend_{k}": v for k, v in second.items()}, "blend_weight": weight}, sample,
