@@ -29,15 +29,19 @@ def warmup_decay(decay: float, updates: int) -> float:
     return min(decay, (1.0 + updates) / (10.0 + updates))
 
 
-def _ema_update(decay: float) -> Callable[[List[torch.Tensor], List[torch.Tensor], torch.Tensor], None]:
+def _ema_update(
+    decay: float, updates: Callable[[], int]
+) -> Callable[[List[torch.Tensor], List[torch.Tensor], torch.Tensor], None]:
     """AveragedModel's ``multi_avg_fn``: one foreach lerp per group of floating tensors; integer buffers
-    (batch-norm's ``num_batches_tracked``) take the model's value."""
+    (batch-norm's ``num_batches_tracked``) take the model's value. ``updates`` returns the average's count
+    from its host copy: the copy AveragedModel hands over lives on the model's device, and reading it would
+    make every step wait for the GPU."""
 
     @torch.no_grad()
     def update(averaged: List[torch.Tensor], current: List[torch.Tensor], n_averaged: torch.Tensor) -> None:
         if torch.is_floating_point(averaged[0]):
-            # n_averaged counts the first call, which only copied the weights.
-            torch._foreach_lerp_(averaged, current, 1.0 - warmup_decay(decay, int(n_averaged) - 1))
+            # The count includes the first call, which only copied the weights.
+            torch._foreach_lerp_(averaged, current, 1.0 - warmup_decay(decay, updates() - 1))
         else:
             for target, source in zip(averaged, current):
                 target.copy_(source)
@@ -51,7 +55,10 @@ def build_ema(model: nn.Module, decay: float) -> AveragedModel:
     ``ema.module`` is a copy of ``model``; call ``ema.update_parameters(model)`` after each optimizer step.
     """
     check_decay(decay)
-    ema = AveragedModel(model, multi_avg_fn=_ema_update(decay), use_buffers=True)
+    built: List[AveragedModel] = []
+    # AveragedModel keeps ``n_averaged`` on the CPU (it is created without a device and never moved here).
+    ema = AveragedModel(model, multi_avg_fn=_ema_update(decay, lambda: int(built[0].n_averaged)), use_buffers=True)
+    built.append(ema)
     ema.module.eval()
     for parameter in ema.parameters():
         parameter.requires_grad_(False)
