@@ -55,6 +55,7 @@ from mtl_ehrnet.training.distributed import Context, run_on_every_rank
 # Mixed across two letterbox sizes; tags and people are not (see CachedTeacherDataset).
 BLENDED_KEYS = tuple(key + suffix for key in ("heatmaps", "heatmaps_lr", "seg") for suffix in ("", SCALE))
 PREFIX = "teacher_"
+DATASETS = "datasets"  # the manifest's fingerprint of each tag's image set
 FORMAT = "deflated uint8 maps (heatmaps at strides 2 and 4), people for pseudo tag KD"
 MAX_PEOPLE = PSEUDO_THRESHOLDS["max_people"]  # rows every sample's ``people`` is padded to, so that a batch collates
 
@@ -158,17 +159,43 @@ class TeacherCache:
         if mirrored:
             self.identity["mirrored"] = "each image's mirror cached too"
         self.manifest = self.root / "manifest.json"
-        if self.manifest.is_file():
-            stored = json.loads(self.manifest.read_text())
+        stored = self._stored()
+        if stored is not None:
+            stored.pop(DATASETS, None)
             if stored != self.identity:
                 raise ValueError(f"teacher cache {self.root} was built for {stored}, not {self.identity}; "
                                  "use another --cache DIR")
 
-    def claim(self) -> None:
+    def _stored(self) -> Optional[Dict]:
+        return json.loads(self.manifest.read_text()) if self.manifest.is_file() else None
+
+    def check_dataset(self, tag: str, dataset: RawDataset) -> Dict[str, str]:
+        """``dataset``'s fingerprint (:meth:`RawDataset.fingerprint`), after checking that the cache holds
+        ``tag`` entries for this very set, if it holds any: entries are keyed by sample index, so another
+        set would be served other images' maps.
+
+        Raises:
+            ValueError: naming the cache, the tag and what differs.
+        """
+        fingerprint = dataset.fingerprint()
+        recorded = ((self._stored() or {}).get(DATASETS) or {}).get(tag)
+        if recorded is not None and recorded != fingerprint:
+            changed = ", ".join(f"{key} {recorded.get(key)!r} -> {fingerprint.get(key)!r}"
+                                for key in sorted(set(recorded) | set(fingerprint))
+                                if recorded.get(key) != fingerprint.get(key))
+            raise ValueError(f"teacher cache {self.root} holds {tag!r} entries of another image set ({changed}); "
+                             "use another --cache DIR")
+        return fingerprint
+
+    def claim(self, fingerprints: Optional[Dict[str, Dict[str, str]]] = None) -> None:
         """Writes the manifest, before any entry, so that entries of an interrupted build are never taken for
-        another identity's. One process only (rank 0): the file is replaced atomically."""
+        another identity's or another image set's; ``fingerprints`` (by tag, from :meth:`check_dataset`) join
+        those recorded. One process only (rank 0): the file is replaced atomically."""
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.manifest, lambda handle: handle.write(json.dumps(self.identity, indent=2).encode()))
+        recorded = dict((self._stored() or {}).get(DATASETS) or {})
+        recorded.update(fingerprints or {})
+        manifest = {**self.identity, DATASETS: recorded}
+        _write_atomically(self.manifest, lambda handle: handle.write(json.dumps(manifest, indent=2).encode()))
 
     def path(self, tag: str, index: int, size: Optional[int] = None, mirrored: bool = False) -> Path:
         """Where entry ``index`` of ``tag`` lies; ``size`` picks one of several letterbox sizes, ``mirrored``
@@ -192,12 +219,13 @@ class TeacherCache:
             rank, world: build only the images ``i`` with ``i % world == rank`` (one process of ``world``; see
                 :func:`build_on_ranks`). Rank 0 writes the manifest.
         """
+        fingerprint = self.check_dataset(tag, dataset)
         if device is None:
             device = _device_of(self.teachers.values())
         for teacher in self.teachers.values():
             teacher.to(device)
         if rank == 0:
-            self.claim()
+            self.claim({tag: fingerprint})
         return sum(self._build_size(dataset, tag, size, device, batch_size, progress, rank, world)
                    for size in self.input_sizes)
 
@@ -266,7 +294,7 @@ def build_on_ranks(cache: TeacherCache, datasets: Dict[str, RawDataset], context
             print(f"teacher cache {cache.root}: {images} images x {len(cache.input_sizes)} size(s)"
                   f"{' x 2 views' if cache.mirrored else ''}, projected {size / 2**20:.1f} MiB "
                   f"({size / max(images, 1) / 2**10:.1f} KiB an image)")
-            cache.claim()
+            cache.claim({tag: cache.check_dataset(tag, data) for tag, data in datasets.items()})
 
     run_on_every_rank(claim, context)
     counts = run_on_every_rank(lambda: sum(cache.build(data, tag, context.device, batch_size, progress=context.is_main,
@@ -310,6 +338,7 @@ class CachedTeacherDataset(Dataset):
     """
 
     def __init__(self, dataset: RawDataset, cache: TeacherCache, tag: str, blend: bool = False) -> None:
+        cache.check_dataset(tag, dataset)
         self.dataset, self.cache, self.tag = dataset, cache, tag
         self.blend = blend and len(cache.input_sizes) > 1
 

@@ -16,6 +16,7 @@ import torch
 from cityscapesscripts.helpers.labels import labels as CITYSCAPES_LABELS
 from PIL import Image
 
+from mtl_ehrnet.data.fingerprint import files_digest, text_digest
 from mtl_ehrnet.data.image_io import read_label_ids, read_rgb
 from mtl_ehrnet.data.sample import IGNORE_INDEX, RawDataset, RawSample
 
@@ -142,6 +143,10 @@ class Cityscapes(RawDataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def _describe(self) -> Dict[str, str]:
+        return {"images": text_digest(str(image.relative_to(self.root)) for image, _ in self.pairs),
+                "labels": files_digest(label for _, label in self.pairs)}
 
     def load(self, index: int) -> RawSample:
         """Image and train-id map (H, W) of pair ``index``."""

@@ -22,6 +22,7 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
+from mtl_ehrnet.data.fingerprint import files_digest, text_digest
 from mtl_ehrnet.data.image_io import read_rgb
 from mtl_ehrnet.data.sample import RawDataset, RawSample
 from mtl_ehrnet.data.skeleton import NUM_KEYPOINTS
@@ -176,6 +177,10 @@ class CocoKeypoints(RawDataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def _describe(self) -> Dict[str, str]:
+        return {"images": text_digest(self.images[i]["file_name"] for i in self.ids),
+                "annotations": files_digest([self.ann_file])}
 
     def load(self, index: int) -> RawSample:
         """Image, keypoints (N, K, 3) and the crowd/unlabelled ignore mask of sample ``index``."""

@@ -12,6 +12,7 @@ import torch
 
 from mtl_ehrnet.data.cityscapes import list_cityscapes_pairs, read_train_ids
 from mtl_ehrnet.data.coco import CocoKeypoints
+from mtl_ehrnet.data.fingerprint import files_digest
 from mtl_ehrnet.data.sample import RawDataset, RawSample
 
 PathLike = Union[str, Path]
@@ -53,6 +54,9 @@ class JointDataset(RawDataset):
 
     def __len__(self) -> int:
         return len(self.coco)
+
+    def _describe(self) -> Dict[str, str]:
+        return {**self.coco._describe(), "labels": files_digest(self.labels)}
 
     def load(self, index: int) -> RawSample:
         """Image, keypoints, ignore mask and train ids of sample ``index``."""

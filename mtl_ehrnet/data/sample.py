@@ -94,5 +94,16 @@ class RawDataset(Dataset):
         """The untransformed image and labels of sample ``index``."""
         raise NotImplementedError
 
+    def fingerprint(self) -> Dict[str, str]:
+        """What identifies the samples, for stores keyed by sample index: their number, and in subclasses
+        digests of the file list and of the labels' contents (computed once per dataset object)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = {"kind": type(self).__name__, "samples": str(len(self)), **self._describe()}
+        return dict(self._fingerprint)
+
+    def _describe(self) -> Dict[str, str]:
+        """Digests of the file list and labels (see :mod:`mtl_ehrnet.data.fingerprint`)."""
+        return {}
+
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         return self.transform(self.load(index))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gloo_ranks import run_ranks
 from torch import nn
 
-from distill.cache_codec import QUANTISED_KEYS, SCALE, dequantise
+from distill.cache_codec import QUANTISED_KEYS, SCALE, dequantise, unpack
 from distill.teacher_cache import TeacherCache, build_on_ranks
 from mtl_ehrnet.data import CocoKeypoints, SyntheticLayout, TrainTransform
 from mtl_ehrnet.training import distributed
@@ -48,7 +48,7 @@ def _build(rank: int, images: str, annotations: str, root: str) -> None:
 
 
 def _entries(root: Path) -> Dict[str, Dict[str, torch.Tensor]]:
-    return {str(p.relative_to(root)): torch.load(p, weights_only=True) for p in sorted(root.rglob("*.pt"))}
+    return {str(p.relative_to(root)): unpack(torch.load(p, weights_only=True)) for p in sorted(root.rglob("*.pt"))}
 
 
 def test_ranks_share_the_cache_build(synth: SyntheticLayout, tmp_path: Path) -> None:
@@ -71,7 +71,8 @@ def test_ranks_share_the_cache_build(synth: SyntheticLayout, tmp_path: Path) -> 
                 ours, theirs = (dequantise(ranks[name][key], ranks[name][key + SCALE]),
                                 dequantise(entry[key], entry[key + SCALE]))
                 assert ((ours - theirs).abs() <= 1.01 * step + 1e-5).all(), (name, key)  # one rounding step at most
-    assert json.loads((tmp_path / "ranks" / "manifest.json").read_text()) == single.identity
+    manifest = json.loads((tmp_path / "ranks" / "manifest.json").read_text())
+    assert manifest == {**single.identity, "datasets": {"pose": _pose(images, annotations).fingerprint()}}
     assert not list((tmp_path / "ranks").rglob("*.tmp"))
 
 

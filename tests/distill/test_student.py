@@ -172,6 +172,25 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(
         TeacherCache(tmp_path / "cache", {"both": teacher}, sizes, {"teacher": "other"})
 
 
+def test_a_cache_refuses_another_image_set_naming_what_changed(synth: SyntheticLayout, tmp_path: Path,
+                                                               pooled_image) -> None:
+    """Entries are keyed by sample index: a cache reused with another set would serve other images' maps."""
+    pose, seg = _datasets(synth)
+    cache = TeacherCache(tmp_path / "cache", {"both": FrozenTeacher(pooled_image)}, 64, {"teacher": "pooled"})
+    cache.build(pose, "pose", progress=False)
+    cache.build(seg, "seg", progress=False)
+    assert CachedTeacherDataset(pose, cache, "pose")[0]["teacher_heatmaps"].dtype == torch.uint8  # the same set
+    other = CocoKeypoints(synth.coco_images("val"), synth.coco_annotations("val"), TrainTransform(64))
+    again = TeacherCache(tmp_path / "cache", {"both": FrozenTeacher(pooled_image)}, 64, {"teacher": "pooled"})
+    with pytest.raises(ValueError, match=r"holds 'pose' entries of another image set \(annotations '[0-9a-f]+' -> "):
+        again.build(other, "pose", progress=False)
+    with pytest.raises(ValueError, match=r"another image set \(.*images"):
+        CachedTeacherDataset(other, again, "pose")
+    with pytest.raises(ValueError, match=r"holds 'seg' entries of another image set \(images .*labels .*samples"):
+        again.build(Cityscapes(synth.cityscapes_root, "val", TrainTransform(64)), "seg", progress=False)
+    assert len(list((tmp_path / "cache" / "pose").glob("*.pt"))) == len(pose)  # nothing overwritten
+
+
 def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, tmp_path: Path, pooled_image) -> None:
     """Letterboxed at the student's size, a cache holds the image at a lower scale than a training crop
     shows it; at 1.5x (the default) the replayed maps are closer to the online teacher's."""
