@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_ehrnet.training import RunConfig
 from mtl_ehrnet.training.run_flags import (
     add_augmentation_flags,
     add_ground_truth_flags,
     add_run_flags,
     augmentation_options,
     ground_truth_options,
-    run_changes,
+    layered_run_changes,
 )
 
 
@@ -32,7 +31,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--coco-val", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose validation set (AP per epoch)")
     p.add_argument("--cityscapes", metavar="ROOT", help="Cityscapes root (train split; validates on val)")
     p.add_argument("--input-size", type=int, help="training crop side (default: the model's native size)")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, help="epochs (default: the --config file's, else 300)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
@@ -61,12 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "train-teacher pose needs --coco ANN_FILE IMAGE_DIR; train-teacher seg needs --cityscapes ROOT"
         )
-    changes = run_changes(args)
-    run_config = None
-    if args.config:
-        data = RunConfig.from_yaml(args.config).to_dict()
-        data.update(changes, epochs=args.epochs)
-        run_config = RunConfig.from_dict(data)
+    # The task's recipe, under the --config file's fields, under the flags typed.
+    epochs, changes = layered_run_changes(args, default_epochs=300)
     result = train(
         args.task,
         args.model,
@@ -75,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
         coco_val=args.coco_val,
         cityscapes=args.cityscapes,
         input_size=args.input_size,
-        epochs=args.epochs,
+        epochs=epochs,
         resume=args.resume,
-        run=run_config,
         backbone_weights=args.backbone_weights,
         init_weights=args.init_weights,
         augmentation=augmentation_options(args),

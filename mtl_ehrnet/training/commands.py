@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_ehrnet.training.run_config import RunConfig
-from mtl_ehrnet.training.run_flags import add_run_flags, run_changes
+from mtl_ehrnet.training.run_flags import add_run_flags, layered_run_changes
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -23,11 +22,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--phi", type=int, required=True, help="scaling coefficient: 0 (B0), -1 ... -4 (compact), or any integer"
     )
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--epochs", type=int, default=200, help="epochs including the warm-up (thesis: 5 + 195)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs including the warm-up (default: the --config file's, else the thesis's 5 + 195)")
     p.add_argument("--input-size", type=int, help="training side (default: Table 4.1's 224/195/170/145/128)")
     p.add_argument("--lite", action="store_true", help="EfficientNet-lite trunk (no SE, ReLU6)")
-    p.add_argument("--warmup-epochs", type=float, default=5, help="linear warm-up epochs to --lr (thesis: 5)")
-    p.add_argument("--step-every", type=int, default=30, help="x0.1 every N epochs after the warm-up (thesis: 30)")
+    p.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs to --lr (thesis: 5)")
+    p.add_argument("--step-every", type=int, help="x0.1 every N epochs after the warm-up (thesis: 30)")
     p.add_argument("--min-crop", type=float, default=0.08, help="smallest random crop, as a fraction of the image area")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
     p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags override it")
@@ -40,23 +40,19 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.min_crop <= 1.0:
         raise ValueError(f"--min-crop must be in (0, 1], got {args.min_crop}")
-    changes = run_changes(args)
-    changes.update(warmup_epochs=args.warmup_epochs, step_every=args.step_every)
-    run_config = None
-    if args.config:
-        data = RunConfig.from_yaml(args.config).to_dict()
-        data.update(run_changes(args), epochs=args.epochs)
-        run_config = RunConfig.from_dict(data)
+    # The thesis's recipe, under the --config file's fields, under the flags typed.
+    epochs, changes = layered_run_changes(args, default_epochs=200)
+    changes.update({name: value for name, value in (("warmup_epochs", args.warmup_epochs),
+                                                    ("step_every", args.step_every)) if value is not None})
     result = train_backbone(
         args.data,
         args.phi,
         args.out,
-        epochs=args.epochs,
+        epochs=epochs,
         input_size=args.input_size,
         lite=args.lite,
         crop_scale=(args.min_crop, 1.0),
         resume=args.resume,
-        run=run_config,
         **changes,
     )
     print(f"last checkpoint: {result.last_checkpoint}")

@@ -138,14 +138,25 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "RunConfig":
-        """Reads a YAML run config (``yaml.safe_load``: no code runs)."""
+        """Reads a YAML run config (``yaml.safe_load``: no code runs); fields it lacks take their defaults."""
+        return cls.from_dict(cls.read_yaml(path))
+
+    @classmethod
+    def read_yaml(cls, path: Union[str, Path]) -> Dict[str, Any]:
+        """Only the fields a YAML run config sets (checked: unknown keys are refused), for layering over a
+        recipe."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"run config not found: {path}")
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of run settings, got {type(data).__name__}")
-        return cls.from_dict(data)
+        reject_unknown_keys(cls, data, f"run config {path}")
+        if "milestones" in data:
+            data["milestones"] = tuple(data["milestones"])
+        if data.get("task_ratios") is not None:
+            data["task_ratios"] = tuple(data["task_ratios"])
+        return data
 
 
 def pose_recipe(epochs: int = 300, **changes: Any) -> RunConfig:

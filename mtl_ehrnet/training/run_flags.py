@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from mtl_ehrnet.training.pose_loss import PUSH_KINDS
-from mtl_ehrnet.training.run_config import AMP_MODES
+from mtl_ehrnet.training.run_config import AMP_MODES, RunConfig
 
 # (flag, type, help); each maps to the RunConfig field of the same name.
 RUN_FLAGS = (
@@ -56,6 +56,15 @@ def run_changes(args: argparse.Namespace) -> Dict[str, Any]:
     if "milestones" in changes:
         changes["milestones"] = tuple(changes["milestones"])
     return changes
+
+
+def layered_run_changes(args: argparse.Namespace, default_epochs: int) -> Tuple[int, Dict[str, Any]]:
+    """A command's epochs and RunConfig changes, layered: the ``--config`` YAML's fields over the recipe (which
+    the caller applies them to), then the flags the user typed (``--epochs`` among them) over the YAML."""
+    from_yaml = RunConfig.read_yaml(args.config) if getattr(args, "config", None) else {}
+    yaml_epochs = from_yaml.pop("epochs", None)
+    epochs = args.epochs if args.epochs is not None else yaml_epochs if yaml_epochs is not None else default_epochs
+    return epochs, {**from_yaml, **run_changes(args)}
 
 
 def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:
