@@ -5,6 +5,7 @@ import argparse
 import math
 from typing import Any, Dict, Tuple
 
+from evaluation.commands.path_flags import add_path_arguments, predictor_options
 from mtl_ehrnet.data.commands import add_scene_flags, scene_options
 from mtl_ehrnet.training.run_flags import (
     add_augmentation_flags,
@@ -132,16 +133,23 @@ def register_compare(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
                    help="latency rounds: one untimed and one timed forward pass of every model per round; "
                    "each row is the median")
     p.add_argument("--threads", type=int, help="CPU threads for the latency measurement")
+    add_path_arguments(p)
     p.set_defaults(func=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from distill.compare import ROW_NAMES, compare_rows, markdown, savings, write_comparison
+    from mtl_ehrnet.inference.deployment import choose_path
 
     checkpoints = {n: getattr(args, n) for n in ROW_NAMES if getattr(args, n) is not None}
     if not checkpoints:
         raise ValueError("give at least one row checkpoint, e.g. --joint-student-kd OUT/student.pt")
-    rows = compare_rows(checkpoints, args.joint_val, latency_runs=args.latency_runs, threads=args.threads)
+    options = predictor_options(args)
+    path = None  # untouched flags: fp32 eager NCHW, as the quick start's own table
+    if (args.precision, args.backend) != ("fp32", "auto"):
+        path = choose_path(options["precision"], options["backend"], "cpu", calibration="calibration" in options)
+    rows = compare_rows(checkpoints, args.joint_val, latency_runs=args.latency_runs, threads=args.threads, path=path,
+                        calibration=options.get("calibration"))
     paths = write_comparison(rows, args.out)
     print(markdown(rows, savings(rows)))
     print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")

@@ -6,17 +6,22 @@ Rows (names are a contract): ``pose_teacher``, ``seg_teacher``, ``pose_student_g
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import statistics
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 from torch import nn
 
 from evaluation.complexity import complexity
 from evaluation.dataset_eval import evaluate_joint
 from evaluation.latency import measure_latency
+from mtl_ehrnet.inference.deployment import DeploymentPath
+from mtl_ehrnet.inference.quantize import calibration_batches
+from mtl_ehrnet.inference.runners import build_runner
 from teachers.frozen import load_teacher
 
 ROW_NAMES = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
@@ -24,7 +29,8 @@ PathLike = Union[str, Path]
 
 
 def compare_rows(
-    checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, latency_runs: int = 5, threads: Optional[int] = None
+    checkpoints: Mapping[str, PathLike], joint_root: PathLike, *, latency_runs: int = 5, threads: Optional[int] = None,
+    path: Optional[DeploymentPath] = None, calibration: Optional[Sequence[np.ndarray]] = None,
 ) -> List[Dict[str, object]]:
     """Measures every given checkpoint (a subset of ``ROW_NAMES``) in one run.
 
@@ -33,7 +39,9 @@ def compare_rows(
 
     Latency: batch 1 at the model's native input, ``inference_mode``, on the CPU with ``threads`` threads
     (default: torch's current setting); the median of ``latency_runs`` rounds over all models
-    (:func:`latencies_in_rounds`).
+    (:func:`latencies_in_rounds`). ``path`` is the deployment path every model is timed on
+    (:func:`mtl_ehrnet.inference.deployment.choose_path`; default fp32 PyTorch eager, NCHW), recorded in
+    each row's ``latency_path``; an INT8 path calibrates on ``calibration`` (uint8 RGB images).
     """
     unknown = sorted(set(checkpoints) - set(ROW_NAMES))
     if unknown:
@@ -59,7 +67,7 @@ def compare_rows(
         size = tuple(model.input_size)
         metrics = evaluate_joint(model, joint_root)
         counts = complexity(model, size)
-        models[name] = (model, size)
+        models[name] = (model if path is None else _runner(model, path, size, calibration, threads), size)
         first_row[key] = {
             "name": name,
             "tasks": list(model.tasks),
@@ -69,6 +77,7 @@ def compare_rows(
             "params": counts["params"],
             "macs": counts["macs"],
             "latency_ms": None,
+            "latency_path": "fp32 torch eager" if path is None else str(path),
             "checkpoint": str(checkpoints[name]),
         }
         rows.append(first_row[key])
@@ -76,6 +85,19 @@ def compare_rows(
     for row in rows:
         row["latency_ms"] = latency[str(row.get("same_as", row["name"]))]
     return rows
+
+
+def _runner(model: nn.Module, path: DeploymentPath, size: Tuple[int, int],
+            calibration: Optional[Sequence[np.ndarray]], threads: Optional[int]) -> nn.Module:
+    """``model`` on ``path`` (a copy: the scored model stays as it is), on the CPU."""
+    if path.device != "cpu":
+        raise ValueError(f"compare times models on the CPU, not on {path.device}")
+    batches = None
+    if path.precision == "int8":
+        if not calibration:
+            raise ValueError("an INT8 path needs calibration images (--calibration ROOT)")
+        batches = list(calibration_batches(calibration, size))
+    return build_runner(copy.deepcopy(model), path, size, batches, threads)
 
 
 def latencies_in_rounds(
@@ -122,7 +144,9 @@ def _fmt(value: object, scale: float = 1.0, digits: int = 3, unit: str = "") -> 
 
 
 def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) -> str:
-    lines = ["| row | tasks | input | AP | mIoU | params | MACs | CPU latency |", "|---|---|---|---|---|---|---|---|"]
+    paths = sorted({str(r["latency_path"]) for r in rows if r.get("latency_path")})
+    latency = f"CPU latency ({', '.join(paths)})" if paths else "CPU latency"
+    lines = [f"| row | tasks | input | AP | mIoU | params | MACs | {latency} |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         h, w = r["input_size"]  # type: ignore[misc]
         lines.append(

@@ -87,3 +87,26 @@ def test_rows_naming_one_checkpoint_are_measured_once(tmp_path: Path, monkeypatc
     assert all(student[k] == teacher[k] for k in ("ap", "params", "macs", "latency_ms"))
     assert "| pose_student_gt (= pose_teacher) |" in compare.markdown(rows, {})
     assert compare.point_labels(rows) == {"pose_teacher": "pose_teacher = pose_student_gt"}  # one point in the plot
+
+
+def test_compare_times_every_model_on_the_path_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distill import compare
+    from mtl_ehrnet.inference.runners import TorchRunner
+
+    timed = []
+    monkeypatch.setattr(compare, "evaluate_joint", lambda model, root: {"AP": 0.5, "mIoU": None})
+    monkeypatch.setattr(compare, "latencies_in_rounds",
+                        lambda models, runs, threads: timed.extend(m for m, _ in models.values()) or
+                        {n: 7.0 for n in models})
+    pose = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4", input_size=64))
+    from mtl_ehrnet.inference.deployment import DeploymentPath
+
+    path = DeploymentPath("fp32", "torch", "cpu", channels_last=True)
+    rows = compare.compare_rows({"pose_teacher": pose}, tmp_path, path=path)
+    assert isinstance(timed[0], TorchRunner) and timed[0].path == path
+    assert rows[0]["latency_path"] == str(path) and f"CPU latency ({path})" in compare.markdown(rows, {})
+    # The scored model is not the timed copy, and an INT8 path without images is refused.
+    with pytest.raises(ValueError, match="INT8 path needs calibration images"):
+        compare.compare_rows({"pose_teacher": pose}, tmp_path, path=DeploymentPath("int8", "onnxruntime", "cpu"))
+    plain = compare.compare_rows({"pose_teacher": pose}, tmp_path)
+    assert plain[0]["latency_path"] == "fp32 torch eager" and not isinstance(timed[-1], TorchRunner)
