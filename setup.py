@@ -55,5 +55,10 @@ setup(
             "compare=distill.commands:register_compare",
             "quickstart=distill.commands:register_quickstart",
         ],
+        # Checkpoint kinds other than EfficientHRNet, built by the package that owns them (checkpoint.load_model).
+        "mtl_ehrnet.model_kinds": [
+            "efficientnet_classifier=mtl_ehrnet.models.classifier:from_config",
+            "smp=teachers.smp_teacher:from_config",
+        ],
     },
 )

@@ -18,10 +18,12 @@ class LoadedModel(NamedTuple):
 
 def load_model_or_name(spec: Union[str, Path], device: Union[str, torch.device] = "cpu", *, role: str = "model",
                        needs: Sequence[str] = ()) -> LoadedModel:
-    """Loads a checkpoint, or builds a registered model with random weights when ``spec`` is a name.
+    """``mtl_ehrnet.load_model`` for a command: a checkpoint of any kind, a published file, or a registered name
+    (random weights), checked for the heads the command needs.
 
     Args:
-        spec: a checkpoint file, or a name from ``mtl_ehrnet.list_models`` / any ``{pose,seg,mtl}_h<phi>``.
+        spec: a checkpoint file (ours or published), or a name from ``mtl_ehrnet.list_models`` / any
+            ``{pose,seg,mtl}_h<phi>``.
         device: where to put the model (eval mode).
         role: how the model is called in error messages (``"--pose-model"``...).
         needs: tasks the model must have (``("pose",)``...).
@@ -31,20 +33,18 @@ def load_model_or_name(spec: Union[str, Path], device: Union[str, torch.device] 
         ValueError: neither a checkpoint nor a model name, or a model without a needed head; the message
             names the file and what was expected.
     """
-    from mtl_ehrnet import create_model
-    from mtl_ehrnet.checkpoint import load_model
+    from mtl_ehrnet import load_model
 
     text = str(spec)
-    path = Path(text)
-    if path.is_file():
-        model, random_weights = load_model(path, map_location=device), False
-    elif path.suffix or len(path.parts) > 1:
-        raise FileNotFoundError(f"{role}: checkpoint not found: {path}")
-    else:
-        try:
-            model, random_weights = create_model(text), True
-        except ValueError as err:
-            raise ValueError(f"{role}: {text!r} is neither a checkpoint file nor a model name ({err})") from err
+    try:
+        model = load_model(text, map_location=device)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{role}: {err}") from err
+    except ValueError as err:
+        if Path(text).is_file():
+            raise ValueError(f"{role}: {err}") from err
+        raise ValueError(f"{role}: {text!r} is neither a checkpoint file nor a model name ({err})") from err
+    random_weights = not Path(text).is_file()
     tasks = tuple(getattr(model, "tasks", ()))
     missing = [t for t in needs if t not in tasks]
     if missing:

@@ -1,6 +1,6 @@
 """mtl_ehrnet: EfficientHRNet pose estimation + segmentation in one network, distilled from teachers."""
 from mtl_ehrnet.convert import ConversionReport, convert_checkpoint
-from mtl_ehrnet.factory import create_model
+from mtl_ehrnet.factory import create_model, load_model
 from mtl_ehrnet.inference import Predictor
 from mtl_ehrnet.models import (
     EfficientHRNet,
@@ -26,6 +26,7 @@ __all__ = [
     "list_classifiers",
     "list_models",
     "load_backbone_weights",
+    "load_model",
     "model_config",
     "pad_to_multiple",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -18,6 +19,8 @@ from torch import nn
 from mtl_ehrnet.models.config import ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
 from mtl_ehrnet.models.weights import LoadReport, match_keys
+
+KINDS_GROUP = "mtl_ehrnet.model_kinds"
 
 FORMAT = "mtl_ehrnet/1"
 PathLike = Union[str, Path]
@@ -67,16 +70,31 @@ def read_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return data
 
 
-def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> EfficientHRNet:
-    """Builds the model stored in a checkpoint and loads its weights; returns it in eval mode."""
+def model_from_config(config: Dict[str, Any], source: PathLike = "checkpoint") -> nn.Module:
+    """The architecture a checkpoint's config describes, with fresh weights: an EfficientHRNet, or the model
+    of the ``kind`` it names, built by whichever installed package registers that kind under the
+    ``mtl_ehrnet.model_kinds`` entry points (so the core names no package above it).
+
+    Raises:
+        ValueError: naming ``source`` and the kinds known, when no package builds the kind.
+    """
+    kind = config.get("kind")
+    if kind is None:
+        return EfficientHRNet(ModelConfig.from_dict(config))
+    builders = {entry.name: entry for entry in entry_points(group=KINDS_GROUP)}
+    if kind not in builders:
+        raise ValueError(f"{source} holds a {kind!r} model, which no installed package builds "
+                         f"(entry points {KINDS_GROUP}: {sorted(builders)})")
+    return builders[kind].load()(config)
+
+
+def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
+    """Builds the model stored in a checkpoint (any kind: :func:`model_from_config`) and loads its weights;
+    returns it in eval mode on ``map_location``."""
     data = read_checkpoint(path, map_location)
-    if "kind" in data["config"]:
-        kind = data["config"]["kind"]
-        loader = "mtl_ehrnet.models.load_classifier" if kind == "efficientnet_classifier" else "teachers.load_teacher"
-        raise ValueError(f"{path} holds a {kind!r} model, not an EfficientHRNet; load it with {loader}")
-    model = EfficientHRNet(ModelConfig.from_dict(data["config"]))
+    model = model_from_config(data["config"], path)
     model.load_state_dict(data["model"])
-    return model.eval()
+    return model.to(map_location).eval()
 
 
 def load_weights(model: nn.Module, path: PathLike, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``create_model``: build a model by name and, from a local file, fill it with weights.
+"""``create_model``: build a model by name and, from a local file, fill it with weights; ``load_model``: the
+one call that turns a name or any file we read into a model.
 
 Whole-model ``weights`` come from our checkpoints or any published layout that
 :func:`~mtl_ehrnet.convert.convert_checkpoint` reads (EfficientHRNet, HigherHRNet, HRNet-seg, torchvision
@@ -12,13 +13,14 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
+from torch import nn
 
+from mtl_ehrnet.checkpoint import model_from_config
 from mtl_ehrnet.convert import convert_checkpoint
 from mtl_ehrnet.convert.converter import CLASSIFIER_LAYOUTS, LAYOUTS
 from mtl_ehrnet.convert.source_file import load_file, read_source
 from mtl_ehrnet.models.classifier import EfficientNetClassifier
 from mtl_ehrnet.models.classifier_presets import classifier_phi
-from mtl_ehrnet.models.config import ModelConfig
 from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
 from mtl_ehrnet.models.registry import build_model, model_config
 from mtl_ehrnet.models.weights import load_backbone_weights
@@ -69,6 +71,40 @@ def create_model(
     return model
 
 
+def load_model(
+    path_or_name: PathLike, map_location: Union[str, torch.device] = "cpu", **overrides: Any
+) -> nn.Module:
+    """Any model the library builds or reads, in eval mode on ``map_location``.
+
+    Args:
+        path_or_name: a file (a checkpoint of ours of any kind: EfficientHRNet, classifier, or a kind another
+            installed package registers under the ``mtl_ehrnet.model_kinds`` entry points, such as the smp
+            teachers; or a published EfficientHRNet / HigherHRNet / HRNet-seg / EfficientNet file, converted),
+            or a model name (built with fresh weights).
+        map_location: the device the weights are read onto and the model is returned on.
+        **overrides: options that leave the weights' shapes alone (``input_size``) for a file, or any
+            :func:`~mtl_ehrnet.models.registry.model_config` override for a name.
+    Raises:
+        FileNotFoundError: ``path_or_name`` has a suffix or a folder (a file was meant) and no file is there.
+        ValueError: ``path_or_name`` is not a known model name (the message says which names exist), or
+            overrides that do not fit the file's weights.
+
+    Example:
+        >>> model = load_model("runs/distill/best.pt")             # whatever kind the run wrote
+        >>> teacher = load_model("EfficientHRNet_H0.pth")          # published weights, converted
+        >>> fresh = load_model("mtl_h0", num_classes=19)
+    """
+    path = Path(path_or_name)
+    if path.is_file():
+        model, _ = convert_checkpoint(path)
+        if overrides:
+            model = _with_overrides(model, overrides, path)
+        return model.to(map_location).eval()
+    if path.suffix or len(path.parts) > 1:  # model names have neither: this was meant as a file
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return build_model(str(path_or_name), **overrides).to(map_location).eval()
+
+
 def _published_backbone(
     path: PathLike, name: str, overrides: Dict[str, Any]
 ) -> Tuple[Optional[Mapping[str, torch.Tensor]], Dict[str, Any]]:
@@ -90,14 +126,11 @@ def _published_backbone(
     return state, {"tf_padding": config.tf_padding, "bn_eps": config.bn_eps} if config.tf_padding else {}
 
 
-def _with_overrides(model: Model, overrides: Dict[str, Any], where: PathLike) -> Model:
-    """The converted model rebuilt with ``overrides``; refused where they change the weights' shapes."""
-    if isinstance(model, EfficientNetClassifier):
-        rebuilt: Model = EfficientNetClassifier(model.config.replace(**overrides))
-    else:
-        if isinstance(overrides.get("input_size"), int):
-            overrides = dict(overrides, input_size=(overrides["input_size"],) * 2)
-        rebuilt = EfficientHRNet(ModelConfig.from_dict({**model.config.to_dict(), **overrides}))
+def _with_overrides(model: nn.Module, overrides: Dict[str, Any], where: PathLike) -> nn.Module:
+    """The loaded model rebuilt with ``overrides``; refused where they change the weights' shapes."""
+    if isinstance(overrides.get("input_size"), int):
+        overrides = dict(overrides, input_size=(overrides["input_size"],) * 2)
+    rebuilt = model_from_config({**model.config.to_dict(), **overrides}, where)
     try:
         rebuilt.load_state_dict(model.state_dict())
     except RuntimeError as err:

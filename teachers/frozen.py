@@ -7,11 +7,7 @@ from typing import Dict, Union
 import torch
 from torch import nn
 
-from mtl_ehrnet.checkpoint import read_checkpoint
-from mtl_ehrnet.models.config import ModelConfig
-from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
-from teachers.smp_teacher import KIND as SMP_KIND
-from teachers.smp_teacher import SmpConfig, SmpSegmentationTeacher
+from mtl_ehrnet.checkpoint import load_model
 
 
 class FrozenTeacher(nn.Module):
@@ -53,11 +49,4 @@ class FrozenTeacher(nn.Module):
 
 def load_teacher(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> FrozenTeacher:
     """Loads a teacher checkpoint (EfficientHRNet preset, baseline or smp model), frozen and in eval mode."""
-    data = read_checkpoint(path, map_location)
-    config = data["config"]
-    if config.get("kind") == SMP_KIND:
-        model: nn.Module = SmpSegmentationTeacher(SmpConfig.from_dict(config))
-    else:
-        model = EfficientHRNet(ModelConfig.from_dict(config))
-    model.load_state_dict(data["model"])
-    return FrozenTeacher(model.to(map_location))
+    return FrozenTeacher(load_model(path, map_location))

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtl_ehrnet.config_keys import reject_unknown_keys
 from mtl_ehrnet.models.size_check import check_input_size
 from mtl_ehrnet.models.weights import read_state_dict
 
@@ -35,6 +36,7 @@ class SmpConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SmpConfig":
         values = {k: v for k, v in data.items() if k != "kind"}
+        reject_unknown_keys(cls, values, "smp model config")
         values["input_size"] = tuple(values["input_size"])
         return cls(**values)
 
@@ -87,3 +89,9 @@ def parse_smp_name(name: str) -> Tuple[str, str]:
     if len(parts) != 3 or parts[0] != "smp" or not parts[1] or not parts[2]:
         raise ValueError(f"expected smp:ARCH:ENCODER (e.g. smp:Unet:resnet18), got {name!r}")
     return parts[1], parts[2]
+
+
+def from_config(config: Dict[str, Any]) -> "SmpSegmentationTeacher":
+    """The smp model a checkpoint config describes (fresh weights): the ``smp`` kind of
+    :func:`mtl_ehrnet.checkpoint.load_model`."""
+    return SmpSegmentationTeacher(SmpConfig.from_dict(config))

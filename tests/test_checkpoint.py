@@ -64,3 +64,12 @@ def test_weights_of_another_width_are_refused_naming_both(tmp_path: Path) -> Non
     path = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-3"))
     with pytest.raises(ValueError, match=r"(?s)differ in shape.*checkpoint: pose_h-3.*model: +mtl_h-4"):
         load_matching_weights(create_model("mtl_h-4"), path)
+
+
+def test_a_kind_no_package_builds_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4"))
+    data = torch.load(path, weights_only=True)
+    data["config"] = {"kind": "mystery_net"}
+    torch.save(data, path)
+    with pytest.raises(ValueError, match=r"pose.pt holds a 'mystery_net' model, which no installed package builds"):
+        load_model(path)

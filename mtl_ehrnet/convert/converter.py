@@ -14,12 +14,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from mtl_ehrnet.checkpoint import model_from_config
 from mtl_ehrnet.convert.classifier_layouts import TimmLayout, TorchvisionLayout
 from mtl_ehrnet.convert.layouts import EfficientHRNetLayout, HigherHRNetLayout, HRNetSegLayout, Identity, Layout
 from mtl_ehrnet.convert.report import ConversionReport
 from mtl_ehrnet.convert.source_file import SourceState, load_file, read_source
 from mtl_ehrnet.convert.targets import FOLD_BIAS, HEATMAP_HALF, Target
-from mtl_ehrnet.models.classifier import KIND as CLASSIFIER_KIND
 from mtl_ehrnet.models.classifier import ClassifierConfig, EfficientNetClassifier
 from mtl_ehrnet.models.classifier_presets import classifier_config, classifier_phi
 from mtl_ehrnet.models.config import ModelConfig
@@ -190,15 +190,7 @@ def _short(model: nn.Module) -> str:
 
 
 def _load_ours(data: Mapping[str, Any], where: str, model_name: Optional[str]) -> Tuple[Model, ConversionReport]:
-    config_data = data["config"]
-    if config_data.get("kind") == CLASSIFIER_KIND:
-        model: Model = EfficientNetClassifier(ClassifierConfig.from_dict(dict(config_data)))
-    elif "kind" in config_data:
-        raise ValueError(
-            f"{where} holds a {config_data['kind']!r} model, not an EfficientHRNet; load it with teachers.load_teacher"
-        )
-    else:
-        model = EfficientHRNet(ModelConfig.from_dict(dict(config_data)))
+    model = model_from_config(dict(data["config"]), where)
     config = _config_of(model)
     if model_name is not None and model_name != config.name:
         raise ValueError(f"{where} holds {config.describe()}; you asked for {model_name}")

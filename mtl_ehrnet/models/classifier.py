@@ -136,6 +136,12 @@ class EfficientNetClassifier(nn.Module):
         return {"logits": self.fc(self.dropout(self.forward_features(images)))}
 
 
+def from_config(config: Dict[str, Any]) -> EfficientNetClassifier:
+    """The classifier a checkpoint config describes (fresh weights): the ``efficientnet_classifier`` kind of
+    :func:`mtl_ehrnet.checkpoint.load_model`."""
+    return EfficientNetClassifier(ClassifierConfig.from_dict(config))
+
+
 def load_classifier(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> EfficientNetClassifier:
     """Builds the classifier stored in a ``train-backbone`` checkpoint and loads it; eval mode.
 
