@@ -72,6 +72,18 @@ def all_min(values: torch.Tensor, context: Context) -> List[float]:
     return values.tolist()
 
 
+def any_rank(flag: torch.Tensor, context: Context) -> torch.Tensor:
+    """``flag``'s maximum over the ranks, left on the device (no read-back).
+
+    Args:
+        flag: 0-dim float on this rank's device (1 where this rank saw the event).
+    """
+    if context.world > 1:
+        flag = flag.clone()
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return flag
+
+
 def sync_batchnorm(model: nn.Module, enabled: bool, context: Context) -> nn.Module:
     """``model`` with its batch norms converted in place to ``SyncBatchNorm`` when ``enabled`` and several
     processes train; otherwise ``model`` unchanged. SyncBatchNorm trains on CUDA only (see

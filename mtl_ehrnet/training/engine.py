@@ -10,10 +10,13 @@ every N steps and at each epoch end) and ``best.pt``, exact resume, and skipping
 ``config.ema_decay`` it also keeps an exponential moving average of the weights, which validation, ``best.pt``
 and every checkpoint's ``model`` entry hold (``train_model``: the weights being trained, for resuming).
 
-A step reads one thing back from the device: whether its loss is finite (with, under ``torchrun``, which
-loss-module parameters got a gradient on any rank), in a single copy after the backward pass, so that a
-non-finite loss is never stepped. The terms are summed on the device and read every ``config.log_every``
-steps and at the end of each epoch (see :class:`~mtl_ehrnet.training.running_terms.RunningTerms`).
+A step reads nothing back from the device where its optimizer is fused (the default where PyTorch has a
+fused kernel): a step whose loss is not finite is dropped by the optimizer's kernel, and its count is read
+with the loss terms, which are summed on the device and read every ``config.log_every`` steps and at the end
+of each epoch (see :mod:`~mtl_ehrnet.training.nonfinite` and
+:class:`~mtl_ehrnet.training.running_terms.RunningTerms`). Elsewhere it reads one thing, in a single copy after
+the backward pass: whether its loss is finite (with, under ``torchrun``, which loss-module parameters got a
+gradient on any rank).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from mtl_ehrnet.models.efficienthrnet import EfficientHRNet
 from mtl_ehrnet.training import distributed
 from mtl_ehrnet.training.ema import build_ema
 from mtl_ehrnet.training.metric_log import MetricLog
+from mtl_ehrnet.training.nonfinite import NonFiniteGuard
 from mtl_ehrnet.training.optim import build_optimizer, build_scheduler
 from mtl_ehrnet.training.run_config import RunConfig
 from mtl_ehrnet.training.running_terms import RunningTerms
@@ -56,10 +60,6 @@ logger = logging.getLogger(__name__)
 LossFn = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 # Settings that must not change when a run is resumed (the data order or the model would differ).
 _FIXED_ON_RESUME = ("batch_size", "seed", "optimizer", "schedule", "steps_per_epoch", "ema_decay")
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised after ``max_nonfinite`` consecutive steps with a NaN or infinite loss."""
 
 
 @dataclass
@@ -216,7 +216,7 @@ def fit(
     ema = None if config.ema_decay is None else build_ema(model, config.ema_decay)
     # What validation sees and what checkpoints hand to users: the average when there is one.
     served: nn.Module = model if ema is None else ema.module
-    epoch, skip, global_step, skipped_total = 0, 0, 0, 0
+    epoch, skip, global_step = 0, 0, 0
     best_value: Optional[float] = None
     history: List[Dict[str, float]] = []
     if resume:
@@ -256,7 +256,15 @@ def fit(
     batches = EpochBatches(lambda epoch_, skip_: _epoch_batches(train_set, config, epoch_, ctx.rank, ctx.world, skip_))
     loader = train_loader(SeededDataset(train_set, config.seed), batches, config, ctx.device)
     running = RunningTerms()
-    consecutive_bad = 0
+
+    def report_dropped(step_in_epoch: int, values: Dict[str, float]) -> None:
+        if ctx.is_main:
+            log.write("event", epoch, global_step,
+                      {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch, **values})
+
+    guard = NonFiniteGuard(config.max_nonfinite, report_dropped, str(last))
+    # Which loss-module parameters got a gradient is agreed on the host (see distributed.absent_gradients).
+    host_agreed = ctx.world > 1 and bool(loss_parameters)
     while epoch < config.epochs:
         batches.set_epoch(epoch, skip)
         net.train()
@@ -279,49 +287,50 @@ def fit(
                 # Every rank runs the backward pass, a non-finite one too, so that DDP's reducer stays in step;
                 # the step is then dropped on every rank alike.
                 scaler.scale(loss).backward()
-                absent = distributed.absent_gradients(loss_parameters, ctx)
-                flags = distributed.all_min(torch.stack([torch.isfinite(loss).float(), *absent]), ctx)
-                if flags[0] < 1:
-                    consecutive_bad += 1
-                    skipped_total += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    logger.warning("non-finite loss at epoch %d step %d: step skipped", epoch + 1, step_in_epoch)
-                    if ctx.is_main:
-                        values = {k: float(v.detach()) for k, v in terms.items()}
-                        log.write(
-                            "event",
-                            epoch,
-                            global_step,
-                            {"event": "nonfinite_loss_skipped", "step_in_epoch": step_in_epoch, **values},
-                        )
-                    if consecutive_bad >= config.max_nonfinite:
-                        raise NonFiniteLossError(
-                            f"{consecutive_bad} consecutive non-finite losses (last at epoch {epoch + 1}, "
-                            f"step {step_in_epoch}); lower the learning rate or check the data; the last good "
-                            f"checkpoint is {last}"
-                        )
-                    continue
-                consecutive_bad = 0
-                distributed.average_gradients(loss_parameters, ctx, present=[v < 1 for v in flags[1:]])
+                finite = torch.isfinite(loss)
+                on_device = guard.can_drop_on_device(optimizer, scaler, host_agreed)
+                present = None
+                if on_device:
+                    nonfinite = distributed.any_rank((~finite).float(), ctx)
+                    finite = nonfinite < 1
+                    guard.mark(nonfinite, terms, step_in_epoch)
+                else:
+                    absent = distributed.absent_gradients(loss_parameters, ctx)
+                    flags = distributed.all_min(torch.stack([finite.float(), *absent]), ctx)
+                    if flags[0] < 1:
+                        optimizer.zero_grad(set_to_none=True)
+                        guard.dropped_on_host(terms, step_in_epoch)
+                        continue
+                    guard.stepped_on_host()
+                    present = [v < 1 for v in flags[1:]]
+                distributed.average_gradients(loss_parameters, ctx, present=present)
                 if config.grad_clip:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-                # With a fused optimizer (build_optimizer's choice where PyTorch has one) the scaler hands its
-                # overflow flag to the kernel, which skips the update on the device: no read-back here either.
-                scaler.step(optimizer)
+                if on_device:
+                    optimizer.found_inf = nonfinite  # read by the fused kernel, as a GradScaler's flag is
+                # With a fused optimizer an fp16 scaler hands its own overflow flag to the kernel, which skips the
+                # update on the device: no read-back here either.
+                try:
+                    scaler.step(optimizer)
+                finally:
+                    if on_device:
+                        del optimizer.found_inf
                 scaler.update()
                 scheduler.step()
                 if ema is not None:
                     ema.update_parameters(model)
                 global_step += 1
                 steps_done += 1
-                running.add({**terms, "loss": loss})
+                running.add({**terms, "loss": loss}, keep=finite if on_device else None)
                 bar.update()
                 if global_step % config.log_every == 0 or step_in_epoch + 1 == steps_per_epoch:
                     values = running.read()
+                    guard.read()
                     rate = steps_done * config.batch_size * ctx.world / max(1e-9, time.perf_counter() - started)
-                    bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{rate:.1f}")
-                    if ctx.is_main:
+                    if "loss" in values:
+                        bar.set_postfix(loss=f"{values['loss']:.4g}", img_s=f"{rate:.1f}")
+                    if ctx.is_main and values:
                         log.write("train", epoch, global_step, {**values, "lr": optimizer.param_groups[0]["lr"]})
                 if config.checkpoint_every and global_step % config.checkpoint_every == 0:
                     save(last, epoch, step_in_epoch + 1)
@@ -350,17 +359,23 @@ def fit(
                 )
             )
     del loader  # its persistent workers end with it
+    guard.read()
     in_sync = distributed.parameters_in_sync(trainable, ctx)
     if ctx.is_main:
         log.write(
             "event",
             epoch,
             global_step,
-            {"event": "finished", "ranks_in_sync": in_sync, "world": ctx.world, "skipped_steps": skipped_total},
+            {
+                "event": "finished",
+                "ranks_in_sync": in_sync,
+                "world": ctx.world,
+                "skipped_steps": guard.skipped_total,
+            },
         )
     log.close()
     distributed.cleanup()
-    return FitResult(out_dir, last, best if best.is_file() else None, best_value, history, skipped_total)
+    return FitResult(out_dir, last, best if best.is_file() else None, best_value, history, guard.skipped_total)
 
 
 def _validate(validate, model, config, ctx, log, epoch, global_step, history, best_value):  # noqa: ANN001

@@ -1,4 +1,5 @@
-"""A distillation training step reads at most one value back from the device outside logging steps.
+"""A distillation training step reads nothing back from the device outside logging steps, except the one copy
+of the teacher maps that online pseudo-keypoint tag targets are grouped from.
 
 On the CPU nothing waits, so the test counts the calls that would wait on a GPU: ``item``, ``tolist``,
 ``cpu``, ``numpy``, ``float()``, ``int()`` and ``bool()`` of a tensor, made between two batches (the data
@@ -99,11 +100,11 @@ def _steady_steps(counter: SyncCounter) -> List[int]:
     return counter.per_step[2:STEPS]
 
 
-@pytest.mark.parametrize("tag_kd, budget", [("relational", 1), ("none", 1), ("pseudo", 2)])
+@pytest.mark.parametrize("tag_kd, budget", [("relational", 0), ("none", 0), ("pseudo", 1)])
 def test_online_teacher_steps_read_back_once(synth: SyntheticLayout, teacher_files, tmp_path: Path,  # noqa: ANN001
                                              monkeypatch: pytest.MonkeyPatch, tag_kd: str, budget: int) -> None:
-    """The engine's one read-back is its non-finite check; the pseudo tag targets add the batch's one copy of
-    the teacher maps to the host, where they are grouped."""
+    """The engine drops a non-finite step on the device (its fused optimizer), so it reads nothing; the pseudo
+    tag targets make the batch's one copy of the teacher maps to the host, where they are grouped."""
     data = _data(synth)
     student = create_model("mtl_h-4", input_size=64)
     pose_teacher, seg_teacher = load_teacher(teacher_files[0]), load_teacher(teacher_files[1])
@@ -112,7 +113,7 @@ def test_online_teacher_steps_read_back_once(synth: SyntheticLayout, teacher_fil
     counter = SyncCounter(monkeypatch)
     fit(student, objective, MixedTaskDataset([data["pose"], data["seg"]]), _config(), tmp_path)
     monkeypatch.undo()
-    assert max(_steady_steps(counter)) <= budget, counter.per_step
+    assert max(_steady_steps(counter)) == budget, counter.per_step
     # The online teachers read the student's NHWC images in NHWC themselves.
     conv = next(m for m in pose_teacher.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -134,11 +135,11 @@ def test_cached_teacher_steps_read_back_once(synth: SyntheticLayout, tmp_path: P
     counter = SyncCounter(monkeypatch)
     fit(student, objective, MixedTaskDataset(cached), _config(), tmp_path / "run")
     monkeypatch.undo()
-    assert max(_steady_steps(counter)) <= 1, counter.per_step
+    assert max(_steady_steps(counter)) == 0, counter.per_step
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("tag_kd, budget", [("relational", 1), ("pseudo", 2)])
+@pytest.mark.parametrize("tag_kd, budget", [("relational", 0), ("pseudo", 1)])
 def test_cuda_steps_wait_once(synth: SyntheticLayout, teacher_files, tmp_path: Path, tag_kd: str,  # noqa: ANN001
                               budget: int) -> None:
     """PyTorch's own report of what waits for the GPU (every read-back, boolean selection, pageable copy)."""

@@ -1,4 +1,5 @@
 """The training engine: trains, skips non-finite steps, refuses inconsistent resumes."""
+import math
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,36 @@ def test_gradient_clipping_covers_the_loss_module_parameters(pose_set: CocoKeypo
     fit(model, loss, pose_set, config, tmp_path)
     # One SGD step on the clipped gradient of every trained parameter: the norm of any update <= lr * 0.5.
     assert -0.5 - 1e-6 <= loss.scale.item() < 0
+
+
+def test_a_step_dropped_on_the_device_leaves_the_weights_and_counts(pose_set: CocoKeypoints, tmp_path: Path) -> None:
+    """After the first step the fused optimizer's kernel drops a non-finite step (no read-back); the weights and
+    the optimizer's moments stay as they were, and a row of such steps still stops the run."""
+    model = create_model("pose_h-4", input_size=64)
+    base = GroundTruthLoss(model.tasks)
+    seen = []
+
+    def nan_at(bad_calls):  # noqa: ANN001, ANN202
+        def loss(outputs, batch):  # noqa: ANN001, ANN202
+            seen.append([p.detach().clone() for p in model.parameters()])
+            terms = base(outputs, batch)
+            if len(seen) in bad_calls:
+                terms["pose/heatmaps"] = terms["pose/heatmaps"] * float("nan")
+            return terms
+
+        return loss
+
+    result = fit(model, nan_at({2}), pose_set, _config(steps_per_epoch=4, val_every=0), tmp_path / "one")
+    assert result.skipped_steps == 1
+    assert all(torch.equal(a, b) for a, b in zip(seen[1], seen[2]))  # the dropped step changed nothing
+    assert any(not torch.equal(a, b) for a, b in zip(seen[2], seen[3]))  # the next one trains
+    events = [r for r in read_log(tmp_path / "one" / "log.jsonl", "event") if r["event"] == "nonfinite_loss_skipped"]
+    assert [(e["step_in_epoch"], e["steps"]) for e in events] == [(1, 1)]
+    train = read_log(tmp_path / "one" / "log.jsonl", "train")
+    assert all(math.isfinite(r["loss"]) for r in train)  # the dropped step's terms are left out of the means
+
+    seen.clear()
+    model = create_model("pose_h-4", input_size=64)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive non-finite losses"):
+        fit(model, nan_at({2, 3, 4}), pose_set, _config(steps_per_epoch=5, val_every=0, max_nonfinite=3),
+            tmp_path / "row")
