@@ -1,6 +1,7 @@
 """Distillation: one multi-task student learns pose and segmentation from standalone teachers."""
 from distill.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting
 from distill.hints import FeatureHints
+from distill.kd_losses import KDContext, kd_loss_names, register_kd_loss
 from distill.objective import DistillationObjective, KDSettings
 from distill.pose_kd import heatmap_kd, pseudo_joints, tag_kd_pseudo, tag_kd_relational
 from distill.seg_kd import channel_wise, pixel_kl
@@ -11,12 +12,15 @@ __all__ = [
     "DynamicWeightAverage",
     "FeatureHints",
     "FixedWeights",
+    "KDContext",
     "KDSettings",
     "UncertaintyWeighting",
     "channel_wise",
     "heatmap_kd",
+    "kd_loss_names",
     "pixel_kl",
     "pseudo_joints",
+    "register_kd_loss",
     "tag_kd_pseudo",
     "tag_kd_relational",
     "train_student",

@@ -27,6 +27,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from distill.kd_losses import tag_form
 from distill.pose_kd import PSEUDO_THRESHOLDS, pseudo_people
 
 # uint8 maps, each with its ``<key>_scale``, and the stride of the teacher's input they are at
@@ -34,7 +35,6 @@ QUANTISED_KEYS = ("heatmaps", "heatmaps_lr", "tags", "seg")
 CACHED_STRIDES = {"heatmaps": 2, "heatmaps_lr": 4, "tags": 4, "seg": 4}
 SCALE = "_scale"
 SHAPE = "_shape"  # a packed map's (C, h, w)
-TAG_FORMS = {"pseudo": "people", "relational": "tags", "none": None}
 
 
 def quantise(maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -69,18 +69,18 @@ def encode_entry(
             (K, h, w) from a pose teacher, ``seg`` (C, h, w) from a segmentation teacher; other keys are
             dropped.
         affine: (2, 3) original -> letterbox pixels.
-        tag_kd: which tag distillation the entry serves (``pseudo``, ``relational`` or ``none``).
+        tag_kd: the tag KD loss the entry serves (:mod:`distill.kd_losses`): its ``tag_form`` says whether the
+            teacher's people grouped now (``pseudo``), its raw tags (``relational``) or neither are kept.
     Returns:
         the entry, on the CPU.
     """
-    if tag_kd not in TAG_FORMS:
-        raise ValueError(f"tag_kd must be one of {tuple(TAG_FORMS)}, got {tag_kd!r}")
+    form = tag_form(tag_kd)
     entry: Dict[str, torch.Tensor] = {"affine": affine.float().cpu()}
-    keys = ["heatmaps", "heatmaps_lr", "seg"] + (["tags"] if tag_kd == "relational" else [])
+    keys = ["heatmaps", "heatmaps_lr", "seg"] + (["tags"] if form == "tags" else [])
     for key in keys:
         if key in outputs:
             entry[key], entry[key + SCALE] = (t.cpu() for t in quantise(outputs[key].detach()))
-    if tag_kd == "pseudo" and "heatmaps_lr" in outputs:
+    if form == "people" and "heatmaps_lr" in outputs:
         entry["people"] = pseudo_people(outputs["heatmaps_lr"][None], outputs["tags"][None], **PSEUDO_THRESHOLDS)[0]
     return entry
 

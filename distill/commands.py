@@ -70,8 +70,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--teacher-flip", action="store_true",
                    help="teachers answer with the mean of their pass over the image and over its mirror (flip test)")
     p.add_argument("--temperature", type=float, default=1.0, help="segmentation KD temperature")
-    p.add_argument("--seg-kd", choices=("kl", "cwd"), default="kl")
-    p.add_argument("--tag-kd", choices=("pseudo", "relational", "none"), default="pseudo")
+    p.add_argument("--seg-kd", default="kl", metavar="NAME",
+                   help="segmentation KD loss: kl, cwd, none or a registered one (distill.register_kd_loss)")
+    p.add_argument("--tag-kd", default="pseudo", metavar="NAME",
+                   help="tag KD loss: pseudo, relational, none or a registered one")
     p.add_argument("--hints", action="store_true", help="feature hints from the shared trunk (online teachers)")
     p.add_argument("--balancing", choices=("fixed", "uncertainty", "dwa"), default="fixed")
     p.add_argument("--loss-weight", action="append", default=[], type=term_weight, metavar="TERM=W",

@@ -12,12 +12,10 @@ from torch import nn
 
 from distill.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting
 from distill.hints import FeatureHints
-from distill.pose_kd import heatmap_kd, tag_kd_pseudo, tag_kd_relational
+from distill.kd_losses import KDContext, check_kd_loss, kd_loss
 from distill.replay import replay_cached
-from distill.seg_kd import channel_wise, pixel_kl
 from distill.teacher_cache import cached_outputs
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
-from mtl_ehrnet.training.pose_loss import associative_embedding
 from mtl_ehrnet.training.task_loss import GroundTruthLoss
 
 TERM_NAMES = ("pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce", "pose/kd_heatmaps",
@@ -32,8 +30,11 @@ class KDSettings:
         labelled_kd_weight: weight of a teacher's term on samples that carry that task's labels (those
             that lack them get weight 1).
         temperature: segmentation KD temperature T.
-        seg_kd: ``"kl"`` (pixel-wise KL) or ``"cwd"`` (channel-wise distillation).
-        tag_kd: ``"pseudo"`` (AE loss on teacher-grouped confident keypoints), ``"relational"`` or ``"none"``.
+        seg_kd: ``"kl"`` (pixel-wise KL), ``"cwd"`` (channel-wise distillation), or a registered loss.
+        tag_kd: ``"pseudo"`` (AE loss on teacher-grouped confident keypoints), ``"relational"``, ``"none"``,
+            or a registered loss.
+        heatmap_kd: ``"mse"`` (to the teacher's heatmaps at both resolutions), ``"none"``, or a registered loss
+            (KD losses by name: :mod:`distill.kd_losses`).
         hints: feature hints from the shared trunk to the teachers' HRNet branches.
         balancing: ``"fixed"``, ``"uncertainty"`` or ``"dwa"``.
         weights: fixed weights per term name (``"pose/kd_heatmaps"``, ``"seg/kd"``...).
@@ -49,6 +50,7 @@ class KDSettings:
     balancing: str = "fixed"
     weights: Dict[str, float] = field(default_factory=dict)
     teacher_flip: bool = False
+    heatmap_kd: str = "mse"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.labelled_kd_weight) and self.labelled_kd_weight >= 0):
@@ -56,11 +58,10 @@ class KDSettings:
                              f"got {self.labelled_kd_weight}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature (--temperature) must be finite and > 0, got {self.temperature}")
-        for name, value, allowed in (("seg_kd", self.seg_kd, ("kl", "cwd")),
-                                     ("tag_kd", self.tag_kd, ("pseudo", "relational", "none")),
-                                     ("balancing", self.balancing, ("fixed", "uncertainty", "dwa"))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        for task, name in (("pose_heatmaps", self.heatmap_kd), ("pose_tags", self.tag_kd), ("seg", self.seg_kd)):
+            check_kd_loss(task, name)
+        if self.balancing not in ("fixed", "uncertainty", "dwa"):
+            raise ValueError(f"balancing must be one of ('fixed', 'uncertainty', 'dwa'), got {self.balancing!r}")
         for term, weight in self.weights.items():
             if term not in TERM_NAMES:
                 raise ValueError(f"no loss term {term!r} to weight (--loss-weight); terms: {', '.join(TERM_NAMES)}")
@@ -123,10 +124,9 @@ class DistillationObjective(nn.Module):
     def term_names(self) -> list:
         names = ["pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce"]
         if "pose" in self.teachers:
-            names.append("pose/kd_heatmaps")
-            if self.settings.tag_kd != "none":
-                names.append("pose/kd_tags")
-        if "seg" in self.teachers:
+            names += [term for term, name in (("pose/kd_heatmaps", self.settings.heatmap_kd),
+                                              ("pose/kd_tags", self.settings.tag_kd)) if name != "none"]
+        if "seg" in self.teachers and self.settings.seg_kd != "none":
             names.append("seg/kd")
         if self.hints is not None:
             names.append("trunk/hints")
@@ -140,30 +140,19 @@ class DistillationObjective(nn.Module):
         terms = self.gt(outputs, batch)
         teacher = self._teacher_outputs(batch)
         s = self.settings
+        context = KDContext(temperature=s.temperature, push_kind=self.gt.push_kind)
+        # (task, its KD loss, its term, the task's labels flag, a factor: tags are weighted as the GT AE terms)
+        places = []
         if "pose" in self.teachers:
-            weight = torch.where(batch["has_pose"], s.labelled_kd_weight, 1.0)
-            terms["pose/kd_heatmaps"] = (heatmap_kd(outputs, teacher, teacher.get("valid_lr")) * weight).mean()
-            # Weighted and pushed as the ground-truth associative-embedding terms.
-            tag_weight = self.gt.weights.push
-            if s.tag_kd == "pseudo" and "joints" in teacher:  # people grouped when the cache was built
-                pull, push = associative_embedding(outputs["tags"].float(), teacher["joints"], self.gt.push_kind)
-                terms["pose/kd_tags"] = tag_weight * ((pull + push) * weight).mean()
-            elif s.tag_kd == "pseudo":
-                terms["pose/kd_tags"] = tag_weight * (
-                    tag_kd_pseudo(outputs["tags"], teacher, self.gt.push_kind) * weight).mean()
-            elif s.tag_kd == "relational":
-                if "tags" not in teacher:
-                    raise ValueError("relational tag KD needs the teacher's tags, but the teacher cache holds none: "
-                                     "build the cache with tag_kd='relational' (another --cache DIR)")
-                terms["pose/kd_tags"] = tag_weight * (
-                    tag_kd_relational(outputs["tags"], teacher["tags"], teacher["heatmaps_lr"]) * weight).mean()
+            places += [("pose_heatmaps", s.heatmap_kd, "pose/kd_heatmaps", "has_pose", 1.0),
+                       ("pose_tags", s.tag_kd, "pose/kd_tags", "has_pose", self.gt.weights.push)]
         if "seg" in self.teachers:
-            weight = torch.where(batch["has_seg"], s.labelled_kd_weight, 1.0)
-            if s.seg_kd == "cwd":
-                per_image = channel_wise(outputs["seg"], teacher["seg"], max(s.temperature, 1.0))
-            else:
-                per_image = pixel_kl(outputs["seg"], teacher["seg"], s.temperature, teacher.get("valid_lr"))
-            terms["seg/kd"] = (per_image * weight).mean()
+            places.append(("seg", s.seg_kd, "seg/kd", "has_seg", 1.0))
+        for task, name, term, labelled, factor in places:
+            fn = kd_loss(task, name)
+            if fn is not None:
+                weight = torch.where(batch[labelled], s.labelled_kd_weight, 1.0)
+                terms[term] = factor * (fn(outputs, teacher, context) * weight).mean()
         if self.hints is not None:
             terms["trunk/hints"] = self.hints(list(outputs["trunk"]), teacher["trunk"]).mean()
         if self.task_weights:

@@ -45,7 +45,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from distill.cache_codec import QUANTISED_KEYS, SCALE, TAG_FORMS, encode_entry, entry_bytes, pack, unpack
+from distill.cache_codec import QUANTISED_KEYS, SCALE, encode_entry, entry_bytes, pack, unpack
+from distill.kd_losses import tag_form
 from distill.pose_kd import PSEUDO_THRESHOLDS
 from distill.replay import BLEND
 from mtl_ehrnet.data.sample import RawDataset
@@ -136,8 +137,9 @@ class TeacherCache:
         identity: what the cached outputs depend on (teacher checkpoints...); a cache built for another
             identity is refused instead of silently reused.
         mirrored: also cache each image's mirror, for the mirrored samples to read.
-        tag_kd: the tag distillation the entries serve: ``pseudo`` caches the teacher's people grouped at
-            build time, ``relational`` its tags, ``none`` neither (:func:`distill.cache_codec.encode_entry`).
+        tag_kd: the tag KD loss the entries serve (:mod:`distill.kd_losses`): ``pseudo`` caches the teacher's
+            people grouped at build time, ``relational`` (and registered losses, unless they say otherwise) its
+            tags, ``none`` neither (:func:`distill.cache_codec.encode_entry`).
 
     The manifest (``manifest.json``: the identity) is checked here and written by :meth:`claim`, which the
     first :meth:`build` of rank 0 calls.
@@ -146,16 +148,13 @@ class TeacherCache:
     def __init__(self, root: Union[str, Path], teachers: Dict[str, nn.Module], input_size: Union[int, Sequence[int]],
                  identity: Dict[str, str], mirrored: bool = False, tag_kd: str = "pseudo") -> None:
         self.input_sizes = cache_sizes(input_size)
-        if tag_kd not in TAG_FORMS:
-            raise ValueError(f"tag_kd must be one of {tuple(TAG_FORMS)}, got {tag_kd!r}")
         self.root = Path(root)
         self.teachers = teachers
         self.mirrored = mirrored
         self.tag_kd = tag_kd
-        tags = {"pseudo": f"people grouped at build time ({PSEUDO_THRESHOLDS})", "relational": "uint8 tags",
-                "none": "none"}
+        tags = {"people": f"people grouped at build time ({PSEUDO_THRESHOLDS})", "tags": "uint8 tags", None: "none"}
         self.identity = {**identity, "input_size": ",".join(str(s) for s in self.input_sizes), "format": FORMAT,
-                         "tags": tags[tag_kd]}
+                         "tags": tags[tag_form(tag_kd)]}
         if mirrored:
             self.identity["mirrored"] = "each image's mirror cached too"
         self.manifest = self.root / "manifest.json"
