@@ -12,6 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["mtl_ehrnet*", "teachers*", "distill*", "evaluation*"]),
+    package_data={"mtl_ehrnet.recipes": ["*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -52,7 +53,8 @@ setup(
             "predict=evaluation.commands.predict:register",
             "train-teacher=teachers.commands:register",
             "distill=distill.commands:register",
-            "compare=distill.commands:register_compare",
+            "compare=evaluation.commands.compare:register",
+            "recipes=mtl_ehrnet.recipes.commands:register",
             "quickstart=distill.commands:register_quickstart",
         ],
         # Checkpoint kinds other than EfficientHRNet, built by the package that owns them (checkpoint.load_model).

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
-from evaluation.commands.path_flags import add_path_arguments, predictor_options
-from mtl_ehrnet.data.commands import add_scene_flags, scene_options
 from mtl_ehrnet.training.run_flags import (
     add_augmentation_flags,
     add_ground_truth_flags,
@@ -118,141 +116,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_compare(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = subparsers.add_parser(
-        "compare",
-        help="joint versus separate: AP, mIoU, params, MACs and CPU latency of teachers and students",
-        description="Scores every given checkpoint on one split labelled for both tasks and measures params, "
-        "MACs and CPU latency in the same run; writes OUT/compare.json, compare.md and compare.png.",
-    )
-    p.add_argument("--out", required=True)
-    p.add_argument("--joint-val", required=True, metavar="ROOT", help="split labelled for both tasks (synth's joint/)")
-    from distill.compare import ROW_NAMES
-
-    for name in ROW_NAMES:
-        p.add_argument(f"--{name.replace('_', '-')}", metavar="CKPT", help=f"checkpoint of the {name} row")
-    p.add_argument("--latency-runs", type=int, default=5,
-                   help="latency rounds: one untimed and one timed forward pass of every model per round; "
-                   "each row is the median")
-    p.add_argument("--threads", type=int, help="CPU threads for the latency measurement")
-    add_path_arguments(p)
-    p.set_defaults(func=run_compare)
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    from distill.compare import ROW_NAMES, compare_rows, markdown, savings, write_comparison
-    from mtl_ehrnet.inference.deployment import choose_path
-
-    checkpoints = {n: getattr(args, n) for n in ROW_NAMES if getattr(args, n) is not None}
-    if not checkpoints:
-        raise ValueError("give at least one row checkpoint, e.g. --joint-student-kd OUT/student.pt")
-    options = predictor_options(args)
-    path = None  # untouched flags: fp32 eager NCHW, as the quick start's own table
-    if (args.precision, args.backend) != ("fp32", "auto"):
-        path = choose_path(options["precision"], options["backend"], "cpu", calibration="calibration" in options)
-    rows = compare_rows(checkpoints, args.joint_val, latency_runs=args.latency_runs, threads=args.threads, path=path,
-                        calibration=options.get("calibration"))
-    paths = write_comparison(rows, args.out)
-    print(markdown(rows, savings(rows)))
-    print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
-    return 0
-
-
 def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from distill.quickstart import QuickstartPlan
-
-    defaults = QuickstartPlan()
     p = subparsers.add_parser(
         "quickstart",
         help="synthetic data -> teachers -> students -> joint-vs-separate table, all on this machine",
         description="Generates the synthetic set, trains the pose and segmentation teachers, the ground-truth-only "
-        "pose, segmentation and joint students and the distilled joint student, and writes OUT/compare/. "
-        "Re-running continues where it stopped.",
+        "pose, segmentation and joint students and the distilled joint student for the recipe's fixed steps, and "
+        "writes OUT/compare/. Re-running continues where it stopped.",
     )
     p.add_argument("--out", default="quickstart", help="output directory (default: ./quickstart)")
-    p.add_argument("--images", type=int, default=defaults.images, help="synthetic images per task set")
-    p.add_argument("--minutes", type=float, default=defaults.minutes,
-                   help="wall-clock budget of the whole run: each model's step is timed and the budget shared between "
-                   "the six runs (default %(default)s; 0: use --teacher-epochs / --student-epochs instead)")
-    p.add_argument("--step-cap-scale", type=float, default=defaults.step_cap_scale, metavar="S",
-                   help="within the budget no run trains longer than its step cap (the steps at which the recipe meets "
-                   "its bars) times S, so a fast machine ends early; 0: no caps, the whole budget is shared "
-                   "(default %(default)s)")
-    p.add_argument("--teacher-epochs", type=int, default=defaults.teacher_epochs, help="without a budget")
-    p.add_argument("--student-epochs", type=int, default=defaults.student_epochs, help="without a budget")
-    p.add_argument("--input-size", type=int, default=defaults.input_size)
-    p.add_argument("--student", default=defaults.student)
-    p.add_argument("--pose-teacher", default=defaults.pose_teacher)
-    p.add_argument("--seg-teacher", default=defaults.seg_teacher)
-    p.add_argument("--workers", type=int, default=defaults.workers)
-    p.add_argument("--seed", type=int, default=defaults.seed,
-                   help="seeds the synthetic set, every model's initialisation and every data order "
-                   "(default %(default)s)")
-    p.add_argument("--task-ratios", type=float, nargs=2, default=list(defaults.task_ratios), metavar=("POSE", "SEG"),
-                   help="pose and segmentation samples per joint-student batch (default %(default)s)")
-    add_scene_flags(p, defaults.scene)
-    add_ground_truth_flags(p, ae_weight=defaults.ae_weight, ae_push=defaults.ae_push)
-    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
-                   help="every run validates and saves an exponential moving average of its weights with this decay "
-                   "(default: off)")
-    p.add_argument("--student-init", choices=("pose_teacher", "none"), default=defaults.student_init,
-                   help="start both joint students from the pose teacher's weights, which needs a pose teacher of the "
-                   "student's width (default %(default)s), or from scratch (none)")
-    p.add_argument("--task-weights", type=float, nargs=2, default=list(defaults.task_weights), metavar=("POSE", "SEG"),
-                   help="factor on every pose and every segmentation term of the joint students (default %(default)s)")
-    p.add_argument("--labelled-kd-weight", type=float, default=defaults.labelled_kd_weight,
-                   help="the distilled student's teacher weight on samples that have that task's labels "
-                   "(default %(default)s)")
-    p.add_argument("--init-lr-factor", type=float, default=defaults.init_lr_factor, metavar="F",
-                   help="learning-rate factor of the weights the joint students take from the pose teacher "
-                   "(default %(default)s)")
-    p.add_argument("--pose-kd-weight", type=float, default=defaults.pose_kd_weight, metavar="W",
-                   help="weight of the distilled student's heatmap term against the pose teacher (default %(default)s)")
-    p.add_argument("--teacher-cache", action=argparse.BooleanOptionalAction, default=defaults.teacher_cache,
-                   help="the distilled student reads cached teacher maps (OUT/cache) instead of running the teachers "
-                   "on every batch (default: %(default)s)")
-    p.add_argument("--cache-input-size", type=int, nargs="+", default=list(defaults.cache_input_size), metavar="S",
-                   help="with --teacher-cache: the letterbox sizes it holds, as distill --cache-input-size "
-                   "(default: 1.5x --input-size)")
-    p.add_argument("--cache-mirrored", action="store_true", default=defaults.cache_mirrored,
-                   help="with --teacher-cache: also cache each image's mirror, as distill --cache-mirrored")
-    p.add_argument("--cache-blend", action="store_true", default=defaults.cache_blend,
-                   help="with --teacher-cache and several sizes: mix the two sizes around each sample's scale, "
-                   "as distill --cache-blend")
-    p.add_argument("--teacher-flip", action=argparse.BooleanOptionalAction, default=defaults.teacher_flip,
-                   help="the distilled student learns from the mean of each teacher's pass over the image and over its "
-                   "mirror (default: %(default)s)")
+    p.add_argument("--recipe", metavar="YAML",
+                   help="the recipe (default: the shipped quickstart recipe; `mtl-ehrnet recipes` shows its path)")
+    p.add_argument("--set", action="append", default=[], type=recipe_override, metavar="KEY=VALUE", dest="changes",
+                   help="change one recipe setting (VALUE read as YAML), e.g. --set labelled_kd_weight=0.5; repeatable")
+    p.add_argument("--minutes", type=float,
+                   help="scale every run's steps down alike where the recipe would not fit M minutes on this machine "
+                   "(default: the recipe's steps, the same on every machine)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the synthetic set, every model's initialisation and every data order (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="run the quick start once per seed (OUT/seed<N>/) and report each row's mean and spread")
+    p.add_argument("--images", type=int, help="synthetic images per task set (default: the recipe's)")
+    p.add_argument("--workers", type=int, help="data-loading worker processes (default: the recipe's)")
     p.set_defaults(func=run_quickstart_command)
 
 
-def _scene_fields(args: argparse.Namespace) -> Dict[str, Any]:
-    scene = scene_options(args, "quickstart", crowds=False)
-    return {"people": scene.people, "min_person_height": scene.min_person_height,
-            "max_person_height": scene.max_person_height}
+def recipe_override(text: str) -> Tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as YAML (``0.5``, ``[1, 0.01]``, ``null``, ``pose_h-4``)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def _plan(args: argparse.Namespace):  # noqa: ANN202 - a QuickstartPlan
     from distill.quickstart import QuickstartPlan
 
+    changes = dict(args.changes)
+    for key in ("minutes", "seed", "images", "workers"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     try:
-        return QuickstartPlan(images=args.images, input_size=args.input_size, pose_teacher=args.pose_teacher,
-                              seg_teacher=args.seg_teacher, student=args.student, teacher_epochs=args.teacher_epochs,
-                              student_epochs=args.student_epochs, workers=args.workers, seed=args.seed,
-                              minutes=args.minutes or None, task_ratios=tuple(args.task_ratios),
-                              ema_decay=args.ema_decay or None, student_init=args.student_init,
-                              task_weights=tuple(args.task_weights), labelled_kd_weight=args.labelled_kd_weight,
-                              init_lr_factor=args.init_lr_factor, teacher_flip=args.teacher_flip,
-                              pose_kd_weight=args.pose_kd_weight, teacher_cache=args.teacher_cache,
-                              step_cap_scale=args.step_cap_scale, cache_input_size=tuple(args.cache_input_size),
-                              cache_mirrored=args.cache_mirrored, cache_blend=args.cache_blend,
-                              **_scene_fields(args), **ground_truth_options(args))
-    except ValueError as error:
+        return QuickstartPlan.from_recipe(args.recipe, **changes)
+    except (TypeError, ValueError) as error:
         raise SystemExit(f"mtl-ehrnet quickstart: {error}") from None
 
 
 def run_quickstart_command(args: argparse.Namespace) -> int:
-    from distill.quickstart import run_quickstart
+    from distill.quickstart import run_quickstart, run_quickstart_seeds
 
-    paths = run_quickstart(args.out, _plan(args))
-    print(f"wrote {paths['markdown']} and {paths['plot']}")
+    plan = _plan(args)
+    if args.seeds:
+        paths = run_quickstart_seeds(args.out, plan, args.seeds)
+    else:
+        paths = run_quickstart(args.out, plan)
+    print(f"wrote {paths['markdown']}" + (f" and {paths['plot']}" if "plot" in paths else ""))
     return 0

@@ -10,27 +10,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader
 
-from distill.compare import compare_rows, markdown, savings, write_comparison
 from distill.objective import KDSettings, task_weight_pair
-from distill.quickstart_budget import (
-    KD_STEP_FACTOR,
-    ONLINE_KD_STEP_FACTOR,
-    SHARES,
-    STEP_CAPS,
-    WARM_START_SHARES,
-    QuickstartBudget,
-    StageSchedule,
-    with_distilled_share,
-)
+from distill.quickstart_schedule import StageSchedule, fitting_scale, scaled_steps, schedule_for_steps
 from distill.student import check_init_lr_factor, default_cache_size, train_student
 from distill.teacher_cache import cache_sizes
+from evaluation.compare import compare_rows, markdown, savings, write_comparison, write_seed_spread
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import (
     Cityscapes,
@@ -43,6 +34,7 @@ from mtl_ehrnet.data import (
 )
 from mtl_ehrnet.data.mixed import split_batch
 from mtl_ehrnet.data.scene import SceneOptions
+from mtl_ehrnet.recipes import as_tuples, read_recipe, recipe_path
 from mtl_ehrnet.training import GroundTruthLoss, RunConfig
 from mtl_ehrnet.training.step_timer import seconds_per_step_each
 from mtl_ehrnet.training.task_loss import ground_truth_loss
@@ -51,71 +43,39 @@ from teachers.train import train as train_teacher
 
 PathLike = Union[str, Path]
 RUNS = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
-# A run's wall time (its validations, per-epoch loader start-up, logging and checkpoints included) against
-# its timed steps. Two 30-minute runs at 1.3 and 1.2 had their runs take 1160 and 1213 s against 1190 s
-# planned (0.88-1.18x per run), so validations are not reserved separately; they had been, and those runs
-# ended after 23.7 and 22.9 minutes.
-# With the timer in rounds the runs of a 30-minute quick start took 0.92-0.98x their timed steps; 1.1 keeps
-# a margin.
+# Estimates for --minutes, which times one step of each model before training: a run's wall time (its
+# validations, loader start-up, logging and checkpoints) against its timed steps; a distillation step against a
+# ground-truth joint step (the teachers' passes, or the cache's reads, and the KD terms); one image's
+# validation (forward + grouping) against its share of a training step.
 REAL_STEP_FACTOR = 1.1
-BUDGET_RESERVE = 0.95  # fraction of the budget planned for; the rest absorbs a busier machine
-TIMED_STEPS = 5  # per model, in rounds over the five models (a load on the machine lasting a round is dropped)
-INFERENCE_FACTOR = 0.5  # one image's validation (forward + grouping) against its share of a training step
+KD_STEP_FACTOR = {"online": 1.75, "cached": 1.25}
+INFERENCE_FACTOR = 0.5
+BUDGET_RESERVE = 0.95  # fraction of --minutes planned for; the rest absorbs a busier machine
+TIMED_STEPS = 5  # per model, in rounds over the models (a load on the machine lasting a round is dropped)
+_TUPLE_FIELDS = ("image_size", "people", "scale_range", "task_ratios", "task_weights", "cache_input_size")
 
 
 @dataclass(frozen=True)
 class QuickstartPlan:
-    """Sizes of the quick-start run (defaults fit 30 minutes on 2 CPU cores).
+    """The quick start's recipe: the generated set, the models, each run's settings and steps.
 
-    The synthetic set holds one or two people per image, 0.6-0.95 of its height (``people``,
-    ``min_person_height``, ``max_person_height``, no crowds), so that a few minutes of training per model
-    show the comparison's shape: after 288 steps pose_h-4 reached AP 0.056 on such people and 0.009 on one
-    to three people of 0.35-0.8 of the height. Its people stand almost upright (lean ~6 degrees), so
-    augmentation is milder than HigherHRNet's (``max_rotation``, ``scale_range``): rotating by up to 30
-    degrees spends a short run on poses the validation images never show. Segmentation runs use Adam
-    (``seg_optimizer``) instead of the thesis's SGD: with the milder augmentation, seg_h-4 reached mIoU
-    0.619 after 1200 steps where SGD with HigherHRNet's augmentation reached 0.500 (docs/results.md).
-    The joint students draw pose and segmentation samples 1:1 (``task_ratios``). Drawing 3:1 to give pose
-    more steps taught neither joint student any pose in a 30-minute run (AP 0.000, as at 1:1) and cost
-    segmentation (mIoU 0.322 against 0.370 without teachers).
-    Pose runs weight the associative-embedding terms 0.01 (``ae_weight``) and push with max(0, 1 - |d|)
-    (``ae_push``): with HigherHRNet's exp(-d^2) the tags of short runs never leave their near-equal start,
-    so every two-person image was grouped as one tangle (a 30-epoch pose_h-4 scored AP 0.54 on
-    one-person val images and 0.15 on two-person ones, and 0.53 overall with the labels' tags).
-    ``ema_decay`` makes every run validate and save an exponential moving average of its weights; it is
-    off because the average did not help a pose run with the recipe's step schedule (a 30-minute
-    ``pose_h-2`` run: AP 0.230 averaged at 0.998 against 0.250 for the trained weights).
-    Both joint students start from the pose teacher's weights (``student_init``), which is why the pose
-    teacher has the student's width (``pose_h-4`` for ``mtl_h-4``) and is then also the separate pose
-    student: 366 steps of four pose images taught a joint student from scratch no pose at all (AP 0.000 in
-    a 30-minute quick start, with a teacher or without), where the pose teacher needs several hundred steps
-    of eight.
-    ``task_weights`` scale every pose and every segmentation term of the joint students: heatmap MSE is
-    ~0.005 where cross-entropy is ~0.5, and unweighted the shared trunk follows segmentation alone (a joint
-    student started from a pose model at AP 0.26 fell to 0.004 in 60 steps; at 1 : 0.01, to 0.17, and was
-    back at 0.22 after 180).
-    ``labelled_kd_weight`` weights the teachers' terms on samples that have that task's labels (samples that
-    lack them get 1). With the teachers and schedule of one quick start (426 steps), 1.0 gave the distilled
-    student AP 0.209 / 0.208 and mIoU 0.435 / 0.435 with seeds 0 / 1, where the ground-truth student had
-    0.203 / 0.194 and 0.431 / 0.431, and 0.5 (the library's default) gave 0.201 / 0.435 with seed 0.
-    ``init_lr_factor`` scales the learning rate of the weights the joint students take from the pose
-    teacher (their new segmentation head trains at the full rate); the quick start keeps the full rate.
-    Gentler starts keep the teacher's AP from the first step, but then the ground-truth student simply
-    trains the teacher's pose further, passes its teacher, and the teachers' maps hold the distilled one
-    back: at 0.2 it ended at AP 0.178 against 0.193, and with 0.1 and 0.3 on two quick starts' teachers
-    it was 0.004-0.005 behind. At the full rate both students first lose some pose (AP 0.217 -> 0.093 after
-    101 steps in one quick start) and the teachers' maps bring the distilled one back faster: it led on
-    both metrics in 5 of 6 such runs over three quick starts' teachers and two seeds (the sixth, with
-    labelled KD 0.5, was 0.002 AP behind).
-    ``teacher_flip`` has the distilled student learn from flip-averaged teachers
-    (:class:`teachers.flip_average.FlipAveragedTeacher`; the pose teacher's AP rises from 0.182 to 0.211
-    flip-tested). It is off: the student's AP moved +0.012 with one quick start's teachers at
-    init_lr_factor 0.2 and -0.003 with another's at 1.0, and its cache costs two teacher passes per image.
-    ``minutes`` is the wall-clock budget of the whole run; None trains every teacher for
-    ``teacher_epochs`` and every student for ``student_epochs``. Within it no run takes more than its
-    :data:`~distill.quickstart_budget.STEP_CAPS` steps times ``step_cap_scale`` (0: no caps, the whole
-    budget is shared), so a fast machine ends early instead of training past the steps the recipe was
-    measured at.
+    The shipped recipe (``mtl_ehrnet/recipes/quickstart.yaml``, :meth:`from_recipe`) is the default; the
+    settings are explained in ``docs/distillation.md`` and the measurements behind them in ``docs/results.md``.
+
+    The synthetic set holds ``people`` per image of ``min_person_height``-``max_person_height`` of its height
+    (no crowds), upright, so augmentation is milder than HigherHRNet's (``max_rotation``, ``scale_range``) and
+    segmentation runs use Adam (``seg_optimizer``). Pose runs weight the associative-embedding terms
+    ``ae_weight`` and push with ``ae_push``. The joint students draw pose and segmentation samples at
+    ``task_ratios``, scale every pose and segmentation term by ``task_weights``, and start from the pose
+    teacher's weights (``student_init``: the pose teacher then has the student's width and is also the separate
+    pose student), those weights training at ``init_lr_factor`` times the rate. The distilled student weights the
+    teachers' terms on samples that have that task's labels by ``labelled_kd_weight`` and its heatmap term by
+    ``pose_kd_weight``; ``teacher_flip`` has it learn from flip-averaged teachers, ``teacher_cache`` from cached
+    maps (``cache_*`` as ``distill``'s flags).
+
+    ``steps`` fixes each run's length in steps of ``batch_size`` images (validated ``validations`` times), so
+    that the same recipe and seed give the same numbers on every machine. ``minutes``, when set, scales every
+    run's steps down alike where the timed steps would not fit that wall-clock budget (never up).
     """
 
     images: int = 800
@@ -124,9 +84,7 @@ class QuickstartPlan:
     pose_teacher: str = "pose_h-4"
     seg_teacher: str = "seg_h-3"
     student: str = "mtl_h-4"
-    minutes: Optional[float] = 30.0
-    teacher_epochs: int = 30
-    student_epochs: int = 30
+    minutes: Optional[float] = None
     batch_size: int = 8
     workers: int = 1
     seed: int = 0
@@ -152,7 +110,8 @@ class QuickstartPlan:
     cache_input_size: Tuple[int, ...] = ()
     cache_mirrored: bool = False
     cache_blend: bool = False
-    step_cap_scale: float = 1.0
+    steps: Mapping[str, int] = field(default_factory=dict)
+    validations: int = 3
 
     def __post_init__(self) -> None:
         if self.seg_optimizer not in ("adam", "sgd"):
@@ -168,11 +127,13 @@ class QuickstartPlan:
             raise ValueError(f"pose_kd_weight (--pose-kd-weight) must be finite and >= 0, got {self.pose_kd_weight}")
         self.kd_settings  # refuses a negative labelled-KD weight as early
         check_init_lr_factor(self.init_lr_factor)
-        if not (math.isfinite(self.step_cap_scale) and self.step_cap_scale >= 0):
-            raise ValueError(
-                f"step_cap_scale (--step-cap-scale) must be finite and >= 0 (0: no caps), got {self.step_cap_scale}"
-            )
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise ValueError(f"minutes (--minutes) must be finite and > 0, got {self.minutes}")
+        if self.validations < 1:
+            raise ValueError(f"validations must be >= 1, got {self.validations}")
         self._check_cache_options()
+        self._check_steps()
+        self.scene  # refuses people or heights the generator would refuse, before anything is written
         if self.student_init not in ("pose_teacher", "none"):
             raise ValueError(f"student_init must be 'pose_teacher' or 'none', got {self.student_init!r}")
         if self.student_init == "pose_teacher" and not self.pose_teacher_is_separate_student:
@@ -228,25 +189,27 @@ class QuickstartPlan:
         """The runs that train (the separate pose student is the pose teacher when they are one model)."""
         return tuple(r for r in RUNS if not (r == "pose_student_gt" and self.pose_teacher_is_separate_student))
 
-    @property
-    def shares(self) -> Dict[str, float]:
-        """Each training run's share of the budget."""
-        table = with_distilled_share(
-            WARM_START_SHARES if self.student_init == "pose_teacher" else SHARES, self.kd_step_factor
-        )
-        return {name: table[name] for name in self.runs}
+    def _check_steps(self) -> None:
+        unknown = sorted(set(self.steps) - set(RUNS))
+        if unknown:
+            raise ValueError(f"steps of unknown runs {unknown}; runs: {', '.join(RUNS)}")
+        missing = [run for run in self.runs if run not in self.steps]
+        if missing:
+            raise ValueError(f"the recipe gives no steps for {', '.join(missing)} (steps: {{run: steps}})")
+        bad = {run: n for run, n in self.steps.items() if not (isinstance(n, int) and n >= self.validations)}
+        if bad:
+            raise ValueError(f"steps must be integers >= validations ({self.validations}), got {bad}")
 
-    @property
-    def max_steps(self) -> Dict[str, int]:
-        """The most steps each training run takes within the budget (none with ``step_cap_scale`` 0)."""
-        if self.step_cap_scale == 0:
-            return {}
-        return {name: max(1, round(STEP_CAPS[name] * self.step_cap_scale)) for name in self.runs}
-
-    @property
-    def kd_step_factor(self) -> float:
-        """A distillation step's cost against a ground-truth joint step."""
-        return KD_STEP_FACTOR if self.teacher_cache else ONLINE_KD_STEP_FACTOR
+    @classmethod
+    def from_recipe(cls, path: Optional[PathLike] = None, **changes: Any) -> "QuickstartPlan":
+        """The recipe in the YAML file ``path`` (default: the shipped ``quickstart`` recipe), with ``changes``
+        on top; an unknown key is refused with the known ones listed."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ValueError(f"unknown recipe keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        data = read_recipe(recipe_path("quickstart") if path is None else path, known)
+        return cls(**as_tuples({**data, **changes}, _TUPLE_FIELDS))
 
     @property
     def kd_settings(self) -> KDSettings:
@@ -281,16 +244,19 @@ class QuickstartPlan:
         )
 
 
-def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Dict[str, Path]:
-    """Runs every step into ``out`` (each step resumes or is skipped when its result exists)."""
+def run_quickstart(out: PathLike, plan: Optional[QuickstartPlan] = None) -> Dict[str, Path]:
+    """Runs every step into ``out`` (each step resumes or is skipped when its result exists).
+
+    Args:
+        plan: the recipe (default: the shipped one, :meth:`QuickstartPlan.from_recipe`).
+    """
+    plan = QuickstartPlan.from_recipe() if plan is None else plan
     started = time.monotonic()
     out = Path(out)
     layout = _synthetic_set(out / "data", plan)
     coco = (layout.coco_annotations("train"), layout.coco_images("train"))
     coco_val = (layout.coco_annotations("val"), layout.coco_images("val"))
-    resumed_plan = (out / "plan.json").is_file()
-    budget = _budget(out, plan, layout, started)
-    call_base = budget.elapsed_seconds if budget is not None and resumed_plan else 0.0  # wall time of earlier calls
+    schedules = _schedules(out, plan, layout)
     common = dict(
         input_size=plan.input_size,
         batch_size=plan.batch_size,
@@ -303,35 +269,13 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     runs = out / "runs"
     checkpoints: Dict[str, Path] = {}
 
-    def schedule(name: str) -> StageSchedule:
-        if budget is None:
-            return StageSchedule(plan.teacher_epochs if name.endswith("teacher") else plan.student_epochs, None, 1)
-        before = dict(budget.schedules)
-        budget.replan(started={n for n in plan.runs if (runs / n / "last.pt").is_file()})
-        budget.save(out / "plan.json", minutes=plan.minutes)
-        if budget.schedules != before:
-            print(
-                f"quick start re-plan: the runs so far took {budget.speed_ratio:.2f}x their timed steps ("
-                + ", ".join(
-                    f"{n}: {s.epochs} x {s.steps_per_epoch} steps"
-                    for n, s in budget.schedules.items()
-                    if before.get(n) != s
-                )
-                + ")"
-            )
-        return budget.schedules[name]
-
     def once(name: str, train, result_file: str) -> Path:  # noqa: ANN001
         path = runs / name / result_file
         if not path.is_file():
+            s = schedules[name]
+            print(f"quick start: {name}, {s.epochs * s.steps_per_epoch} steps ({s.epochs} x {s.steps_per_epoch})")
             resume = (runs / name / "last.pt").is_file()
-            s = schedule(name)
-            run_started = time.monotonic()
             train(runs / name, resume, dict(epochs=s.epochs, steps_per_epoch=s.steps_per_epoch, val_every=s.val_every))
-            if budget is not None:
-                now = time.monotonic()
-                budget.finish(name, now - run_started, call_base + now - started, resumed=resume)
-                budget.save(out / "plan.json", minutes=plan.minutes)
         checkpoints[name] = path
         return path
 
@@ -390,6 +334,20 @@ def run_quickstart(out: PathLike, plan: QuickstartPlan = QuickstartPlan()) -> Di
     return paths
 
 
+def run_quickstart_seeds(out: PathLike, plan: QuickstartPlan, seeds: Sequence[int]) -> Dict[str, Path]:
+    """The quick start once per seed, one after another, into ``out/seed<N>/``; then each row's mean and spread
+    over the seeds in ``out/compare_seeds.{json,md}``, and whether the distilled joint student beat the
+    ground-truth one on each seed."""
+    out = Path(out)
+    per_seed = {}
+    for seed in seeds:
+        paths = run_quickstart(out / f"seed{seed}", replace(plan, seed=seed))
+        per_seed[seed] = json.loads(paths["json"].read_text())
+    paths = write_seed_spread(per_seed, out)
+    print(paths["markdown"].read_text())
+    return paths
+
+
 def _synthetic_set(data: Path, plan: QuickstartPlan) -> SyntheticLayout:
     stamp = data / "generated.json"
     wanted = json.dumps(
@@ -423,19 +381,45 @@ def _timing_batches(dataset, batch_size: int, workers: int, seed: int) -> Iterat
         yield from loader
 
 
-def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: float) -> Optional[QuickstartBudget]:
-    """None without a time budget; with one, timed on this machine once and kept in ``plan.json``."""
-    if plan.minutes is None:
-        return None
+def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout) -> Dict[str, StageSchedule]:
+    """Each run's schedule from the recipe's steps, scaled to ``plan.minutes`` where they would not fit; written
+    to ``plan.json`` once, so that a resumed quick start keeps the schedules it started with."""
     path = out / "plan.json"
     if path.is_file():
-        return QuickstartBudget.load(path)
+        saved = json.loads(path.read_text())
+        if "steps" in saved:
+            return {name: StageSchedule(**s) for name, s in saved["schedules"].items()}
     augment = TrainTransform((plan.input_size, plan.input_size), **plan.augmentation)
     pose_set = CocoKeypoints(layout.coco_images("train"), layout.coco_annotations("train"), augment, skip_empty=True)
     seg_set = Cityscapes(layout.cityscapes_root, "train", augment)
-    mixed = MixedTaskDataset([pose_set, seg_set])
+    data = {"pose": pose_set, "seg": seg_set, "joint": MixedTaskDataset([pose_set, seg_set])}
+    steps = {name: plan.steps[name] for name in plan.runs}
+    details: Dict[str, Any] = {"minutes": plan.minutes, "scale": 1.0}
+    if plan.minutes is not None:
+        step_seconds, fixed = _timed_steps(plan, data, layout)
+        needed = sum(steps[n] * step_seconds[n] for n in steps) + fixed
+        scale = fitting_scale(steps, step_seconds, BUDGET_RESERVE * plan.minutes * 60 - fixed)
+        details.update(scale=scale, seconds_per_step=step_seconds, projected_minutes=needed / 60)
+        if scale < 1:
+            steps = scaled_steps(steps, scale, plan.validations)
+            print(f"quick start: the recipe's steps need about {needed / 60:.0f} minutes here; every run's steps are "
+                  f"scaled by {scale:.2f} to fit {plan.minutes:g} minutes, so the numbers differ from the recipe's")
+        else:
+            print(f"quick start: the recipe's steps need about {needed / 60:.0f} of the {plan.minutes:g} minutes here")
+    full = {name: max(1, len(data["joint" if "joint" in name else name.split("_")[0]]) // plan.batch_size)
+            for name in steps}
+    schedules = {name: schedule_for_steps(n, full[name], plan.validations) for name, n in steps.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**details, "steps": steps, "schedules": {n: asdict(s) for n, s in schedules.items()}},
+                               indent=2))
+    return schedules
+
+
+def _timed_steps(plan: QuickstartPlan, data: Mapping[str, Any],
+                 layout: SyntheticLayout) -> Tuple[Dict[str, float], float]:
+    """Seconds per step of each run on this machine (a real loader's batches, :data:`REAL_STEP_FACTOR`), and the
+    seconds of the fixed work: the teacher cache and the final comparison."""
     b = plan.batch_size
-    data = {"pose": pose_set, "seg": seg_set, "joint": mixed}
     models = {
         "pose_teacher": ("pose", build_teacher("pose", plan.pose_teacher, plan.input_size)),
         "seg_teacher": ("seg", build_teacher("seg", plan.seg_teacher, plan.input_size)),
@@ -444,8 +428,6 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
         "joint_student_gt": ("joint", create_model(plan.student, input_size=plan.input_size)),
     }
     models = {name: job for name, job in models.items() if name in plan.runs}
-    # Batches come through a DataLoader with the runs' workers, so loading and augmentation are timed with
-    # the step as training pays for them (pre-built batches under-estimated real steps by 10-40 %).
     step = seconds_per_step_each(
         {
             name: (
@@ -458,34 +440,12 @@ def _budget(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, started: f
         steps=TIMED_STEPS,
     )
     step = {name: REAL_STEP_FACTOR * seconds for name, seconds in step.items()}
-    step["joint_student_kd"] = plan.kd_step_factor * step["joint_student_gt"]
-    full = {
-        name: max(1, len(mixed if "joint" in name else pose_set if name.startswith("pose") else seg_set) // b)
-        for name in plan.runs
-    }
+    step["joint_student_kd"] = KD_STEP_FACTOR["cached" if plan.teacher_cache else "online"] * step["joint_student_gt"]
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
-    joint_images = len(
-        CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val"))
-    )  # joint/val is as large as each val split
+    joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))
     fixed = (
         plan.cache_passes
-        * (per_image["pose_teacher"] * len(pose_set) + per_image["seg_teacher"] * len(seg_set))  # the teacher cache
+        * (per_image["pose_teacher"] * len(data["pose"]) + per_image["seg_teacher"] * len(data["seg"]))
         + sum(per_image.get(name, per_image["pose_teacher"]) * 2 * joint_images + 5.0 for name in RUNS)
-    )  # the comparison (a reused pose teacher is scored again)
-    elapsed = time.monotonic() - started
-    budget = QuickstartBudget.plan(
-        BUDGET_RESERVE * plan.minutes * 60, elapsed, step, full, plan.shares, fixed, plan.max_steps
     )
-    budget.save(path, minutes=plan.minutes, reserved_seconds=fixed + elapsed, train_seconds=budget.seconds_left(()))
-    print(
-        "quick start plan ("
-        + ", ".join(f"{n}: {s.epochs} x {s.steps_per_epoch} steps" for n, s in budget.schedules.items())
-        + ")"
-    )
-    if len(budget.capped()) == len(budget.schedules):
-        end = budget.total_seconds - budget.seconds_left(budget.schedules)  # timing, runs, cache and comparison
-        print(
-            f"every run is at its step cap: the quick start should end after about {end / 60:.0f} "
-            f"of its {plan.minutes:g} minutes (--step-cap-scale trains longer)"
-        )
-    return budget
+    return step, fixed

@@ -1,13 +1,21 @@
-"""The quick start runs every step end to end (tiny sizes) and writes the comparison with all six rows."""
+"""The quick start runs every step end to end (tiny sizes) for its recipe's fixed steps and writes the comparison
+with all six rows; --minutes scales the steps alike; --seeds reports the spread."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from distill.compare import ROW_NAMES
 from distill.quickstart import RUNS as quickstart_runs
 from distill.quickstart import QuickstartPlan, run_quickstart
-from distill.quickstart_budget import StageSchedule, schedule_for, split_budget
+from distill.quickstart_schedule import StageSchedule, fitting_scale, scaled_steps, schedule_for_steps
+from evaluation.compare import ROW_NAMES
+
+TINY_STEPS = {run: 3 for run in quickstart_runs}
+
+
+def _recipe(**changes) -> QuickstartPlan:  # noqa: ANN003
+    return QuickstartPlan.from_recipe(**changes)
 
 
 def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
@@ -17,11 +25,10 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
         input_size=64,
         pose_teacher="pose_h-4",
         seg_teacher="seg_h-4",
-        teacher_epochs=1,
-        student_epochs=1,
+        steps=TINY_STEPS,
+        validations=1,
         batch_size=2,
         workers=0,
-        minutes=None,
         task_ratios=(1.0, 1.0),
         ema_decay=0.9,
         init_lr_factor=0.2,
@@ -34,7 +41,10 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     paths = run_quickstart(tmp_path / "qs", plan)
     rows = json.loads(paths["json"].read_text())
     assert [r["name"] for r in rows] == list(ROW_NAMES)
-    assert all({"ap", "miou", "params", "macs", "latency_ms"} <= set(r) for r in rows)
+    assert all({"ap", "miou", "params", "macs", "latency_ms", "seed", "steps"} <= set(r) for r in rows)
+    assert all(r["steps"] == 3 and r["seed"] == 0 for r in rows)  # the recipe's steps, whatever the machine
+    assert "| seed | steps |" in paths["markdown"].read_text()
+    assert json.loads((tmp_path / "qs" / "plan.json").read_text())["steps"]["joint_student_kd"] == 3
     assert paths["plot"].is_file() and paths["markdown"].is_file()
     from mtl_ehrnet.checkpoint import read_checkpoint
 
@@ -74,28 +84,29 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert (student.stat().st_mtime_ns, data.stat().st_mtime_ns) == stamps
 
 
-def test_schedule_fits_the_time_and_validates_three_times() -> None:
-    # 600 s at 2 s/step = 300 steps; an epoch is 100 steps: 3 whole epochs, validated after each.
-    assert schedule_for(600, 2.0, 100) == StageSchedule(3, 100, 1)
-    # 60 s = 30 steps < one epoch: three short epochs of 10 steps, each validated.
-    assert schedule_for(60, 2.0, 100) == StageSchedule(3, 10, 1)
-    # Plenty of time: whole epochs, about three validations.
-    long = schedule_for(10_000, 1.0, 100)
-    assert (long.epochs, long.steps_per_epoch, long.val_every) == (100, 100, 33)
+def test_steps_become_epochs_validated_three_times() -> None:
+    # 300 steps, an epoch of 100: three whole epochs, validated after each.
+    assert schedule_for_steps(300, 100) == StageSchedule(3, 100, 1)
+    # 30 steps < one epoch: three short epochs of 10 steps, each validated.
+    assert schedule_for_steps(30, 100) == StageSchedule(3, 10, 1)
+    # Many steps: whole epochs, about three validations.
+    assert schedule_for_steps(10_000, 100) == StageSchedule(100, 100, 33)
 
 
-def test_budget_is_shared_and_refused_when_spent() -> None:
-    steps = {"a": 1.0, "b": 2.0}
-    plans = split_budget(300, steps, {"a": 10, "b": 10}, shares={"a": 2, "b": 1})
-    assert plans["a"].epochs * plans["a"].steps_per_epoch == 200  # 200 s at 1 s/step
-    assert plans["b"].epochs * plans["b"].steps_per_epoch == 50  # 100 s at 2 s/step
+def test_minutes_scale_every_run_alike_and_never_up() -> None:
+    steps = {"a": 200, "b": 100}
+    seconds = {"a": 1.0, "b": 2.0}  # 400 s needed
+    assert fitting_scale(steps, seconds, 200) == 0.5
+    assert fitting_scale(steps, seconds, 4000) == 1.0
+    assert scaled_steps(steps, 0.5, validations=3) == {"a": 100, "b": 50}
+    assert scaled_steps(steps, 0.001, validations=3) == {"a": 3, "b": 3}
     import pytest
 
     with pytest.raises(ValueError, match="--minutes"):
-        split_budget(-5, steps, {"a": 10, "b": 10}, shares={"a": 1, "b": 1})
+        fitting_scale(steps, seconds, -5)
 
 
-def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkeypatch) -> None:
+def test_minutes_scale_the_recipe_and_a_resumed_run_keeps_its_steps(tmp_path: Path, monkeypatch, capsys) -> None:
     from distill import quickstart
 
     timed = []
@@ -105,188 +116,147 @@ def test_budgeted_quickstart_writes_its_plan_and_keeps_it(tmp_path: Path, monkey
             timed.append(tuple(next(batches)["image"].shape))  # real batches from a loader, as training gets them
         return {name: 1.0 for name in jobs}
 
-    # Measured step times vary with the machine's load; a fixed one makes the shares checkable.
     monkeypatch.setattr(quickstart, "seconds_per_step_each", one_second)
-
-    # From scratch with a wider pose teacher: six runs, five of them timed (the KD step is derived).
-    plan = QuickstartPlan(
-        images=6,
-        image_size=(96, 64),
-        input_size=64,
-        pose_teacher="pose_h-3",
-        seg_teacher="seg_h-4",
-        batch_size=2,
-        workers=0,
-        minutes=60.0,
-        task_ratios=(1.0, 1.0),
-        student_init="none",
-    )
+    steps = {"pose_teacher": 400, "seg_teacher": 200, "seg_student_gt": 100, "joint_student_gt": 100,
+             "joint_student_kd": 100}
+    plan = QuickstartPlan(images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2,
+                          workers=0, steps=steps, minutes=10.0)
     layout = quickstart._synthetic_set(tmp_path / "data", plan)
-    first = quickstart._budget(tmp_path, plan, layout, started=0.0 + __import__("time").monotonic()).schedules
+    first = quickstart._schedules(tmp_path, plan, layout)
     saved = json.loads((tmp_path / "plan.json").read_text())
-    assert set(saved["schedules"]) == set(quickstart.RUNS) and saved["train_seconds"] > 0
-    assert all(s.epochs >= 1 and s.steps_per_epoch >= 1 for s in first.values())
-    assert len(timed) == 5 and all(shape == (2, 3, 64, 64) for shape in timed)
-    # At equal step times the shares decide: the pose teacher trains longest.
-    steps = {name: s.epochs * s.steps_per_epoch for name, s in first.items()}
-    assert steps["pose_teacher"] == max(steps.values()) > steps["pose_student_gt"]
-    again = quickstart._budget(tmp_path, QuickstartPlan(minutes=1.0), layout, started=0.0).schedules
+    assert len(timed) == 4 and all(shape == (2, 3, 64, 64) for shape in timed)  # the pose teacher is the pose student
+    # 1.1 s a step (1.75x for distillation) for 975 steps and the comparison's fixed time do not fit 9.5 minutes.
+    assert 0.3 < saved["scale"] < 0.6 and saved["projected_minutes"] > 10
+    assert saved["steps"]["joint_student_kd"] == saved["steps"]["joint_student_gt"]
+    assert saved["steps"]["pose_teacher"] == int(400 * saved["scale"] + 1e-9)
+    assert "scaled by" in capsys.readouterr().out
+    assert set(first) == set(plan.runs) and all(s.epochs >= 1 for s in first.values())
+    again = quickstart._schedules(tmp_path, QuickstartPlan.from_recipe(), layout)
     assert again == first  # a resumed run keeps its schedules
-    # Started from a pose teacher of the student's width, the separate pose student is that teacher: not timed, no run.
+    # Without --minutes nothing is timed: the recipe's steps, on any machine.
     timed.clear()
-    (tmp_path / "warm").mkdir()
-    warm = quickstart._budget(
-        tmp_path / "warm",
-        QuickstartPlan(
-            images=6, image_size=(96, 64), input_size=64, seg_teacher="seg_h-4", batch_size=2, workers=0, minutes=60.0
-        ),
-        layout,
-        started=__import__("time").monotonic(),
-    ).schedules
-    assert set(warm) == set(quickstart.RUNS) - {"pose_student_gt"} and len(timed) == 4
-    warm_steps = {name: s.epochs * s.steps_per_epoch for name, s in warm.items()}
-    assert warm_steps["pose_teacher"] > steps["pose_teacher"], "the pose teacher gets the separate pose student's time"
-    assert abs(warm_steps["joint_student_kd"] - warm_steps["joint_student_gt"]) <= 0.02 * warm_steps["joint_student_gt"]
+    fixed = quickstart._schedules(tmp_path / "fixed", replace(plan, minutes=None), layout)
+    assert not timed and {n: s.epochs * s.steps_per_epoch for n, s in fixed.items()}["seg_teacher"] == 200
 
 
-def test_joint_students_get_the_same_number_of_steps() -> None:
-    from distill.quickstart import KD_STEP_FACTOR, RUNS
-    from distill.quickstart_budget import SHARES, with_distilled_share
+def test_the_shipped_recipe_names_every_run_and_refuses_unknown_keys(tmp_path: Path) -> None:
+    import pytest
 
-    step = {name: 1.0 for name in RUNS}
-    step["joint_student_kd"] = KD_STEP_FACTOR  # a distillation step costs more
-    plans = split_budget(
-        100_000, step, {name: 1_000_000 for name in RUNS}, with_distilled_share(SHARES, KD_STEP_FACTOR)
-    )
-    gt, kd = (plans[n].epochs * plans[n].steps_per_epoch for n in ("joint_student_gt", "joint_student_kd"))
-    assert abs(kd - gt) / gt < 0.02, (gt, kd)
+    plan = _recipe()
+    assert set(plan.steps) == set(quickstart_runs) and plan.minutes is None
+    assert plan.steps["joint_student_kd"] == plan.steps["joint_student_gt"]  # the comparison measures distillation
+    with pytest.raises(ValueError, match=r"unknown recipe keys labeled_kd_weight; known: .*labelled_kd_weight"):
+        _recipe(labeled_kd_weight=0.5)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("images: 10\nsteps: {pose_teacher: 3}\ntask_wieghts: [1, 1]\n")
+    with pytest.raises(ValueError, match=r"mine.yaml: unknown keys task_wieghts; known: "):
+        QuickstartPlan.from_recipe(mine)
+    mine.write_text("images: 10\nsteps: {pose_teacher: 3}\n")
+    with pytest.raises(ValueError, match="the recipe gives no steps for seg_teacher"):
+        QuickstartPlan.from_recipe(mine)
+    with pytest.raises(ValueError, match=r"steps of unknown runs \['teacher'\]"):
+        _recipe(steps={**plan.steps, "teacher": 5})
+    with pytest.raises(ValueError, match="steps must be integers >= validations"):
+        _recipe(steps={**plan.steps, "seg_teacher": 2})
 
 
 def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
     import pytest
 
     with pytest.raises(ValueError, match="seg_optimizer must be adam or sgd"):
-        QuickstartPlan(seg_optimizer="lamb")
+        _recipe(seg_optimizer="lamb")
     with pytest.raises(ValueError, match="task ratios .* must be >= 0"):
-        QuickstartPlan(task_ratios=(-1.0, 1.0))
+        _recipe(task_ratios=(-1.0, 1.0))
     with pytest.raises(ValueError, match=r"task_ratios must be \(pose, seg\) shares"):
-        QuickstartPlan(task_ratios=(1.0, 1.0, 1.0))
+        _recipe(task_ratios=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="batch_size 2 is too small"):
-        QuickstartPlan(batch_size=2, task_ratios=(3.0, 1.0))  # 3:1 leaves no segmentation sample in a batch of 2
+        _recipe(batch_size=2, task_ratios=(3.0, 1.0))  # 3:1 leaves no segmentation sample in a batch of 2
     with pytest.raises(ValueError, match=r"push \(--ae-push\) must be one of"):
-        QuickstartPlan(ae_push="hinge")
+        _recipe(ae_push="hinge")
     with pytest.raises(ValueError, match="class_weights must be one of"):
-        QuickstartPlan(class_weights="inverse")
+        _recipe(class_weights="inverse")
     with pytest.raises(
         ValueError, match=r"(?s)pose teacher must have the student's width: pose_h-4 for mtl_h-4, got pose_h-3"
     ):
-        QuickstartPlan(pose_teacher="pose_h-3")
-    assert QuickstartPlan(pose_teacher="pose_h-3", student_init="none").runs == quickstart_runs
+        _recipe(pose_teacher="pose_h-3")
+    assert _recipe(pose_teacher="pose_h-3", student_init="none").runs == quickstart_runs
     with pytest.raises(ValueError, match="student_init must be"):
-        QuickstartPlan(student_init="seg_teacher")
+        _recipe(student_init="seg_teacher")
     with pytest.raises(ValueError, match=r"seg task weight \(--task-weights\) must be finite and >= 0"):
-        QuickstartPlan(task_weights=(1.0, -0.5))
+        _recipe(task_weights=(1.0, -0.5))
     with pytest.raises(ValueError, match=r"task_weights must be \(pose, seg\) factors"):
-        QuickstartPlan(task_weights=(1.0,))
+        _recipe(task_weights=(1.0,))
     with pytest.raises(
         ValueError, match=r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -1"
     ):
-        QuickstartPlan(labelled_kd_weight=-1.0)
+        _recipe(labelled_kd_weight=-1.0)
     with pytest.raises(ValueError, match=r"init_lr_factor \(--init-lr-factor\) must be finite and > 0, got 0.0"):
-        QuickstartPlan(init_lr_factor=0.0)
+        _recipe(init_lr_factor=0.0)
 
 
-def test_quickstart_command_passes_who_is_in_the_scenes(monkeypatch) -> None:
+def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_path: Path) -> None:
     import pytest
 
     from distill import quickstart
     from mtl_ehrnet.cli import main
 
-    plans = []
-    monkeypatch.setattr(
-        quickstart, "run_quickstart", lambda out, plan: plans.append(plan) or {"markdown": "m", "plot": "p"}
-    )
-    assert (
-        main(
-            [
-                "quickstart",
-                "--people",
-                "2",
-                "4",
-                "--min-person-height",
-                "0.3",
-                "--max-person-height",
-                "0.7",
-                "--task-ratios",
-                "1",
-                "1",
-            ]
-        )
-        == 0
-    )
-    assert (plans[0].people, plans[0].min_person_height, plans[0].max_person_height) == ((2, 4), 0.3, 0.7)
-    assert plans[0].scene.crowds is False and plans[0].task_ratios == (1.0, 1.0)
+    plans, seeds = [], []
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, plan: plans.append(plan) or {"markdown": "m"})
+    monkeypatch.setattr(quickstart, "run_quickstart_seeds",
+                        lambda out, plan, s: seeds.append((plan, s)) or {"markdown": "m"})
+    assert main(["quickstart"]) == 0
+    assert plans[0] == _recipe()
     assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
-    assert main(["quickstart", "--ae-weight", "0.001", "--ae-push", "exp", "--ohem", "0.7"]) == 0
-    assert plans[1].ground_truth == {"ae_weight": 0.001, "ae_push": "exp", "class_weights": "none", "ohem": 0.7}
-    assert plans[0].ema_decay is None
-    assert main(["quickstart", "--ema-decay", "0.998"]) == 0 and plans[2].ema_decay == 0.998
-    assert (plans[0].student_init, plans[0].task_weights, plans[0].pose_teacher) == (
-        "pose_teacher",
-        (1.0, 0.01),
-        "pose_h-4",
-    )
-    assert main(["quickstart", "--student-init", "none", "--pose-teacher", "pose_h-3", "--task-weights", "1", "1"]) == 0
-    assert (plans[3].student_init, plans[3].task_weights, plans[3].pose_teacher) == ("none", (1.0, 1.0), "pose_h-3")
-    assert main(["quickstart", "--labelled-kd-weight", "0.5", "--init-lr-factor", "0.3"]) == 0
-    assert (plans[4].labelled_kd_weight, plans[4].init_lr_factor) == (0.5, 0.3)
-    assert plans[0].kd_settings.teacher_flip is False and plans[0].init_lr_factor == 1.0
-    assert main(["quickstart", "--teacher-flip"]) == 0 and plans[5].kd_settings.teacher_flip is True
-    assert plans[0].kd_settings.weights == {"pose/kd_heatmaps": 4.0} and plans[0].teacher_cache is False
-    assert plans[0].shares["joint_student_kd"] == plans[0].shares["joint_student_gt"] * plans[0].kd_step_factor
-    assert main(["quickstart", "--pose-kd-weight", "2"]) == 0 and plans[6].kd_settings.weights == {
-        "pose/kd_heatmaps": 2.0
-    }
-    assert main(["quickstart", "--seed", "3"]) == 0 and (plans[0].seed, plans[7].seed) == (0, 3)
-    assert main(["quickstart", "--step-cap-scale", "0"]) == 0 and (plans[0].step_cap_scale, plans[8].max_steps) == (
-        1.0,
-        {},
-    )
-    assert plans[0].cache_sizes == (192,) and not (plans[0].cache_mirrored or plans[0].cache_blend)  # 1.5x the input
-    assert (
-        main(["quickstart", "--teacher-cache", "--cache-input-size", "160", "192", "--cache-mirrored", "--cache-blend"])
-        == 0
-    )
-    assert (plans[9].cache_sizes, plans[9].cache_mirrored, plans[9].cache_blend) == ((160, 192), True, True)
-    with pytest.raises(
-        SystemExit,
-        match="mtl-ehrnet quickstart: --cache-input-size, --cache-mirrored shape the teacher cache: "
-        "add --teacher-cache",
-    ):
-        main(["quickstart", "--cache-input-size", "160", "--cache-mirrored"])
-    with pytest.raises(
-        SystemExit, match=r"mtl-ehrnet quickstart: cache_blend \(--cache-blend\) mixes two cached sizes"
-    ):
-        main(["quickstart", "--teacher-cache", "--cache-blend"])
-    with pytest.raises(SystemExit, match="multiples of 32, got \\[100\\]"):
-        main(["quickstart", "--teacher-cache", "--cache-input-size", "100"])
-    with pytest.raises(
-        SystemExit, match=r"mtl-ehrnet quickstart: step_cap_scale \(--step-cap-scale\) must be finite and >= 0"
-    ):
-        main(["quickstart", "--step-cap-scale", "-2"])
-    with pytest.raises(
-        SystemExit,
-        match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be finite and >= 0, got -1.0",
-    ):
-        main(["quickstart", "--pose-kd-weight", "-1"])
+    assert plans[0].kd_settings.weights == {"pose/kd_heatmaps": 4.0} and plans[0].scene.crowds is False
+    assert main(["quickstart", "--set", "labelled_kd_weight=0.5", "--set", "task_weights=[1, 1]", "--set",
+                 "people=[2, 4]", "--seed", "3", "--minutes", "20", "--images", "50", "--workers", "0"]) == 0
+    changed = plans[1]
+    assert (changed.labelled_kd_weight, changed.task_weights, changed.people) == (0.5, (1.0, 1.0), (2, 4))
+    assert (changed.seed, changed.minutes, changed.images, changed.workers) == (3, 20.0, 50, 0)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(quickstart.recipe_path("quickstart").read_text().replace("seg_teacher: seg_h-3",
+                                                                             "seg_teacher: seg_h-4"))
+    assert main(["quickstart", "--recipe", str(mine)]) == 0 and plans[2].seg_teacher == "seg_h-4"
+    assert main(["quickstart", "--seeds", "0", "1", "2"]) == 0 and seeds[0][1] == [0, 1, 2]
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: unknown recipe keys pose_kd; known: "):
+        main(["quickstart", "--set", "pose_kd=2"])
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be"):
+        main(["quickstart", "--set", "pose_kd_weight=-1"])
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: minutes \(--minutes\) must be finite and > 0"):
+        main(["quickstart", "--minutes", "0"])
+    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: --cache-input-size, --cache-mirrored shape the "
+                                         "teacher cache: add --teacher-cache"):
+        main(["quickstart", "--set", "cache_input_size=[160]", "--set", "cache_mirrored=true"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: student_init 'pose_teacher' starts"):
-        main(["quickstart", "--pose-teacher", "pose_h-3"])
-    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: ema_decay must be in"):
-        main(["quickstart", "--ema-decay", "1.5"])
-    with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: task ratios .* must be >= 0 with a positive sum"):
-        main(["quickstart", "--task-ratios", "0", "0"])
+        main(["quickstart", "--set", "pose_teacher=pose_h-3"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: max_person_height"):
-        main(["quickstart", "--min-person-height", "0.5", "--max-person-height", "0.4"])
+        main(["quickstart", "--set", "min_person_height=0.5", "--set", "max_person_height=0.4"])
+
+
+def test_seeds_report_the_spread_and_the_distillation_margins(tmp_path: Path, monkeypatch) -> None:
+    from distill import quickstart
+
+    def fake(out, plan):  # noqa: ANN001, ANN202 - each seed's comparison, as run_quickstart writes it
+        seed = plan.seed
+        rows = [{"name": "pose_teacher", "ap": 0.3, "miou": None, "steps": 9, "seed": seed},
+                {"name": "seg_teacher", "ap": None, "miou": 0.5, "steps": 9, "seed": seed},
+                {"name": "joint_student_gt", "ap": 0.2, "miou": 0.44, "steps": 5, "seed": seed},
+                {"name": "joint_student_kd", "ap": 0.25 + 0.01 * seed, "miou": 0.46, "steps": 5, "seed": seed}]
+        Path(out).mkdir(parents=True)
+        (Path(out) / "compare.json").write_text(json.dumps(rows))
+        return {"json": Path(out) / "compare.json"}
+
+    monkeypatch.setattr(quickstart, "run_quickstart", fake)
+    paths = quickstart.run_quickstart_seeds(tmp_path, _recipe(), [0, 1, 2])
+    record = json.loads(paths["json"].read_text())
+    kd = next(e for e in record["spread"] if e["name"] == "joint_student_kd")
+    assert kd["seeds"] == [0, 1, 2] and kd["steps"] == [5, 5, 5]
+    assert abs(kd["ap"]["mean"] - 0.26) < 1e-9 and (kd["ap"]["min"], kd["ap"]["max"]) == (0.25, 0.27)
+    assert abs(record["margins"]["2"]["ap_vs_gt"] - 0.07) < 1e-9
+    assert abs(record["margins"]["0"]["miou_of_teacher"] - 0.92) < 1e-9
+    text = paths["markdown"].read_text()
+    assert "| joint_student_kd | 0, 1, 2 | 5, 5, 5 | 0.260 (0.250-0.270) | 0.460 (0.460-0.460) |" in text
+    assert "| 1 | 0.060 | 0.020 | 86.7 % | 92.0 % |" in text
 
 
 def test_step_timer_batches_go_round_a_set_smaller_than_its_rounds() -> None:

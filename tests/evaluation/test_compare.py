@@ -48,7 +48,7 @@ def test_compare_rows_keys_nulls_and_savings(
 def test_latency_rounds_keep_a_passing_load_off_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from distill import compare
+    from evaluation import compare
 
     calls = []
 
@@ -68,7 +68,7 @@ def test_latency_rounds_keep_a_passing_load_off_every_row(monkeypatch: pytest.Mo
 
 
 def test_rows_naming_one_checkpoint_are_measured_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from distill import compare
+    from evaluation import compare
 
     evaluated, timed = [], []
     monkeypatch.setattr(
@@ -90,7 +90,7 @@ def test_rows_naming_one_checkpoint_are_measured_once(tmp_path: Path, monkeypatc
 
 
 def test_compare_times_every_model_on_the_path_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from distill import compare
+    from evaluation import compare
     from mtl_ehrnet.inference.runners import TorchRunner
 
     timed = []

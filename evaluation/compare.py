@@ -19,10 +19,11 @@ from torch import nn
 from evaluation.complexity import complexity
 from evaluation.dataset_eval import evaluate_joint
 from evaluation.latency import measure_latency
+from mtl_ehrnet.checkpoint import read_checkpoint
+from mtl_ehrnet.factory import load_model
 from mtl_ehrnet.inference.deployment import DeploymentPath
 from mtl_ehrnet.inference.quantize import calibration_batches
 from mtl_ehrnet.inference.runners import build_runner
-from teachers.frozen import load_teacher
 
 ROW_NAMES = ("pose_teacher", "seg_teacher", "pose_student_gt", "seg_student_gt", "joint_student_gt", "joint_student_kd")
 PathLike = Union[str, Path]
@@ -63,7 +64,7 @@ def compare_rows(
                 }
             )
             continue
-        model: nn.Module = load_teacher(checkpoints[name]).model  # frozen, eval mode, any kind of model
+        model: nn.Module = load_model(checkpoints[name]).requires_grad_(False)  # eval mode, any kind of model
         size = tuple(model.input_size)
         metrics = evaluate_joint(model, joint_root)
         counts = complexity(model, size)
@@ -79,12 +80,23 @@ def compare_rows(
             "latency_ms": None,
             "latency_path": "fp32 torch eager" if path is None else str(path),
             "checkpoint": str(checkpoints[name]),
+            **training_record(checkpoints[name]),
         }
         rows.append(first_row[key])
     latency = latencies_in_rounds(models, latency_runs, threads)
     for row in rows:
         row["latency_ms"] = latency[str(row.get("same_as", row["name"]))]
     return rows
+
+
+def training_record(path: PathLike) -> Dict[str, Optional[int]]:
+    """The seed and the steps a checkpoint's weights were trained with: from the checkpoint, or from the
+    ``last.pt`` beside a weights-only one (``student.pt``); None where neither says."""
+    state = read_checkpoint(path)
+    if "global_step" not in state and (Path(path).parent / "last.pt").is_file():
+        state = read_checkpoint(Path(path).parent / "last.pt")
+    seed = (state.get("run_config") or {}).get("seed")
+    return {"seed": seed, "steps": state.get("global_step")}
 
 
 def _runner(model: nn.Module, path: DeploymentPath, size: Tuple[int, int],
@@ -143,15 +155,21 @@ def _fmt(value: object, scale: float = 1.0, digits: int = 3, unit: str = "") -> 
     return f"{float(value) / scale:.{digits}f}{unit}"  # type: ignore[arg-type]
 
 
+def _plain(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 def markdown(rows: List[Dict[str, object]], saving: Dict[str, Optional[float]]) -> str:
     paths = sorted({str(r["latency_path"]) for r in rows if r.get("latency_path")})
     latency = f"CPU latency ({', '.join(paths)})" if paths else "CPU latency"
-    lines = [f"| row | tasks | input | AP | mIoU | params | MACs | {latency} |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| row | tasks | input | seed | steps | AP | mIoU | params | MACs | {latency} |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         h, w = r["input_size"]  # type: ignore[misc]
         lines.append(
             f"| {r['name']}{' (= ' + str(r['same_as']) + ')' if r.get('same_as') else ''} | "
-            f"{'+'.join(r['tasks'])} | {h}x{w} | {_fmt(r['ap'])} | {_fmt(r['miou'])} | "  # type: ignore[arg-type]
+            f"{'+'.join(r['tasks'])} | {h}x{w} | {_plain(r.get('seed'))} | {_plain(r.get('steps'))} | "  # type: ignore[arg-type]
+            f"{_fmt(r['ap'])} | {_fmt(r['miou'])} | "
             f"{_fmt(r['params'], 1e6, 2, ' M')} | {_fmt(r['macs'], 1e9, 2, ' G')} | "
             f"{_fmt(r['latency_ms'], 1, 1, ' ms')} |"
         )
@@ -220,3 +238,79 @@ def write_comparison(rows: List[Dict[str, object]], out: PathLike) -> Dict[str, 
     (out / "savings.json").write_text(json.dumps(saving, indent=2) + "\n")
     (out / "compare.md").write_text(markdown(rows, saving) + "\n")
     return {"json": out / "compare.json", "markdown": out / "compare.md", "plot": plot(rows, out / "compare.png")}
+
+
+def seed_spread(per_seed: Mapping[int, List[Dict[str, object]]]) -> List[Dict[str, object]]:
+    """Each row's AP and mIoU over several seeds' comparisons: mean, min, max and population standard deviation,
+    with the seeds and each seed's steps.
+
+    Args:
+        per_seed: ``{seed: compare_rows(...)}``.
+    """
+    names = [name for name in ROW_NAMES if any(r["name"] == name for rows in per_seed.values() for r in rows)]
+    spread: List[Dict[str, object]] = []
+    for name in names:
+        found = {seed: next(r for r in rows if r["name"] == name) for seed, rows in per_seed.items()
+                 if any(r["name"] == name for r in rows)}
+        steps = [r.get("steps") for r in found.values()]
+        entry: Dict[str, object] = {"name": name, "seeds": list(found), "steps": steps}
+        for key in ("ap", "miou"):
+            values = [float(r[key]) for r in found.values() if r.get(key) is not None]  # type: ignore[arg-type]
+            entry[key] = None if not values else {
+                "mean": statistics.fmean(values), "min": min(values), "max": max(values),
+                "std": statistics.pstdev(values), "per_seed": values,
+            }
+        spread.append(entry)
+    return spread
+
+
+def distillation_margins(per_seed: Mapping[int, List[Dict[str, object]]]) -> Dict[int, Dict[str, Optional[float]]]:
+    """Per seed: the distilled joint student's AP and mIoU minus the ground-truth joint student's, and its share
+    of each teacher's."""
+    margins: Dict[int, Dict[str, Optional[float]]] = {}
+    for seed, rows in per_seed.items():
+        by = {r["name"]: r for r in rows}
+        kd, gt = by.get("joint_student_kd"), by.get("joint_student_gt")
+        entry: Dict[str, Optional[float]] = {}
+        for key, teacher in (("ap", "pose_teacher"), ("miou", "seg_teacher")):
+            value = None if kd is None else kd.get(key)
+            base = None if gt is None else gt.get(key)
+            reference = by.get(teacher, {}).get(key)
+            entry[f"{key}_vs_gt"] = None if value is None or base is None else float(value) - float(base)  # type: ignore[arg-type]
+            entry[f"{key}_of_teacher"] = (
+                None if value is None or not reference else float(value) / float(reference)  # type: ignore[arg-type]
+            )
+        margins[seed] = entry
+    return margins
+
+
+def seed_markdown(spread: List[Dict[str, object]], margins: Mapping[int, Dict[str, Optional[float]]]) -> str:
+    """The spread table, then the distilled student's margins per seed."""
+    def cell(stats: object) -> str:
+        if not stats:
+            return "-"
+        return f"{stats['mean']:.3f} ({stats['min']:.3f}-{stats['max']:.3f})"  # type: ignore[index]
+
+    lines = ["| row | seeds | steps | AP mean (min-max) | mIoU mean (min-max) |", "|---|---|---|---|---|"]
+    for entry in spread:
+        seeds = ", ".join(str(s) for s in entry["seeds"])  # type: ignore[attr-defined]
+        steps = ", ".join(_plain(s) for s in entry["steps"])  # type: ignore[attr-defined]
+        lines.append(f"| {entry['name']} | {seeds} | {steps} | {cell(entry['ap'])} | {cell(entry['miou'])} |")
+    lines += ["", "| seed | distilled - ground truth AP | mIoU | of pose teacher's AP | of seg teacher's mIoU |",
+              "|---|---|---|---|---|"]
+    for seed, m in margins.items():
+        lines.append(f"| {seed} | {_fmt(m['ap_vs_gt'], digits=3)} | {_fmt(m['miou_vs_gt'], digits=3)} | "
+                     f"{_fmt(m['ap_of_teacher'], 0.01, 1, ' %')} | {_fmt(m['miou_of_teacher'], 0.01, 1, ' %')} |")
+    return "\n".join(lines)
+
+
+def write_seed_spread(per_seed: Mapping[int, List[Dict[str, object]]], out: PathLike) -> Dict[str, Path]:
+    """Writes ``compare_seeds.json`` (the spread, the margins and every seed's rows) and ``compare_seeds.md``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spread, margins = seed_spread(per_seed), distillation_margins(per_seed)
+    record = {"spread": spread, "margins": {str(k): v for k, v in margins.items()},
+              "rows": {str(k): v for k, v in per_seed.items()}}
+    (out / "compare_seeds.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "compare_seeds.md").write_text(seed_markdown(spread, margins) + "\n")
+    return {"json": out / "compare_seeds.json", "markdown": out / "compare_seeds.md"}

@@ -1,0 +1,43 @@
+"""Each quick-start run's steps as epochs, and the one factor that fits them into a wall-clock budget."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """One run's length: ``epochs`` of ``steps_per_epoch`` steps (None: whole passes over the data),
+    validated every ``val_every`` epochs."""
+
+    epochs: int
+    steps_per_epoch: Optional[int]
+    val_every: int
+
+
+def schedule_for_steps(steps: int, full_epoch_steps: int, validations: int = 3) -> StageSchedule:
+    """``steps`` as epochs: whole passes over the data when there are ``validations`` of them or more, else
+    shorter epochs so that the run is still validated ``validations`` times (the last epoch included)."""
+    if steps < 1 or full_epoch_steps < 1 or validations < 1:
+        raise ValueError(f"need steps, full_epoch_steps and validations >= 1, got {steps}, {full_epoch_steps}, "
+                         f"{validations}")
+    per_epoch = min(full_epoch_steps, max(1, steps // validations))
+    epochs = max(1, steps // per_epoch)
+    return StageSchedule(epochs, per_epoch, max(1, epochs // validations))
+
+
+def fitting_scale(steps: Mapping[str, int], step_seconds: Mapping[str, float], seconds: float) -> float:
+    """The factor (at most 1) on every run's ``steps`` that fits them, at ``step_seconds`` each, into ``seconds``.
+
+    Raises:
+        ValueError: when no time is left for training.
+    """
+    if seconds <= 0:
+        raise ValueError(f"no time left for training ({seconds:.0f} s): raise --minutes")
+    needed = sum(n * step_seconds[name] for name, n in steps.items())
+    return min(1.0, seconds / needed) if needed > 0 else 1.0
+
+
+def scaled_steps(steps: Mapping[str, int], scale: float, validations: int) -> Dict[str, int]:
+    """Each run's steps times ``scale``, at least one per validation."""
+    return {name: max(validations, int(n * scale + 1e-9)) for name, n in steps.items()}

@@ -1,0 +1,61 @@
+"""Recipes shipped with the library as YAML files: what a run trains, for how many steps, with which settings.
+
+``mtl-ehrnet recipes`` lists them with their first line; ``recipe_path(name)`` is the file to pass to a command
+or to copy and edit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
+
+import yaml
+
+RECIPES = Path(__file__).resolve().parent
+
+
+def recipe_names() -> List[str]:
+    """Every shipped recipe's name (its file name without ``.yaml``)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def recipe_path(name: str) -> Path:
+    """The shipped recipe ``name``'s file.
+
+    Raises:
+        ValueError: naming the shipped recipes when there is none called ``name``.
+    """
+    path = RECIPES / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"no shipped recipe {name!r}; recipes: {', '.join(recipe_names())}")
+    return path
+
+
+def recipe_summary(name: str) -> str:
+    """The recipe's first comment line (what it trains)."""
+    first = recipe_path(name).read_text(encoding="utf-8").splitlines()[0]
+    return first.lstrip("# ").strip()
+
+
+def read_recipe(path: "str | Path", known: Iterable[str]) -> Dict[str, Any]:
+    """A YAML recipe's mapping (``yaml.safe_load``: no code runs), its keys checked against ``known``.
+
+    Raises:
+        ValueError: naming the file, when it is not a mapping or has a key outside ``known`` (the known ones
+            listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} not found")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of settings, got {type(data).__name__}")
+    known = sorted(known)
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(known)}")
+    return data
+
+
+def as_tuples(data: Mapping[str, Any], names: Tuple[str, ...]) -> Dict[str, Any]:
+    """``data`` with the YAML lists under ``names`` made tuples (the frozen dataclasses' field types)."""
+    return {k: tuple(v) if k in names and isinstance(v, list) else v for k, v in data.items()}
