@@ -107,8 +107,13 @@ def train_student(
             (:func:`distill.teacher_cache.bracketing_cache_sizes`) instead of reading the nearest.
     """
     check_init_lr_factor(init_lr_factor)
+    if settings.hints and cache is not None and (pose_teacher or seg_teacher):
+        raise ValueError("feature hints (kd.hints) read the teachers' trunk features, which a teacher cache does not "
+                         "hold: they need online teachers; drop the cache (--cache) or the hints")
     if cache_blend and cache is None:
         raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR")
+    if run is not None and changes:
+        raise ValueError(f"give the run's settings either as run= or as RunConfig changes, not both: {sorted(changes)}")
     config = run or pose_recipe(epochs, monitor="score", **changes)
     # Before the cache build, which the ranks share, each on its own device; fit keeps this group.
     context = distributed.setup(config.device)

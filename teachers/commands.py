@@ -2,15 +2,28 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+from pathlib import Path
 
-from mtl_ehrnet.training.run_flags import (
-    add_augmentation_flags,
-    add_ground_truth_flags,
-    add_run_flags,
-    augmentation_options,
-    ground_truth_options,
-    layered_run_changes,
-)
+from mtl_ehrnet.config_tree import layered, write_tree
+from mtl_ehrnet.training import RunConfig
+from mtl_ehrnet.training.run_flags import config_override
+from teachers.config import TASKS, TeacherConfig
+
+# Everyday flags and the config key each sets; every other setting is reached with --set or the YAML.
+FLAG_KEYS = {
+    "task": "task",
+    "model": "model",
+    "coco": "data.coco",
+    "coco_val": "data.coco_val",
+    "cityscapes": "data.cityscapes",
+    "init_weights": "init.weights",
+    "epochs": "run.epochs",
+    "batch_size": "run.batch_size",
+    "lr": "run.lr",
+    "device": "run.device",
+    "workers": "run.workers",
+}
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -19,66 +32,63 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="train a single-task pose or segmentation teacher on ground truth",
         description="Train a pose teacher on COCO keypoints or a segmentation teacher on Cityscapes with the "
         "thesis's recipe (pose: Adam 1e-3, steps at 2/3 and 13/15; seg: SGD 0.01 poly). Launch under "
-        "torchrun for several processes.",
+        "torchrun for several processes. Writes OUT/config.yaml (every setting; --config OUT/config.yaml trains "
+        "the same run again). Settings: the recipe, then --config, then the flags typed here; docs/training.md "
+        "lists every key.",
     )
-    p.add_argument("task", choices=("pose", "seg"))
-    p.add_argument(
-        "--model",
-        required=True,
-        help="registered single-task model (pose_h-4, higherhrnet_w32, ...) or smp:ARCH:ENCODER",
-    )
+    p.add_argument("task", choices=TASKS)
+    p.add_argument("--config", metavar="YAML",
+                   help="settings file: a run's OUT/config.yaml, your own, or a flat file of RunConfig fields")
+    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
+                   help="one setting (VALUE read as YAML), e.g. --set loss.ae_push=max --set run.amp=bf16; repeatable")
+    p.add_argument("--model", help="registered single-task model (pose_h-4, higherhrnet_w32, ...) or smp:ARCH:ENCODER")
     p.add_argument("--coco", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose training set")
     p.add_argument("--coco-val", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose validation set (AP per epoch)")
     p.add_argument("--cityscapes", metavar="ROOT", help="Cityscapes root (train split; validates on val)")
-    p.add_argument("--input-size", type=int, help="training crop side (default: the model's native size)")
-    p.add_argument("--epochs", type=int, help="epochs (default: the --config file's, else 300)")
+    p.add_argument("--init-weights", metavar="PATH",
+                   help="start every weight from a checkpoint of this model: ours, or a published one that "
+                   "'mtl-ehrnet convert' reads, to fine-tune it")
     p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--epochs", type=int, help="default 300")
+    p.add_argument("--batch-size", type=int, help="images per step per process")
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
-    p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags below override it")
-    add_ground_truth_flags(p)
-    p.add_argument(
-        "--backbone-weights",
-        metavar="PATH",
-        help="initialise the backbone from a local file: a train-backbone checkpoint (efficientnet_b<phi> of the "
-        "model's phi), a torchvision efficientnet classifier state dict, or any of our checkpoints",
-    )
-    p.add_argument(
-        "--init-weights",
-        metavar="PATH",
-        help="start every weight from a checkpoint of this model: ours, or a published one that "
-        "'mtl-ehrnet convert' reads (EfficientHRNet, HigherHRNet, HRNet-seg), to fine-tune it",
-    )
-    add_augmentation_flags(p)
-    add_run_flags(p)
     p.set_defaults(func=run)
+
+
+def teacher_config(args: argparse.Namespace) -> TeacherConfig:
+    """The run's settings: the recipe, the ``--config`` YAML over it, then the flags typed (``--set`` last). A
+    flat YAML of RunConfig fields is read as the ``run`` section."""
+    flags = {key: getattr(args, name, None) for name, key in FLAG_KEYS.items()}
+    config = layered(TeacherConfig, args.config, flags, args.changes,
+                     flat=("run", [f.name for f in fields(RunConfig)]))
+    config.check_complete()
+    return config.resolved()
 
 
 def run(args: argparse.Namespace) -> int:
     from teachers.train import train
 
-    if (args.task == "pose") != (args.coco is not None) or (args.task == "seg") != (args.cityscapes is not None):
-        raise ValueError(
-            "train-teacher pose needs --coco ANN_FILE IMAGE_DIR; train-teacher seg needs --cityscapes ROOT"
-        )
-    # The task's recipe, under the --config file's fields, under the flags typed.
-    epochs, changes = layered_run_changes(args, default_epochs=300)
+    config = teacher_config(args)
+    path = write_tree(Path(args.out) / "config.yaml", config)
     result = train(
-        args.task,
-        args.model,
+        config.task,
+        config.model,
         args.out,
-        coco=args.coco,
-        coco_val=args.coco_val,
-        cityscapes=args.cityscapes,
-        input_size=args.input_size,
-        epochs=epochs,
+        coco=config.data.coco,
+        coco_val=config.data.coco_val,
+        cityscapes=config.data.cityscapes,
+        input_size=config.data.input_size,
         resume=args.resume,
-        backbone_weights=args.backbone_weights,
-        init_weights=args.init_weights,
-        augmentation=augmentation_options(args),
-        **ground_truth_options(args),
-        **changes,
+        backbone_weights=config.init.backbone_weights,
+        init_weights=config.init.weights,
+        augmentation=config.data.augmentation.options(),
+        run=config.run_config(),
+        **config.loss.options(),
     )
-    print(f"last checkpoint: {result.last_checkpoint}")
+    print(f"last checkpoint: {result.last_checkpoint} (settings: {path})")
     if result.best_checkpoint is not None:
         print(f"best checkpoint: {result.best_checkpoint} ({result.best_value:.4f})")
     return 0

@@ -105,6 +105,8 @@ def train(
     loss = ground_truth_loss(
         (task,), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights, ohem=ohem, cityscapes=cityscapes
     )
+    if run is not None and changes:
+        raise ValueError(f"give the run's settings either as run= or as RunConfig changes, not both: {sorted(changes)}")
     config = run or (pose_recipe if task == "pose" else seg_recipe)(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights (and resumable runs)
     net = build_teacher(

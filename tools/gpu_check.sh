@@ -68,21 +68,22 @@ skip() {
 data="$work/data" runs="$work/runs"
 coco=("$data/coco/annotations/person_keypoints_train.json" "$data/coco/images/train")
 coco_val=("$data/coco/annotations/person_keypoints_val.json" "$data/coco/images/val")
-common=(--input-size "$input" --epochs "$epochs" --steps-per-epoch "$per_epoch" --batch-size "$batch"
-        --workers "$workers" --val-every 0 --device "$device")
+common=(--set "data.input_size=$input" --epochs "$epochs" --set "run.steps_per_epoch=$per_epoch" --batch-size "$batch"
+        --set "run.workers=$workers" --set run.val_every=0 --device "$device")
 where=$([ "$cpu" = 1 ] && echo "CPU smoke run" || echo "$gpus CUDA device(s)")
 echo "gpu_check: $where, $steps steps per run ($epochs epochs of $per_epoch), work folder $work"
 
 check synth mtl-ehrnet synth "$data" --images "$images" --size "$size" --seed 0
 check train-teacher-pose-fp16 mtl-ehrnet train-teacher pose --model pose_h-4 --coco "${coco[@]}" "${common[@]}" \
-    --amp fp16 --out "$runs/pose"
+    --set run.amp=fp16 --out "$runs/pose"
 check train-teacher-seg-fp16 mtl-ehrnet train-teacher seg --model seg_h-4 --cityscapes "$data/cityscapes" \
-    "${common[@]}" --amp fp16 --out "$runs/seg"
+    "${common[@]}" --set run.amp=fp16 --out "$runs/seg"
 teachers=(--pose-teacher "$runs/pose/last.pt" --seg-teacher "$runs/seg/last.pt")
-distill=(mtl-ehrnet distill --student mtl_h-4 --coco "${coco[@]}" --cityscapes "$data/cityscapes" --task-ratios 1 1
+distill=(mtl-ehrnet distill --student mtl_h-4 --coco "${coco[@]}" --cityscapes "$data/cityscapes" --set "run.task_ratios=[1, 1]"
          "${teachers[@]}" "${common[@]}")
-check distill-online-fp16 "${distill[@]}" --amp fp16 --out "$runs/distill"
-check distill-cache-bf16 "${distill[@]}" --amp bf16 --no-channels-last --cache "$work/cache" --out "$runs/distill_cache"
+check distill-online-fp16 "${distill[@]}" --set run.amp=fp16 --out "$runs/distill"
+check distill-cache-bf16 "${distill[@]}" --set run.amp=bf16 --set run.channels_last=false --cache "$work/cache" \
+    --out "$runs/distill_cache"
 check evaluate mtl-ehrnet evaluate "$runs/distill_cache/student.pt" --coco "${coco_val[@]}" \
     --cityscapes "$data/cityscapes" --limit "$limit" --device "$device" --json "$runs/eval.json"
 check predict mtl-ehrnet predict "$runs/distill/student.pt" "$data/coco/images/val" --out "$runs/predict" \
@@ -98,7 +99,7 @@ else
 fi
 if [ "$cpu" = 0 ] && [ "$gpus" -ge 2 ]; then
     check torchrun-2-gpus torchrun --standalone --nproc_per_node=2 --no-python mtl-ehrnet train-teacher pose \
-        --model pose_h-4 --coco "${coco[@]}" "${common[@]}" --amp bf16 --sync-bn --out "$runs/ddp"
+        --model pose_h-4 --coco "${coco[@]}" "${common[@]}" --set run.amp=bf16 --set run.sync_bn=true --out "$runs/ddp"
 else
     skip torchrun-2-gpus "needs two CUDA devices"
 fi

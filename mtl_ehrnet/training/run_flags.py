@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Tuple
 
-from mtl_ehrnet.training.pose_loss import PUSH_KINDS
 from mtl_ehrnet.training.run_config import AMP_MODES, RunConfig
 
 # (flag, type, help); each maps to the RunConfig field of the same name.
@@ -28,6 +27,17 @@ RUN_SWITCHES = (
     ("--channels-last", "NHWC model and images (--no-channels-last: NCHW)"),
     ("--sync-bn", "under torchrun, batch-norm statistics over every rank's batch (CUDA; --no-sync-bn: per rank)"),
 )
+
+
+def config_override(text: str) -> Tuple[str, Any]:
+    """``--set KEY=VALUE``: the key (dotted: ``kd.temperature``) and VALUE read as YAML (``2``, ``[1, 0.01]``,
+    ``null``, ``kl``)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,65 +75,3 @@ def layered_run_changes(args: argparse.Namespace, default_epochs: int) -> Tuple[
     yaml_epochs = from_yaml.pop("epochs", None)
     epochs = args.epochs if args.epochs is not None else yaml_epochs if yaml_epochs is not None else default_epochs
     return epochs, {**from_yaml, **run_changes(args)}
-
-
-def add_augmentation_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags for the :class:`mtl_ehrnet.data.TrainTransform` options (HigherHRNet's values when unset)."""
-    parser.add_argument(
-        "--scale-range",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        help="random zoom: source window / short side (HigherHRNet: 0.75 1.5)",
-    )
-    parser.add_argument("--max-rotation", type=float, metavar="DEG", help="random rotation in +-DEG (HigherHRNet: 30)")
-    parser.add_argument(
-        "--max-translate", type=float, metavar="FRAC", help="random shift, fraction of the window (0.2)"
-    )
-    parser.add_argument("--sigma", type=float, help="pose: heatmap Gaussian sigma in map pixels (2)")
-
-
-def add_ground_truth_flags(parser: argparse.ArgumentParser, ae_weight: float = 1e-3, ae_push: str = "exp") -> None:
-    """Flags of the ground-truth loss (:func:`mtl_ehrnet.training.task_loss.ground_truth_loss`); ``ae_weight``
-    and ``ae_push`` are their defaults (HigherHRNet's unless a command has its own)."""
-    parser.add_argument(
-        "--ae-weight",
-        type=float,
-        default=ae_weight,
-        help="weight of the associative-embedding pull and push terms (default %(default)s; HigherHRNet: 1e-3)",
-    )
-    parser.add_argument(
-        "--ae-push",
-        choices=PUSH_KINDS,
-        default=ae_push,
-        help="push term (default %(default)s): exp(-d^2) (HigherHRNet's COCO setting) or max(0, 1-|d|), "
-        "which also pushes equal tags apart (exp has no gradient there, and short runs keep the "
-        "initial equal tags)",
-    )
-    parser.add_argument(
-        "--class-weights",
-        choices=("none", "median"),
-        default="none",
-        help="segmentation: cross-entropy class weights; median = median-frequency balancing of the training labels",
-    )
-    parser.add_argument(
-        "--ohem", type=float, metavar="THRESH", help="segmentation: OHEM cross-entropy threshold (HRNet: 0.7)"
-    )
-
-
-def ground_truth_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """``ae_weight``, ``ae_push``, ``class_weights`` and ``ohem`` as :func:`add_ground_truth_flags` parsed them."""
-    return {
-        "ae_weight": args.ae_weight,
-        "ae_push": args.ae_push,
-        "class_weights": args.class_weights,
-        "ohem": args.ohem,
-    }
-
-
-def augmentation_options(args: argparse.Namespace) -> Dict[str, Any]:
-    """The TrainTransform options the user set on the command line."""
-    options = {name: getattr(args, name, None) for name in ("scale_range", "max_rotation", "max_translate", "sigma")}
-    return {
-        name: tuple(value) if isinstance(value, list) else value for name, value in options.items() if value is not None
-    }

@@ -296,6 +296,10 @@ def test_train_student_writes_student_only_checkpoint(synth: SyntheticLayout, te
         train_student("mtl_h-4", tmp_path / "no_init",
                       coco=(synth.coco_annotations("train"), synth.coco_images("train")),
                       cityscapes=synth.cityscapes_root, init_lr_factor=0.5)
+    with pytest.raises(ValueError, match=r"feature hints \(kd.hints\) read the teachers' trunk features"):
+        train_student("mtl_h-4", tmp_path / "hints", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
+                      cityscapes=synth.cityscapes_root, pose_teacher=teacher_paths[0], cache=tmp_path / "cache",
+                      settings=KDSettings(hints=True))
     # Maps of single-pass teachers are not those of flip-averaged ones: their cache is refused.
     with pytest.raises(ValueError, match=r"teacher cache .* was built for .*, not .*teacher_flip"):
         train_student("mtl_h-4", tmp_path / "flip", coco=(synth.coco_annotations("train"), synth.coco_images("train")),
@@ -320,26 +324,28 @@ def test_kd_settings_refuse_bad_values(field: str, value, message: str) -> None:
         KDSettings(**{field: value})
 
 
-def test_loss_weight_flag_reaches_the_objective(monkeypatch, teacher_paths) -> None:  # noqa: ANN001
+def test_every_setting_reaches_the_objective_through_set(monkeypatch, teacher_paths, tmp_path: Path) -> None:  # noqa: ANN001
     import distill.student
     from mtl_ehrnet.cli import main
 
     calls = []
     monkeypatch.setattr(distill.student, "train_student",
                         lambda *a, **k: calls.append(k) or type("R", (), {"out_dir": Path("x")})())
-    args = ["distill", "--student", "mtl_h-4", "--coco", "a.json", "imgs", "--cityscapes", "cs", "--out", "o"]
-    assert main(args + ["--loss-weight", "pose/kd_heatmaps=4", "--loss-weight", "seg/kd=0.5", "--teacher-flip"]) == 0
+    args = ["distill", "--student", "mtl_h-4", "--coco", "a.json", "imgs", "--cityscapes", "cs", "--out",
+            str(tmp_path / "o")]
+    assert main(args + ["--set", "kd.weights={pose/kd_heatmaps: 4, seg/kd: 0.5}", "--set", "kd.teacher_flip=true"]) == 0
     settings = calls[0]["settings"]
     assert settings.weights == {"pose/kd_heatmaps": 4.0, "seg/kd": 0.5} and settings.teacher_flip is True
-    assert calls[0]["cache_input_size"] is None
-    assert (main(args + ["--cache-input-size", "160", "192", "224"]) == 0
-            and calls[1]["cache_input_size"] == [160, 192, 224])
+    assert calls[0]["cache_input_size"] is None and calls[0]["coco"] == ("a.json", "imgs")
+    assert (main(args + ["--set", "teachers.cache_input_size=[160, 192, 224]"]) == 0
+            and calls[1]["cache_input_size"] == (160, 192, 224))
     student, objective = _objective(teacher_paths, weights=settings.weights)
     assert (objective.current_weights()["pose/kd_heatmaps"] == 4.0
             and objective.current_weights()["pose/heatmaps"] == 1.0)
-    for bad in ("pose/kd_heatmaps", "seg/kd=-1", "=2", "seg/kd=x"):
-        with pytest.raises(SystemExit):
-            main(args + ["--loss-weight", bad])
+    assert main(args + ["--set", "kd.weights={seg/kd: -1}"]) == 1
+    assert main(args + ["--set", "kd.temprature=2"]) == 1  # a misspelt key is refused with the known ones
+    with pytest.raises(SystemExit):
+        main(args + ["--set", "=2"])
 
 
 def test_a_mirrored_cache_serves_mirrored_samples_the_mirrors_pass(

@@ -13,7 +13,7 @@ from mtl_ehrnet.training.metric_log import read_log
 
 def _seg(synth: SyntheticLayout, out: Path, config: Path, *extra: str) -> List[str]:
     return ["train-teacher", "seg", "--model", "seg_h-4", "--cityscapes", str(synth.cityscapes_root),
-            "--input-size", "64", "--workers", "0", "--out", str(out), "--config", str(config), *extra]
+            "--set", "data.input_size=64", "--workers", "0", "--out", str(out), "--config", str(config), *extra]
 
 
 def test_the_yaml_sets_the_epochs_and_the_recipe_keeps_its_monitor(synth: SyntheticLayout, tmp_path: Path) -> None:
@@ -36,5 +36,20 @@ def test_an_unknown_yaml_key_is_refused_naming_the_file(synth: SyntheticLayout, 
     config = tmp_path / "bad.yaml"
     config.write_text("epochs: 2\nlearning_rate: 0.1\n")
     assert main(_seg(synth, tmp_path / "out", config)) != 0
-    assert re.search(r"run config .*bad.yaml keys \['learning_rate'\]; known keys: .*'lr'", capsys.readouterr().err)
+    assert re.search(r"bad.yaml: unknown run config keys \['learning_rate'\]; known keys: .*'lr'",
+                     capsys.readouterr().err)
     assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def test_its_own_config_yaml_trains_the_same_weights(synth: SyntheticLayout, tmp_path: Path) -> None:
+    import torch
+
+    config = tmp_path / "run.yaml"
+    config.write_text("epochs: 1\nsteps_per_epoch: 2\nbatch_size: 2\nval_every: 0\ndevice: cpu\n")
+    assert main(_seg(synth, tmp_path / "first", config, "--set", "loss.class_weights=median")) == 0
+    written = (tmp_path / "first" / "config.yaml").read_text()
+    assert "class_weights: median" in written and "task: seg" in written
+    assert main(["train-teacher", "seg", "--config", str(tmp_path / "first" / "config.yaml"),
+                 "--out", str(tmp_path / "again")]) == 0
+    a, b = (read_checkpoint(tmp_path / run / "last.pt")["model"] for run in ("first", "again"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

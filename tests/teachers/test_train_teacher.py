@@ -19,8 +19,9 @@ def _command(synth: SyntheticLayout, out: Path, *extra: str) -> List[str]:
     return [
         sys.executable, "-m", "mtl_ehrnet", "train-teacher", "pose", "--model", "pose_h-4",
         "--coco", str(synth.coco_annotations("train")), str(synth.coco_images("train")),
-        "--input-size", "64", "--epochs", "2", "--batch-size", "2", "--workers", "0",
-        "--checkpoint-every", "1", "--val-every", "0", "--log-every", "1", "--out", str(out), *extra,
+        "--set", "data.input_size=64", "--epochs", "2", "--batch-size", "2", "--workers", "0",
+        "--set", "run.checkpoint_every=1", "--set", "run.val_every=0", "--set", "run.log_every=1", "--out", str(out),
+        *extra,
     ]
 
 

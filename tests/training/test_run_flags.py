@@ -1,23 +1,14 @@
-"""Shared command-line flags map onto RunConfig fields and TrainTransform options."""
+"""train-backbone's command-line flags map onto RunConfig fields; --set pairs read their value as YAML."""
 import argparse
 
 import pytest
 
-from mtl_ehrnet.training.run_flags import (
-    add_augmentation_flags,
-    add_ground_truth_flags,
-    add_run_flags,
-    augmentation_options,
-    ground_truth_options,
-    run_changes,
-)
+from mtl_ehrnet.training.run_flags import add_run_flags, config_override, run_changes
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     add_run_flags(parser)
-    add_augmentation_flags(parser)
-    add_ground_truth_flags(parser)
     return parser
 
 
@@ -30,15 +21,9 @@ def test_only_the_flags_given_are_changed() -> None:
             "0.003",
             "--schedule",
             "poly",
-            "--scale-range",
-            "0.9",
-            "1.2",
-            "--max-rotation",
-            "10",
         ]
     )
     assert run_changes(args) == {"optimizer": "adam", "lr": 0.003, "schedule": "poly"}
-    assert augmentation_options(args) == {"scale_range": (0.9, 1.2), "max_rotation": 10.0}
 
 
 def test_milestones_reach_the_step_schedule() -> None:
@@ -54,7 +39,7 @@ def test_milestones_reach_the_step_schedule() -> None:
 
 def test_no_flags_keep_the_recipe() -> None:
     args = _parser().parse_args([])
-    assert run_changes(args) == {} and augmentation_options(args) == {}
+    assert run_changes(args) == {}
 
 
 def test_bad_optimizer_is_refused_by_the_run_config() -> None:
@@ -64,14 +49,11 @@ def test_bad_optimizer_is_refused_by_the_run_config() -> None:
         RunConfig(**run_changes(_parser().parse_args(["--optimizer", "lamb"])))
 
 
-def test_ground_truth_flags() -> None:
-    assert ground_truth_options(_parser().parse_args([])) == {
-        "ae_weight": 1e-3,
-        "ae_push": "exp",
-        "class_weights": "none",
-        "ohem": None,
-    }
-    args = _parser().parse_args(
-        ["--ae-weight", "0.01", "--ae-push", "max", "--class-weights", "median", "--ohem", "0.7"]
-    )
-    assert ground_truth_options(args) == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "median", "ohem": 0.7}
+def test_set_reads_its_value_as_yaml() -> None:
+    assert config_override("kd.temperature=2") == ("kd.temperature", 2)
+    assert config_override("loss.task_weights=[1, 0.01]") == ("loss.task_weights", [1, 0.01])
+    assert config_override("loss.ohem=null") == ("loss.ohem", None)
+    assert config_override(" student = mtl_h-4") == ("student", "mtl_h-4")
+    for bad in ("kd.temperature", "=2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE"):
+            config_override(bad)

@@ -155,9 +155,10 @@ def _capture_config(monkeypatch: pytest.MonkeyPatch, module: object) -> List[Run
 
 
 @pytest.mark.parametrize("switches, expected", [
-    (["--amp", "bf16", "--no-channels-last", "--sync-bn", "--log-every", "5"],
-     {"amp": "bf16", "channels_last": False, "sync_bn": True, "log_every": 5}),
-    (["--amp", "off", "--channels-last"], {"amp": "off", "channels_last": True, "sync_bn": False, "log_every": 10}),
+    (["--set", "run.amp=bf16", "--set", "run.channels_last=false", "--set", "run.sync_bn=true", "--set",
+      "run.log_every=5"], {"amp": "bf16", "channels_last": False, "sync_bn": True, "log_every": 5}),
+    (["--set", "run.amp=off", "--set", "run.channels_last=true"],
+     {"amp": "off", "channels_last": True, "sync_bn": False, "log_every": 10}),
     ([], {"amp": "fp16", "channels_last": True, "sync_bn": False, "log_every": 10}),
 ])
 def test_switches_reach_the_run_config_of_both_training_commands(
@@ -177,5 +178,6 @@ def test_switches_reach_the_run_config_of_both_training_commands(
     for module, command in commands.items():
         seen = _capture_config(monkeypatch, module)
         with pytest.raises(_Stop):
-            main([*command, "--input-size", "64", "--epochs", "1", "--out", str(tmp_path / command[0]), *switches])
+            main([*command, "--set", "data.input_size=64", "--epochs", "1", "--out", str(tmp_path / command[0]),
+                  *switches])
         assert {name: getattr(seen[0], name) for name in expected} == expected, command[0]
