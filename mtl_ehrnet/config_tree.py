@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Type, TypeVar,
 
 import yaml
 
+from mtl_ehrnet.recipes import config_file
+
 T = TypeVar("T")
 PathLike = Union[str, Path]
 
@@ -103,10 +105,8 @@ def layered(cls: Type[T], config: Optional[PathLike], flags: Mapping[str, Any],
 
 
 def read_tree(path: PathLike) -> Dict[str, Any]:
-    """A YAML config file as a mapping (``yaml.safe_load``: no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} not found")
+    """A YAML config file, or the shipped recipe of that name, as a mapping (``yaml.safe_load``: no code runs)."""
+    path = config_file(path)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config is a mapping of settings, got {type(data).__name__}")

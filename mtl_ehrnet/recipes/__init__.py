@@ -1,7 +1,7 @@
 """Recipes shipped with the library as YAML files: what a run trains, for how many steps, with which settings.
 
-``mtl-ehrnet recipes`` lists them with their first line; ``recipe_path(name)`` is the file to pass to a command
-or to copy and edit.
+``mtl-ehrnet recipes`` lists them with their first line; ``recipe_path(name)`` is the file to copy and edit, and
+a command's ``--config`` (``--recipe`` for the quick start) takes the file or the name alone.
 """
 from __future__ import annotations
 
@@ -30,6 +30,21 @@ def recipe_path(name: str) -> Path:
     return path
 
 
+def config_file(value: "str | Path") -> Path:
+    """The file a ``--config`` / ``--recipe`` value names: an existing path, else the shipped recipe of that name.
+
+    Raises:
+        FileNotFoundError: naming the value and the shipped recipes, when it is neither.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    shipped = RECIPES / f"{value}.yaml"
+    if "/" not in str(value) and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(f"config {value} is neither a file nor a shipped recipe ({', '.join(recipe_names())})")
+
+
 def recipe_summary(name: str) -> str:
     """The recipe's first comment line (what it trains)."""
     first = recipe_path(name).read_text(encoding="utf-8").splitlines()[0]
@@ -43,9 +58,7 @@ def read_recipe(path: "str | Path", known: Iterable[str]) -> Dict[str, Any]:
         ValueError: naming the file, when it is not a mapping or has a key outside ``known`` (the known ones
             listed).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} not found")
+    path = config_file(path)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a recipe is a mapping of settings, got {type(data).__name__}")

@@ -11,7 +11,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "recipes",
         help="list the shipped recipes, or print one (mtl-ehrnet recipes quickstart > mine.yaml)",
         description="Without a name: every shipped recipe with what it trains and its file. With one: that "
-        "recipe's YAML, to copy, edit and pass back (quickstart --recipe FILE).",
+        "recipe's YAML, to copy, edit and pass back (quickstart --recipe FILE, train-teacher/distill/train-backbone "
+        "--config FILE); those options also take a shipped recipe's name.",
     )
     p.add_argument("name", nargs="?", help="the recipe to print")
     p.set_defaults(func=run)
@@ -21,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         print(recipe_path(args.name).read_text(encoding="utf-8"), end="")
         return 0
-    for name in recipe_names():
-        print(f"{name:<12} {recipe_summary(name)}\n{'':<12} {recipe_path(name)}")
+    names = recipe_names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {recipe_summary(name)}\n{'':<{width}}  {recipe_path(name)}")
     return 0

@@ -7,6 +7,7 @@ thesis's recipe on the shared engine (``fit``), validating top-1/top-5 after eac
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
@@ -49,7 +50,9 @@ def train_backbone(
         resume: continue ``out/last.pt``.
         run: a full run config (overrides the recipe); ``changes`` adjust the recipe otherwise.
     """
-    config = run or classifier_recipe(epochs, **changes)
+    if run is not None and changes:
+        raise ValueError(f"give the run's settings either as run= or as RunConfig changes, not both: {sorted(changes)}")
+    config = replace(run, extra=dict(run.extra)) if run is not None else classifier_recipe(epochs, **changes)
     seed_everything(config.seed)  # the same seed gives the same initial weights
     name = f"efficientnet_b{phi}"
     size = input_size or classifier_config(name).input_size[0]

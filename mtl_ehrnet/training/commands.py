@@ -2,8 +2,24 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+from pathlib import Path
 
-from mtl_ehrnet.training.run_flags import add_run_flags, layered_run_changes
+from mtl_ehrnet.config_tree import layered, write_tree
+from mtl_ehrnet.training.backbone_config import BackboneConfig
+from mtl_ehrnet.training.run_config import RunConfig
+from mtl_ehrnet.training.run_flags import config_override
+
+# Everyday flags and the config key each sets; every other setting is reached with --set or the YAML.
+FLAG_KEYS = {
+    "data": "data.root",
+    "phi": "phi",
+    "epochs": "run.epochs",
+    "batch_size": "run.batch_size",
+    "lr": "run.lr",
+    "device": "run.device",
+    "workers": "run.workers",
+}
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -13,49 +29,54 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         description="Train the compact EfficientNet classifier B(phi) with the thesis 4.1 recipe (SGD, wd 1e-4, "
         "5 warm-up epochs to lr 0.05, x0.1 every 30 epochs; random rotation/crop/scale/aspect, colour jitter, "
         "PCA lighting), validating top-1/top-5 per epoch. OUT/best.pt initialises pose_h<phi>, seg_h<phi>, "
-        "mtl_h<phi> (create_model(..., backbone_weights=...) or train-teacher --backbone-weights).",
+        "mtl_h<phi> (train-teacher --set init.backbone_weights=OUT/best.pt). Writes OUT/config.yaml (--config "
+        "OUT/config.yaml trains the same run again); docs/training.md lists every key.",
     )
-    p.add_argument("--data", required=True, metavar="DIR",
+    p.add_argument("--config", metavar="YAML",
+                   help="settings file: a run's OUT/config.yaml, a shipped recipe's name, or a flat file of "
+                        "RunConfig fields")
+    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
+                   help="one setting (VALUE read as YAML), e.g. --set data.input_size=96 --set lite=true; repeatable")
+    p.add_argument("--data", metavar="DIR",
                    help="ImageFolder root (DIR/train/<class>/<image>, optional DIR/val) or a CIFAR-100 python layout "
                         "(DIR/cifar-100-python/{train,test,meta})")
-    p.add_argument(
-        "--phi", type=int, required=True, help="scaling coefficient: 0 (B0), -1 ... -4 (compact), or any integer"
-    )
+    p.add_argument("--phi", type=int, help="scaling coefficient: 0 (B0), -1 ... -4 (compact), or any integer")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--epochs", type=int,
-                   help="epochs including the warm-up (default: the --config file's, else the thesis's 5 + 195)")
-    p.add_argument("--input-size", type=int, help="training side (default: Table 4.1's 224/195/170/145/128)")
-    p.add_argument("--lite", action="store_true", help="EfficientNet-lite trunk (no SE, ReLU6)")
-    p.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs to --lr (thesis: 5)")
-    p.add_argument("--step-every", type=int, help="x0.1 every N epochs after the warm-up (thesis: 30)")
-    p.add_argument("--min-crop", type=float, default=0.08, help="smallest random crop, as a fraction of the image area")
+    p.add_argument("--epochs", type=int, help="epochs including the warm-up (default: the thesis's 5 + 195)")
+    p.add_argument("--batch-size", type=int, help="images per step per process (default 64)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.05)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly where it stopped")
-    p.add_argument("--config", metavar="YAML", help="run config file (every RunConfig field); flags override it")
-    add_run_flags(p)
     p.set_defaults(func=run)
+
+
+def backbone_config(args: argparse.Namespace) -> BackboneConfig:
+    """The run's settings: the thesis recipe, the ``--config`` YAML over it, then the flags typed (``--set`` last).
+    A flat YAML of RunConfig fields is read as the ``run`` section."""
+    flags = {key: getattr(args, name, None) for name, key in FLAG_KEYS.items()}
+    config = layered(BackboneConfig, args.config, flags, args.changes,
+                     flat=("run", [f.name for f in fields(RunConfig)]))
+    config.check_complete()
+    return config.resolved()
 
 
 def run(args: argparse.Namespace) -> int:
     from mtl_ehrnet.training.backbone_pretrain import train_backbone
 
-    if not 0.0 < args.min_crop <= 1.0:
-        raise ValueError(f"--min-crop must be in (0, 1], got {args.min_crop}")
-    # The thesis's recipe, under the --config file's fields, under the flags typed.
-    epochs, changes = layered_run_changes(args, default_epochs=200)
-    changes.update({name: value for name, value in (("warmup_epochs", args.warmup_epochs),
-                                                    ("step_every", args.step_every)) if value is not None})
+    config = backbone_config(args)
+    path = write_tree(Path(args.out) / "config.yaml", config)
     result = train_backbone(
-        args.data,
-        args.phi,
+        config.data.root,
+        config.phi,
         args.out,
-        epochs=epochs,
-        input_size=args.input_size,
-        lite=args.lite,
-        crop_scale=(args.min_crop, 1.0),
+        input_size=config.data.input_size,
+        lite=config.lite,
+        crop_scale=config.data.crop_scale,
         resume=args.resume,
-        **changes,
+        run=config.run_config(),
     )
-    print(f"last checkpoint: {result.last_checkpoint}")
+    print(f"last checkpoint: {result.last_checkpoint} (settings: {path})")
     if result.history:
         final = result.history[-1]
         print(

@@ -55,16 +55,17 @@ def test_a_tiny_run_writes_a_checkpoint_that_initialises_pose_h_minus_4(
         str(out),
         "--epochs",
         "1",
-        "--input-size",
-        "32",
         "--batch-size",
         "4",
         "--workers",
         "0",
-        "--warmup-epochs",
-        "0",
+        "--set",
+        "data.input_size=32",
+        "--set",
+        "run.warmup_epochs=0",
     ]
     assert main(argv) == 0
+    first = (out / "config.yaml").read_text()
     assert "top-1" in capsys.readouterr().out
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     (val,) = [r for r in records if r["kind"] == "val"]
@@ -76,6 +77,11 @@ def test_a_tiny_run_writes_a_checkpoint_that_initialises_pose_h_minus_4(
     report = load_backbone_weights(pose.backbone, out / "last.pt")
     assert report.missing == [] and len(report.loaded) == len(pose.backbone.state_dict())
     torch.testing.assert_close(pose.backbone.state_dict(), classifier.backbone.state_dict())
+    if layout == "imagefolder":  # the run's own config.yaml trains the same weights again
+        again = tmp_path / "again"
+        assert main(["train-backbone", "--config", str(out / "config.yaml"), "--out", str(again)]) == 0
+        assert (again / "config.yaml").read_text() == first
+        torch.testing.assert_close(read_checkpoint(again / "last.pt")["model"], state["model"], rtol=0, atol=0)
 
 
 def test_train_teacher_takes_the_classifier_as_backbone(tmp_path: Path) -> None:
