@@ -6,14 +6,18 @@ from distill.objective import DistillationObjective, KDSettings
 from distill.pose_kd import heatmap_kd, pseudo_joints, tag_kd_pseudo, tag_kd_relational
 from distill.seg_kd import channel_wise, pixel_kl
 from distill.student import train_student
+from distill.teacher_sources import CachedTeachers, OnlineTeachers, TeacherSource
 
 __all__ = [
+    "CachedTeachers",
     "DistillationObjective",
     "DynamicWeightAverage",
     "FeatureHints",
     "FixedWeights",
     "KDContext",
     "KDSettings",
+    "OnlineTeachers",
+    "TeacherSource",
     "UncertaintyWeighting",
     "channel_wise",
     "heatmap_kd",

@@ -13,9 +13,7 @@ from torch import nn
 from distill.balancing import DynamicWeightAverage, FixedWeights, UncertaintyWeighting
 from distill.hints import FeatureHints
 from distill.kd_losses import KDContext, check_kd_loss, kd_loss
-from distill.replay import replay_cached
-from distill.teacher_cache import cached_outputs
-from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
+from distill.teacher_sources import OnlineTeachers, TeacherSource
 from mtl_ehrnet.training.task_loss import GroundTruthLoss
 
 TERM_NAMES = ("pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce", "pose/kd_heatmaps",
@@ -74,17 +72,17 @@ class DistillationObjective(nn.Module):
 
     Args:
         student_channels: channels of the student's shared trunk branches (for hints).
-        pose_teacher, seg_teacher: frozen teachers (``teachers.load_teacher``); either may be None.
+        pose_teacher, seg_teacher: frozen teachers (``teachers.load_teacher``), run online on every batch;
+            either may be None.
         settings: see :class:`KDSettings`.
-        flip_index: joint permutation of mirrored samples (for cached teacher maps).
         gt: the ground-truth terms (HigherHRNet's and plain cross-entropy when None).
         task_weights: factor on every term of a task, ground truth and teacher alike (``{"pose": 1,
             "seg": 0.01}``); tasks not named keep 1. The pose terms are ~100x smaller than the
             segmentation ones (heatmap MSE ~0.005 against cross-entropy ~0.5), so unweighted the shared
             trunk follows segmentation alone.
-
-    Teacher maps come from the batch when it carries cached ones (``teacher_*`` keys, see
-    :mod:`distill.teacher_cache`), otherwise the teachers run online on the student's input.
+        source: where the teacher maps come from instead of ``pose_teacher`` / ``seg_teacher`` online
+            (:mod:`distill.teacher_sources`: a :class:`~distill.teacher_sources.CachedTeachers`, or your own); it
+            hands them over in the frame of the batch's samples.
     """
 
     def __init__(
@@ -93,24 +91,24 @@ class DistillationObjective(nn.Module):
         pose_teacher: Optional[nn.Module],
         seg_teacher: Optional[nn.Module],
         settings: KDSettings = KDSettings(),
-        flip_index: Sequence[int] = COCO_FLIP_INDEX,
         gt: Optional[GroundTruthLoss] = None,
         task_weights: Optional[Mapping[str, float]] = None,
+        source: Optional[TeacherSource] = None,
     ) -> None:
         super().__init__()
         self.task_weights = check_task_weights(task_weights or {})
         self.settings = settings
-        self.flip_index: torch.Tensor
-        # A buffer, so that it moves to the training device with the objective and the replay of every step
-        # finds it there instead of copying it from the host.
-        self.register_buffer("flip_index", torch.as_tensor(list(flip_index), dtype=torch.long), persistent=False)
         self.gt = gt if gt is not None else GroundTruthLoss(("pose", "seg"))
-        self.teachers = nn.ModuleDict(
-            {k: v for k, v in (("pose", pose_teacher), ("seg", seg_teacher)) if v is not None})
+        if source is None:
+            source = OnlineTeachers({"pose": pose_teacher, "seg": seg_teacher})
+        elif pose_teacher is not None or seg_teacher is not None:
+            raise ValueError("give the teachers or a teacher source, not both")
+        self.source = source
         self.hints: Optional[FeatureHints] = None
         if settings.hints:
-            teacher = pose_teacher if pose_teacher is not None else seg_teacher
-            teacher_channels = _trunk_channels(teacher)
+            if not isinstance(source, OnlineTeachers) or not source.tasks:
+                raise ValueError("feature hints need the teachers online (OnlineTeachers), not a cache")
+            teacher_channels = _trunk_channels(next(iter(source.teachers.values())))
             self.hints = FeatureHints(list(student_channels)[: len(teacher_channels)], teacher_channels)
         names = self.term_names()
         if settings.balancing == "uncertainty":
@@ -123,10 +121,10 @@ class DistillationObjective(nn.Module):
 
     def term_names(self) -> list:
         names = ["pose/heatmaps", "pose/heatmaps_lr", "pose/pull", "pose/push", "seg/ce"]
-        if "pose" in self.teachers:
+        if "pose" in self.source.tasks:
             names += [term for term, name in (("pose/kd_heatmaps", self.settings.heatmap_kd),
                                               ("pose/kd_tags", self.settings.tag_kd)) if name != "none"]
-        if "seg" in self.teachers and self.settings.seg_kd != "none":
+        if "seg" in self.source.tasks and self.settings.seg_kd != "none":
             names.append("seg/kd")
         if self.hints is not None:
             names.append("trunk/hints")
@@ -138,15 +136,15 @@ class DistillationObjective(nn.Module):
 
     def forward(self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         terms = self.gt(outputs, batch)
-        teacher = self._teacher_outputs(batch)
+        teacher = self.source(batch, features=self.hints is not None) if self.source.tasks else {}
         s = self.settings
         context = KDContext(temperature=s.temperature, push_kind=self.gt.push_kind)
         # (task, its KD loss, its term, the task's labels flag, a factor: tags are weighted as the GT AE terms)
         places = []
-        if "pose" in self.teachers:
+        if "pose" in self.source.tasks:
             places += [("pose_heatmaps", s.heatmap_kd, "pose/kd_heatmaps", "has_pose", 1.0),
                        ("pose_tags", s.tag_kd, "pose/kd_tags", "has_pose", self.gt.weights.push)]
-        if "seg" in self.teachers:
+        if "seg" in self.source.tasks:
             places.append(("seg", s.seg_kd, "seg/kd", "has_seg", 1.0))
         for task, name, term, labelled, factor in places:
             fn = kd_loss(task, name)
@@ -158,15 +156,6 @@ class DistillationObjective(nn.Module):
         if self.task_weights:
             terms = {name: self.task_weights.get(name.split("/", 1)[0], 1.0) * term for name, term in terms.items()}
         return self.balancer(terms)
-
-    def _teacher_outputs(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        cached = cached_outputs(batch)
-        if cached is None or self.hints is not None:
-            merged: Dict[str, torch.Tensor] = {}
-            for teacher in self.teachers.values():
-                merged.update(teacher(batch["image"], **({"return_features": True} if self.hints is not None else {})))
-            return merged
-        return replay_cached(cached, batch["affine"], tuple(batch["image"].shape[-2:]), self.flip_index)
 
     def training_state_dict(self) -> Dict[str, torch.Tensor]:
         """What a checkpoint must hold to resume this objective (never the teachers' weights)."""

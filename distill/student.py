@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from distill.objective import DistillationObjective, KDSettings, task_weight_pair
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache, build_on_ranks, cache_sizes
+from distill.teacher_sources import CachedTeachers, OnlineTeachers
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint, weight_options
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
@@ -142,11 +143,13 @@ def train_student(
                 if path is not None}
     if settings.teacher_flip:
         teachers = {task: FlipAveragedTeacher(teacher) for task, teacher in teachers.items()}
+    # The teachers answer online on every batch, or once into the cache whose maps each batch then carries.
+    source = CachedTeachers(tuple(teachers)) if cache is not None and teachers else OnlineTeachers(teachers)
     # Without teachers the same objective weighs and balances the ground-truth terms alone
     # (no hints: they need a teacher).
-    loss_fn = DistillationObjective(net.body.out_channels, teachers.get("pose"), teachers.get("seg"),
+    loss_fn = DistillationObjective(net.body.out_channels, None, None,
                                     settings if teachers else replace(settings, hints=False), gt=gt,
-                                    task_weights=task_weight_pair(task_weights))
+                                    task_weights=task_weight_pair(task_weights), source=source)
     if cache is not None and teachers:
         identity = {task: f"{Path(p).resolve()}@{Path(p).stat().st_mtime_ns}"
                     for task, p in (("pose", pose_teacher), ("seg", seg_teacher)) if p}

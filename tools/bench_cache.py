@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from distill.objective import DistillationObjective, KDSettings
 from distill.student import default_cache_size
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from distill.teacher_sources import CachedTeachers
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import save_checkpoint
 from mtl_ehrnet.data import (
@@ -101,7 +102,9 @@ def bench_cache(
         build = time.perf_counter() - started
         pose_cached = CachedTeacherDataset(pose, store, "pose", cache_blend)
         cached_data = MixedTaskDataset([pose_cached, CachedTeacherDataset(seg, store, "seg", cache_blend)])
-        cached = _seconds_per_step(net, objective, cached_data, batch_size, steps)
+        from_cache = DistillationObjective(net.body.out_channels, None, None, KDSettings(tag_kd=tag_kd),
+                                           source=CachedTeachers(tuple(teachers)))
+        cached = _seconds_per_step(net, from_cache, cached_data, batch_size, steps)
     epoch_steps = (len(pose) + len(seg)) // batch_size
     return {
         "online_s_per_step": online,

@@ -16,6 +16,7 @@ import torch
 import distill.pose_kd
 from distill.objective import DistillationObjective, KDSettings
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache
+from distill.teacher_sources import CachedTeachers
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, SyntheticLayout, TrainTransform
@@ -131,7 +132,8 @@ def test_cached_teacher_steps_read_back_once(synth: SyntheticLayout, tmp_path: P
         cache.build(dataset, tag, progress=False)
     cached = [CachedTeacherDataset(data[tag], cache, tag) for tag in ("pose", "seg")]
     student = create_model("mtl_h-4", input_size=64)
-    objective = DistillationObjective(student.body.out_channels, teacher, teacher, KDSettings(tag_kd=tag_kd))
+    objective = DistillationObjective(student.body.out_channels, None, None, KDSettings(tag_kd=tag_kd),
+                                      source=CachedTeachers(("pose", "seg")))
     counter = SyncCounter(monkeypatch)
     fit(student, objective, MixedTaskDataset(cached), _config(), tmp_path / "run")
     monkeypatch.undo()

@@ -19,6 +19,7 @@ from distill.teacher_cache import (
     cache_sizes,
     nearest_cache_size,
 )
+from distill.teacher_sources import CachedTeachers, OnlineTeachers
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import read_checkpoint, save_checkpoint
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, SyntheticLayout, TrainTransform
@@ -61,9 +62,9 @@ def test_gradients_reach_student_never_teachers(synth: SyntheticLayout, teacher_
     assert all(torch.isfinite(t) for t in terms.values())
     sum(terms.values()).backward()
     assert all(p.grad is not None for p in student.parameters())
-    teachers = list(objective.teachers.parameters())
+    teachers = list(objective.source.teachers.parameters())
     assert teachers and all(p.grad is None and not p.requires_grad for p in teachers)
-    assert all(not m.training for t in objective.teachers.values() for m in t.modules())
+    assert all(not m.training for t in objective.source.teachers.values() for m in t.modules())
     assert objective.hints is not None and all(p.grad is not None for p in objective.hints.parameters())
 
 
@@ -158,8 +159,8 @@ def test_cached_targets_match_online_teachers_on_an_augmented_sample(
     if len(sizes) > 1:
         assert sorted(set(batch["teacher_letterbox"].tolist())) == sizes  # this batch mixes both
     objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
-    cached = objective._teacher_outputs(batch)
-    online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
+    cached = CachedTeachers(objective.source.tasks)(batch)
+    online = objective.source({k: v for k, v in batch.items() if not k.startswith("teacher_")})
     inside = cached["valid_lr"][:, None] * (online["heatmaps_lr"] != 0)  # away from borders and padding
     error = ((cached["heatmaps_lr"] - online["heatmaps_lr"]).abs() * inside).sum() / inside.sum()
     spread = ((online["heatmaps_lr"] - online["heatmaps_lr"].mean()).abs() * inside).sum() / inside.sum()
@@ -200,15 +201,14 @@ def test_a_larger_cache_letterbox_replays_sharper_maps(synth: SyntheticLayout, t
     teacher = FrozenTeacher(pooled_image)
     torch.manual_seed(5)
     samples = [pose[i] for i in range(6)]
-    online = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(
-        collate_samples(samples))
+    online = OnlineTeachers({"pose": teacher})(collate_samples(samples))
     errors = {}
     for size in (64, default_cache_size((64, 64))):
         cache = TeacherCache(tmp_path / str(size), {"both": teacher}, size, {"teacher": "pooled"})
         cache.build(pose, "pose", progress=False)
         entries = [_pad_people(cache.load("pose", i)) for i in range(len(samples))]
         batch = collate_samples([{**s, **{f"teacher_{k}": v for k, v in e.items()}} for s, e in zip(samples, entries)])
-        cached = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())._teacher_outputs(batch)
+        cached = CachedTeachers(("pose",))(batch)
         inside = cached["valid_lr"][:, None] * (online["heatmaps"][:, :, ::2, ::2] != 0)
         errors[size] = float(((cached["heatmaps"] - online["heatmaps"])[:, :, ::2, ::2].abs() * inside).sum()
                              / inside.sum())
@@ -374,8 +374,8 @@ def test_a_mirrored_cache_serves_mirrored_samples_the_mirrors_pass(
             assert all(torch.equal(s["teacher_affine"], cache.load("pose", i, mirrored=True)["affine"])
                        for i, s in enumerate(samples))
         batch = collate_samples(samples)
-        cached = objective._teacher_outputs(batch)
-        online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
+        cached = CachedTeachers(objective.source.tasks)(batch)
+        online = objective.source({k: v for k, v in batch.items() if not k.startswith("teacher_")})
         valid = cached["valid_lr"].repeat_interleave(2, -1).repeat_interleave(2, -2)[:, None]  # to the stride-2 maps
         inside = valid * (online["heatmaps"] != 0)
         errors[name] = float(((cached["heatmaps"] - online["heatmaps"]).abs() * inside).sum() / inside.sum())
@@ -458,8 +458,8 @@ def test_a_blending_cache_serves_each_sample_the_sizes_around_its_scale(
     assert mixed > 0  # some samples sit between the two scales
     objective = DistillationObjective((14, 27, 54, 107), teacher, None, KDSettings())
     batch = collate_samples(samples[:4])
-    cached = objective._teacher_outputs(batch)
-    online = objective._teacher_outputs({k: v for k, v in batch.items() if not k.startswith("teacher_")})
+    cached = CachedTeachers(objective.source.tasks)(batch)
+    online = objective.source({k: v for k, v in batch.items() if not k.startswith("teacher_")})
     inside = cached["valid_lr"][:, None] * (online["heatmaps_lr"] != 0)
     error = ((cached["heatmaps_lr"] - online["heatmaps_lr"]).abs() * inside).sum() / inside.sum()
     spread = ((online["heatmaps_lr"] - online["heatmaps_lr"].mean()).abs() * inside).sum() / inside.sum()
