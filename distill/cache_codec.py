@@ -13,11 +13,10 @@ A teacher's answer for one image holds heatmaps at strides 2 and 4, tags and cla
 
 On disk the byte maps are deflated (:func:`pack`): heatmaps are near zero almost everywhere, so the
 stride-2 ones, the largest, shrink about 4x. Replaying the stride-2 target from the stride-4 maps instead
-would save those bytes but blurs the target: over three seeds the students' mIoU fell by 0.006.
+would save those bytes but blurs the target, which cost the students mIoU.
 
-With the quick start's trained teachers (17 joints, 19 classes) an entry takes 103 kB at its 192 letterbox
-against 560 kB for every map in fp16 (5.5x less), and 0.80 MB at the 576 letterbox of a 384 student
-against 5.0 MB (6.3x); docs/results.md has the measurement.
+An entry takes a fifth to a sixth of the bytes of every map in fp16; docs/results.md ("Teacher cache") has the
+measurements.
 """
 from __future__ import annotations
 

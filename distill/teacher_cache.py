@@ -3,27 +3,23 @@
 ``TeacherCache.build`` letterboxes every image of a dataset to the cache's input size, runs the
 teachers and writes one file per image (``<root>/<tag>/<index>.pt``: what distillation reads of the
 teachers' answer, one byte a value, and the letterbox affine; see :mod:`distill.cache_codec`).
-``CachedTeacherDataset`` adds those entries to each (augmented) training sample; the distillation objective
-warps them into the sample's frame with :func:`distill.replay.replay_cached`. The build's first line gives
+``CachedTeacherDataset`` adds those entries to each (augmented) training sample;
+:class:`distill.teacher_sources.CachedTeachers` warps them into the sample's frame
+(:func:`distill.replay.replay_cached`) for the distillation objective. The build's first line gives
 the cache's projected size for the dataset.
 
 A cache may hold several letterbox sizes (``<root>/<tag>/<size>/<index>.pt``); each sample then reads
 the one whose scale is nearest its own augmented scale (:func:`nearest_cache_size`). A teacher answers
-an image shown at a scale it was not trained on quite differently: with the quick start's teachers, maps
-letterboxed at twice the student's input replayed with a relative squared error of 0.45 and peaks at
-0.63 of the online ones, against 0.18 and 0.97 at 1.5x (``tools/cache_fidelity.py``).
+an image shown at a scale it was not trained on quite differently, so the replayed maps drift from the online
+ones as the scales part (``tools/cache_fidelity.py`` measures it; docs/results.md, "Teacher cache").
 
 Between two cached scales the teacher's answer changes smoothly, so a sample may instead mix the two
 sizes whose scales bracket its own (``CachedTeacherDataset(..., blend=True)``, weights linear in log
-scale; :func:`bracketing_cache_sizes`). With the quick start's teachers, centred crops shown at 1.067x replayed
-from the whole image letterboxed at 1.0x with a relative squared error of 0.103, at 1.2x 0.078, and mixed
-from both 0.068; over training augmentations the 128+160+192+224 mirrored cache went from 0.128 (nearest)
-to 0.108 blended (``tools/cache_fidelity.py``, docs/distillation.md).
+scale; :func:`bracketing_cache_sizes`), which replays closer to the online maps than either size alone.
 
 A cache built ``mirrored`` also holds each image's mirror run through the teachers
-(``<index>m.pt``), which mirrored samples read: a teacher is not exactly mirror-symmetric, and a
-mirror replayed from the plain pass moved its peaks (``peak_dx`` -0.066 map pixels against 0.011 on
-plain samples, for the 160+192 cache of the quick start's teachers).
+(``<index>m.pt``), which mirrored samples read: a teacher is not exactly mirror-symmetric, so a mirror
+replayed from the plain pass would shift its peaks.
 
 Under ``torchrun`` every rank builds a share of the images on its own device and the cache is complete when
 :func:`build_on_ranks` returns on any rank; only rank 0 writes the manifest, and every file is written under

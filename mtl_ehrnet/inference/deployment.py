@@ -5,9 +5,8 @@ supports, and the one ``"auto"`` picks.
 timing taken at start-up; the rules encode what docs/results.md ("Inference paths") measured:
 
 * CUDA device: fp16, through TensorRT when ONNX Runtime has its provider, else PyTorch autocast.
-* CPU with AMX or AVX-512 BF16: bf16 autocast on channels-last PyTorch (0.39x fp32 eager on a
-  Sapphire Rapids class Xeon).
-* any other CPU: fp32 on ONNX Runtime (0.65x fp32 eager), or channels-last PyTorch without it.
+* CPU with AMX or AVX-512 BF16: bf16 autocast on channels-last PyTorch.
+* any other CPU: fp32 on ONNX Runtime, or channels-last PyTorch without it.
 
 INT8 needs calibration images and costs accuracy, so ``auto`` takes it only when asked to consider it
 (``calibration=True``), on a CPU with int8 dot products (VNNI) but no fast bf16.

@@ -1,15 +1,15 @@
 """INT8 post-training quantisation of an exported graph with ONNX Runtime (static, QDQ, per channel).
 
-What pays on a VNNI CPU (measured on mtl_h0 at 512, docs/results.md "Inference paths"): the graph
+What pays on a VNNI CPU (docs/results.md, "Inference paths", has the figures): the graph
 optimised and shape-inferred first (``quant_pre_process``), then QDQ with per-channel int8 weights and
 uint8 activations on convolutions, additions, products, resizes and concatenations, so that ONNX Runtime
 fuses whole int8 chains, but depthwise convolutions left in fp32 (its int8 depthwise kernel is slower than
-the fp32 one). Quantising every operator was slower than fp32 (1.15x); this is 0.78x.
+the fp32 one). Quantising every operator was slower than fp32.
 
 Static quantisation needs calibration inputs: preprocess real images with
 :func:`calibration_batches` (resize short side, pad to 32, ImageNet-normalise, as ``Predictor`` does)
-or, for timing only, random ones. Dynamic quantisation was measured slower than fp32 on this CPU
-(``ConvInteger``: 0.53 s vs 0.14 s for ``mtl_h-4`` at 384), so it is not offered.
+or, for timing only, random ones. Dynamic quantisation (``ConvInteger``) is slower than fp32 on the CPU, so
+it is not offered.
 """
 from __future__ import annotations
 

@@ -68,8 +68,8 @@ def fused_if_supported(kind: Type[torch.optim.Optimizer], params: List[Any], **h
     """``kind(params, fused=True, **hyper)`` where this PyTorch has a fused kernel for the parameters'
     device, else the default implementation.
 
-    On the CPU PyTorch otherwise picks the per-parameter loop: for pose_h-4's 416 tensors an Adam step
-    took 54 ms looped, 38 ms with foreach and 15 ms fused (1 thread), of a ~450 ms training step.
+    On the CPU PyTorch otherwise picks the per-parameter loop, several times slower for models of hundreds
+    of small tensors (docs/training.md, "The engine").
     Older releases (fused Adam on the CPU came with 2.4) refuse ``fused`` at construction.
     """
     try:

@@ -43,12 +43,10 @@ def seconds_per_step_each(
 ) -> Dict[str, float]:
     """:func:`seconds_per_step` of several models, timed in rounds of one step each.
 
-    Timing one model after the other let a minute of load from another process land on one model alone:
-    a quick start's segmentation teacher was timed at 2.7 s a step instead of 0.86, and got a third of its
-    steps. In rounds, a passing load touches one step of every model, and each model's median drops it.
-    With several models each round first runs one untimed step per model: the other models' steps evict
-    its oneDNN primitives and caches, and a lone step per round measured 11-25 % slower than training's
-    consecutive steps (quick start, five models).
+    Timing one model after the other lets a burst of load from another process land on one model alone. In
+    rounds, a passing load touches one step of every model, and each model's median drops it. With several
+    models each round first runs one untimed step per model: the other models' steps evict its oneDNN
+    primitives and caches, so a lone step would run slower than training's consecutive steps.
 
     Args:
         jobs: name -> (model, loss function, batch or iterator of batches), as for :func:`seconds_per_step`.
