@@ -31,7 +31,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "OUT/config.yaml (every setting; --config OUT/config.yaml trains the same run again). Settings: the "
         "config's defaults, then --config, then the flags typed here; docs/distillation.md lists every key.",
     )
-    p.add_argument("--config", metavar="YAML", help="settings file (a run's OUT/config.yaml, or your own)")
+    p.add_argument("--config", metavar="YAML",
+                   help="settings file (a run's OUT/config.yaml, your own) or a shipped recipe's name "
+                        "(mtl-ehrnet recipes)")
     p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
                    help="one setting (VALUE read as YAML), e.g. --set kd.temperature=2 --set run.workers=4; repeatable")
     p.add_argument("--student", help="multi-task model, e.g. mtl_h-4")
@@ -95,7 +97,8 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
     )
     p.add_argument("--out", default="quickstart", help="output directory (default: ./quickstart)")
     p.add_argument("--recipe", metavar="YAML",
-                   help="the recipe (default: the shipped quickstart recipe; `mtl-ehrnet recipes` shows its path)")
+                   help="the recipe: a file (a quick start's OUT/config.yaml, your own) or a shipped recipe's name "
+                        "(default: quickstart; mtl-ehrnet recipes)")
     p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
                    help="change one recipe setting (VALUE read as YAML), e.g. --set labelled_kd_weight=0.5; repeatable")
     p.add_argument("--minutes", type=float,

@@ -23,6 +23,7 @@ from distill.student import check_init_lr_factor, default_cache_size, train_stud
 from distill.teacher_cache import cache_sizes
 from evaluation.compare import compare_rows, markdown, savings, write_comparison, write_seed_spread
 from mtl_ehrnet import create_model
+from mtl_ehrnet.config_tree import write_tree
 from mtl_ehrnet.data import (
     Cityscapes,
     CocoKeypoints,
@@ -253,6 +254,7 @@ def run_quickstart(out: PathLike, plan: Optional[QuickstartPlan] = None) -> Dict
     plan = QuickstartPlan.from_recipe() if plan is None else plan
     started = time.monotonic()
     out = Path(out)
+    write_tree(out / "config.yaml", plan)  # the whole recipe: --recipe OUT/config.yaml runs it again
     layout = _synthetic_set(out / "data", plan)
     coco = (layout.coco_annotations("train"), layout.coco_images("train"))
     coco_val = (layout.coco_annotations("val"), layout.coco_images("val"))

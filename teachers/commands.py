@@ -38,7 +38,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     p.add_argument("task", choices=TASKS)
     p.add_argument("--config", metavar="YAML",
-                   help="settings file: a run's OUT/config.yaml, your own, or a flat file of RunConfig fields")
+                   help="settings file (a run's OUT/config.yaml, your own, a flat file of RunConfig fields) or a "
+                        "shipped recipe's name (mtl-ehrnet recipes)")
     p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
                    help="one setting (VALUE read as YAML), e.g. --set loss.ae_push=max --set run.amp=bf16; repeatable")
     p.add_argument("--model", help="registered single-task model (pose_h-4, higherhrnet_w32, ...) or smp:ARCH:ENCODER")

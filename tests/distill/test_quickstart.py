@@ -45,6 +45,7 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     assert all(r["steps"] == 3 and r["seed"] == 0 for r in rows)  # the recipe's steps, whatever the machine
     assert "| seed | steps |" in paths["markdown"].read_text()
     assert json.loads((tmp_path / "qs" / "plan.json").read_text())["steps"]["joint_student_kd"] == 3
+    assert QuickstartPlan.from_recipe(tmp_path / "qs" / "config.yaml") == plan  # the run's own recipe
     assert paths["plot"].is_file() and paths["markdown"].is_file()
     from mtl_ehrnet.checkpoint import read_checkpoint
 
