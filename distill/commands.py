@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_ehrnet.training.run_flags import config_override
+from mtl_ehrnet.training.run_flags import add_config_flags, config_from_args, config_override
 
 # Everyday flags and the config key each sets; every other setting is reached with --set or the YAML.
 FLAG_KEYS = {
@@ -31,11 +31,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "OUT/config.yaml (every setting; --config OUT/config.yaml trains the same run again). Settings: the "
         "config's defaults, then --config, then the flags typed here; docs/distillation.md lists every key.",
     )
-    p.add_argument("--config", metavar="YAML",
-                   help="settings file (a run's OUT/config.yaml, your own) or a shipped recipe's name "
-                        "(mtl-ehrnet recipes)")
-    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
-                   help="one setting (VALUE read as YAML), e.g. --set kd.temperature=2 --set run.workers=4; repeatable")
+    add_config_flags(p, "--set kd.temperature=2 --set run.workers=4")
     p.add_argument("--student", help="multi-task model, e.g. mtl_h-4")
     p.add_argument("--pose-teacher", metavar="CKPT", help="pose teacher checkpoint (train-teacher pose)")
     p.add_argument("--seg-teacher", metavar="CKPT", help="segmentation teacher checkpoint (train-teacher seg)")
@@ -56,10 +52,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def distill_config(args: argparse.Namespace):  # noqa: ANN201 - a DistillConfig
     """The run's settings: the defaults, the ``--config`` YAML over them, then the flags typed (``--set`` last)."""
     from distill.config import DistillConfig
-    from mtl_ehrnet.config_tree import layered
 
-    config = layered(DistillConfig, args.config, {key: getattr(args, name) for name, key in FLAG_KEYS.items()},
-                     args.changes)
+    config = config_from_args(DistillConfig, args, FLAG_KEYS)
     config.check_complete()
     return config.resolved()
 

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
-from mtl_ehrnet.config_tree import layered, write_tree
-from mtl_ehrnet.training import RunConfig
-from mtl_ehrnet.training.run_flags import config_override
+from mtl_ehrnet.config_tree import write_tree
+from mtl_ehrnet.training.run_flags import add_config_flags, config_from_args
 from teachers.config import TASKS, TeacherConfig
 
 # Everyday flags and the config key each sets; every other setting is reached with --set or the YAML.
@@ -37,11 +35,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "lists every key.",
     )
     p.add_argument("task", choices=TASKS)
-    p.add_argument("--config", metavar="YAML",
-                   help="settings file (a run's OUT/config.yaml, your own, a flat file of RunConfig fields) or a "
-                        "shipped recipe's name (mtl-ehrnet recipes)")
-    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
-                   help="one setting (VALUE read as YAML), e.g. --set loss.ae_push=max --set run.amp=bf16; repeatable")
+    add_config_flags(p, "--set loss.ae_push=max --set run.amp=bf16", flat_run=True)
     p.add_argument("--model", help="registered single-task model (pose_h-4, higherhrnet_w32, ...) or smp:ARCH:ENCODER")
     p.add_argument("--coco", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose training set")
     p.add_argument("--coco-val", nargs=2, metavar=("ANN_FILE", "IMAGE_DIR"), help="pose validation set (AP per epoch)")
@@ -62,9 +56,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def teacher_config(args: argparse.Namespace) -> TeacherConfig:
     """The run's settings: the recipe, the ``--config`` YAML over it, then the flags typed (``--set`` last). A
     flat YAML of RunConfig fields is read as the ``run`` section."""
-    flags = {key: getattr(args, name, None) for name, key in FLAG_KEYS.items()}
-    config = layered(TeacherConfig, args.config, flags, args.changes,
-                     flat=("run", [f.name for f in fields(RunConfig)]))
+    config = config_from_args(TeacherConfig, args, FLAG_KEYS, flat_run=True)
     config.check_complete()
     return config.resolved()
 

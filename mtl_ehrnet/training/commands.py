@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
-from mtl_ehrnet.config_tree import layered, write_tree
+from mtl_ehrnet.config_tree import write_tree
 from mtl_ehrnet.training.backbone_config import BackboneConfig
-from mtl_ehrnet.training.run_config import RunConfig
-from mtl_ehrnet.training.run_flags import config_override
+from mtl_ehrnet.training.run_flags import add_config_flags, config_from_args
 
 # Everyday flags and the config key each sets; every other setting is reached with --set or the YAML.
 FLAG_KEYS = {
@@ -32,11 +30,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "mtl_h<phi> (train-teacher --set init.backbone_weights=OUT/best.pt). Writes OUT/config.yaml (--config "
         "OUT/config.yaml trains the same run again); docs/training.md lists every key.",
     )
-    p.add_argument("--config", metavar="YAML",
-                   help="settings file: a run's OUT/config.yaml, a shipped recipe's name, or a flat file of "
-                        "RunConfig fields")
-    p.add_argument("--set", action="append", default=[], type=config_override, metavar="KEY=VALUE", dest="changes",
-                   help="one setting (VALUE read as YAML), e.g. --set data.input_size=96 --set lite=true; repeatable")
+    add_config_flags(p, "--set data.input_size=96 --set lite=true", flat_run=True)
     p.add_argument("--data", metavar="DIR",
                    help="ImageFolder root (DIR/train/<class>/<image>, optional DIR/val) or a CIFAR-100 python layout "
                         "(DIR/cifar-100-python/{train,test,meta})")
@@ -54,9 +48,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def backbone_config(args: argparse.Namespace) -> BackboneConfig:
     """The run's settings: the thesis recipe, the ``--config`` YAML over it, then the flags typed (``--set`` last).
     A flat YAML of RunConfig fields is read as the ``run`` section."""
-    flags = {key: getattr(args, name, None) for name, key in FLAG_KEYS.items()}
-    config = layered(BackboneConfig, args.config, flags, args.changes,
-                     flat=("run", [f.name for f in fields(RunConfig)]))
+    config = config_from_args(BackboneConfig, args, FLAG_KEYS, flat_run=True)
     config.check_complete()
     return config.resolved()
 
