@@ -45,7 +45,7 @@ from distill.cache_codec import QUANTISED_KEYS, SCALE, encode_entry, entry_bytes
 from distill.kd_losses import tag_form
 from distill.pose_kd import PSEUDO_THRESHOLDS
 from distill.replay import BLEND
-from mtl_ehrnet.data.sample import RawDataset
+from mtl_ehrnet.data.raw_dataset import RawDataset
 from mtl_ehrnet.data.transforms import TestTransform
 from mtl_ehrnet.training.distributed import Context, run_on_every_rank
 

@@ -5,6 +5,7 @@ from mtl_ehrnet.data.cityscapes import CLASS_NAMES, NUM_CLASSES, Cityscapes, lis
 from mtl_ehrnet.data.coco import CocoKeypoints
 from mtl_ehrnet.data.joint import JointDataset
 from mtl_ehrnet.data.mixed import MixedTaskDataset, TaskMixBatchSampler, collate_samples
+from mtl_ehrnet.data.raw_dataset import RawDataset
 from mtl_ehrnet.data.sample import IGNORE_INDEX, SAMPLE_KEYS, RawSample
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, COCO_KEYPOINT_NAMES, COCO_SKELETON, NUM_KEYPOINTS
 from mtl_ehrnet.data.synthetic import SyntheticLayout, generate_synthetic
@@ -12,7 +13,7 @@ from mtl_ehrnet.data.transforms import TestTransform, TrainTransform
 
 __all__ = [
     "CLASS_NAMES", "COCO_FLIP_INDEX", "COCO_KEYPOINT_NAMES", "COCO_SKELETON", "Cityscapes", "CocoKeypoints",
-    "IGNORE_INDEX", "JointDataset", "MixedTaskDataset", "NUM_CLASSES", "NUM_KEYPOINTS", "RawSample",
+    "IGNORE_INDEX", "JointDataset", "MixedTaskDataset", "NUM_CLASSES", "NUM_KEYPOINTS", "RawDataset", "RawSample",
     "SAMPLE_KEYS", "SyntheticLayout", "TaskMixBatchSampler", "TestTransform", "TrainTransform",
     "collate_samples", "generate_synthetic", "list_cityscapes_pairs", "to_train_ids",
 ]

@@ -18,7 +18,8 @@ from PIL import Image
 
 from mtl_ehrnet.data.fingerprint import files_digest, text_digest
 from mtl_ehrnet.data.image_io import read_label_ids, read_rgb
-from mtl_ehrnet.data.sample import IGNORE_INDEX, RawDataset, RawSample
+from mtl_ehrnet.data.raw_dataset import RawDataset
+from mtl_ehrnet.data.sample import IGNORE_INDEX, RawSample
 
 PathLike = Union[str, Path]
 IMAGE_SUFFIX = "_leftImg8bit.png"

@@ -24,7 +24,8 @@ import torch
 
 from mtl_ehrnet.data.fingerprint import files_digest, text_digest
 from mtl_ehrnet.data.image_io import read_rgb
-from mtl_ehrnet.data.sample import RawDataset, RawSample
+from mtl_ehrnet.data.raw_dataset import RawDataset
+from mtl_ehrnet.data.sample import RawSample
 from mtl_ehrnet.data.skeleton import NUM_KEYPOINTS
 
 PathLike = Union[str, Path]

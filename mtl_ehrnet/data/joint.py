@@ -13,7 +13,8 @@ import torch
 from mtl_ehrnet.data.cityscapes import list_cityscapes_pairs, read_train_ids
 from mtl_ehrnet.data.coco import CocoKeypoints
 from mtl_ehrnet.data.fingerprint import files_digest
-from mtl_ehrnet.data.sample import RawDataset, RawSample
+from mtl_ehrnet.data.raw_dataset import RawDataset
+from mtl_ehrnet.data.sample import RawSample
 
 PathLike = Union[str, Path]
 

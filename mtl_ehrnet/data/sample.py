@@ -32,11 +32,9 @@ coordinate ``u`` lies at ``(u + 0.5) / s - 0.5`` on a stride-``s`` map, which is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 IGNORE_INDEX = 255
 SAMPLE_KEYS = (
@@ -73,37 +71,3 @@ class RawSample:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
-
-
-class RawDataset(Dataset):
-    """Base of the datasets: subclasses implement ``load``; indexing applies ``transform``.
-
-    Args:
-        transform: turns a :class:`RawSample` into the training sample dict; ``None`` uses the
-            deterministic ``TestTransform(512)``.
-    """
-
-    def __init__(self, transform: Optional[Callable[[RawSample], Dict[str, torch.Tensor]]] = None) -> None:
-        if transform is None:
-            from mtl_ehrnet.data.transforms import TestTransform  # transforms imports this module
-
-            transform = TestTransform(512)
-        self.transform = transform
-
-    def load(self, index: int) -> RawSample:
-        """The untransformed image and labels of sample ``index``."""
-        raise NotImplementedError
-
-    def fingerprint(self) -> Dict[str, str]:
-        """What identifies the samples, for stores keyed by sample index: their number, and in subclasses
-        digests of the file list and of the labels' contents (computed once per dataset object)."""
-        if getattr(self, "_fingerprint", None) is None:
-            self._fingerprint = {"kind": type(self).__name__, "samples": str(len(self)), **self._describe()}
-        return dict(self._fingerprint)
-
-    def _describe(self) -> Dict[str, str]:
-        """Digests of the file list and labels (see :mod:`mtl_ehrnet.data.fingerprint`)."""
-        return {}
-
-    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
-        return self.transform(self.load(index))
