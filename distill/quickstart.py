@@ -23,7 +23,7 @@ from distill.student import check_init_lr_factor, default_cache_size, train_stud
 from distill.teacher_cache import cache_sizes
 from evaluation.compare import compare_rows, markdown, savings, write_comparison, write_seed_spread
 from mtl_ehrnet import create_model
-from mtl_ehrnet.config_tree import write_tree
+from mtl_ehrnet.config_tree import from_tree, read_tree, write_tree
 from mtl_ehrnet.data import (
     Cityscapes,
     CocoKeypoints,
@@ -35,7 +35,7 @@ from mtl_ehrnet.data import (
 )
 from mtl_ehrnet.data.mixed import split_batch
 from mtl_ehrnet.data.scene import SceneOptions
-from mtl_ehrnet.recipes import as_tuples, read_recipe, recipe_path
+from mtl_ehrnet.recipes import recipe_path
 from mtl_ehrnet.training import GroundTruthLoss, RunConfig
 from mtl_ehrnet.training.step_timer import seconds_per_step_each
 from mtl_ehrnet.training.task_loss import ground_truth_loss
@@ -53,7 +53,6 @@ KD_STEP_FACTOR = {"online": 1.75, "cached": 1.25}
 INFERENCE_FACTOR = 0.5
 BUDGET_RESERVE = 0.95  # fraction of --minutes planned for; the rest absorbs a busier machine
 TIMED_STEPS = 5  # per model, in rounds over the models (a load on the machine lasting a round is dropped)
-_TUPLE_FIELDS = ("image_size", "people", "scale_range", "task_ratios", "task_weights", "cache_input_size")
 
 
 @dataclass(frozen=True)
@@ -209,8 +208,8 @@ class QuickstartPlan:
         unknown = sorted(set(changes) - set(known))
         if unknown:
             raise ValueError(f"unknown recipe keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        data = read_recipe(recipe_path("quickstart") if path is None else path, known)
-        return cls(**as_tuples({**data, **changes}, _TUPLE_FIELDS))
+        path = recipe_path("quickstart") if path is None else path
+        return from_tree(cls, {**read_tree(path), **changes}, str(path))
 
     @property
     def kd_settings(self) -> KDSettings:

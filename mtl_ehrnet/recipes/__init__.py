@@ -6,9 +6,7 @@ a command's ``--config`` (``--recipe`` for the quick start) takes the file or th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Tuple
-
-import yaml
+from typing import List
 
 RECIPES = Path(__file__).resolve().parent
 
@@ -49,26 +47,3 @@ def recipe_summary(name: str) -> str:
     """The recipe's first comment line (what it trains)."""
     first = recipe_path(name).read_text(encoding="utf-8").splitlines()[0]
     return first.lstrip("# ").strip()
-
-
-def read_recipe(path: "str | Path", known: Iterable[str]) -> Dict[str, Any]:
-    """A YAML recipe's mapping (``yaml.safe_load``: no code runs), its keys checked against ``known``.
-
-    Raises:
-        ValueError: naming the file, when it is not a mapping or has a key outside ``known`` (the known ones
-            listed).
-    """
-    path = config_file(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of settings, got {type(data).__name__}")
-    known = sorted(known)
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {', '.join(unknown)}; known: {', '.join(known)}")
-    return data
-
-
-def as_tuples(data: Mapping[str, Any], names: Tuple[str, ...]) -> Dict[str, Any]:
-    """``data`` with the YAML lists under ``names`` made tuples (the frozen dataclasses' field types)."""
-    return {k: tuple(v) if k in names and isinstance(v, list) else v for k, v in data.items()}
