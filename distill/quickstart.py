@@ -69,8 +69,9 @@ class QuickstartPlan:
     ``task_ratios``, scale every pose and segmentation term by ``task_weights``, and start from the pose
     teacher's weights (``student_init``: the pose teacher then has the student's width and is also the separate
     pose student), those weights training at ``init_lr_factor`` times the rate. The distilled student weights the
-    teachers' terms on samples that have that task's labels by ``labelled_kd_weight`` and its heatmap term by
-    ``pose_kd_weight``; ``teacher_flip`` has it learn from flip-averaged teachers, ``teacher_cache`` from cached
+    teachers' terms on samples that have that task's labels by ``labelled_kd_weight``, its heatmap term by
+    ``pose_kd_weight`` and its segmentation term (pixel-wise KL at ``kd_temperature``) by ``seg_kd_weight``;
+    ``teacher_flip`` has it learn from flip-averaged teachers, ``teacher_cache`` from cached
     maps (``cache_*`` as ``distill``'s flags).
 
     ``steps`` fixes each run's length in steps of ``batch_size`` images (validated ``validations`` times), so
@@ -106,6 +107,8 @@ class QuickstartPlan:
     init_lr_factor: float = 1.0
     teacher_flip: bool = False
     pose_kd_weight: float = 4.0
+    seg_kd_weight: float = 1.0
+    kd_temperature: float = 1.0
     teacher_cache: bool = False
     cache_input_size: Tuple[int, ...] = ()
     cache_mirrored: bool = False
@@ -123,9 +126,13 @@ class QuickstartPlan:
         ground_truth_loss(("pose",), **self.ground_truth)  # refuses an unknown push or class-weight rule as early
         RunConfig(ema_decay=self.ema_decay)  # and a decay outside (0, 1)
         task_weight_pair(self.task_weights)
-        if not (math.isfinite(self.pose_kd_weight) and self.pose_kd_weight >= 0):
-            raise ValueError(f"pose_kd_weight (--pose-kd-weight) must be finite and >= 0, got {self.pose_kd_weight}")
-        self.kd_settings  # refuses a negative labelled-KD weight as early
+        for key in ("pose_kd_weight", "seg_kd_weight"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{key} must be finite and >= 0, got {value}")
+        if not (math.isfinite(self.kd_temperature) and self.kd_temperature > 0):
+            raise ValueError(f"kd_temperature must be finite and > 0, got {self.kd_temperature}")
+        self.kd_settings  # refuses a negative labelled-KD or seg KD weight and a bad temperature as early
         check_init_lr_factor(self.init_lr_factor)
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise ValueError(f"minutes (--minutes) must be finite and > 0, got {self.minutes}")
@@ -217,7 +224,8 @@ class QuickstartPlan:
         return KDSettings(
             labelled_kd_weight=self.labelled_kd_weight,
             teacher_flip=self.teacher_flip,
-            weights={"pose/kd_heatmaps": self.pose_kd_weight},
+            temperature=self.kd_temperature,
+            weights={"pose/kd_heatmaps": self.pose_kd_weight, "seg/kd": self.seg_kd_weight},
         )
 
     @property

@@ -68,7 +68,8 @@ def test_quickstart_end_to_end_tiny(tmp_path: Path) -> None:
     kd = read_checkpoint(tmp_path / "qs" / "runs" / "joint_student_kd" / "last.pt")["run_config"]["extra"]["kd"]
     assert kd["labelled_kd_weight"] == plan.labelled_kd_weight == 1.0
     assert kd["teacher_flip"] is plan.teacher_flip is True  # flip-averaged teachers fill the cache
-    assert kd["weights"] == {"pose/kd_heatmaps": plan.pose_kd_weight}
+    assert kd["weights"] == {"pose/kd_heatmaps": plan.pose_kd_weight, "seg/kd": plan.seg_kd_weight}
+    assert kd["temperature"] == plan.kd_temperature
     manifest = json.loads((tmp_path / "qs" / "cache" / "manifest.json").read_text())
     assert (
         "teacher_flip" in manifest and "mirrored" in manifest and manifest["input_size"] == "64,96"
@@ -208,7 +209,9 @@ def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_pa
     assert main(["quickstart"]) == 0
     assert plans[0] == _recipe()
     assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
-    assert plans[0].kd_settings.weights == {"pose/kd_heatmaps": 4.0} and plans[0].scene.crowds is False
+    kd = plans[0].kd_settings
+    assert kd.weights == {"pose/kd_heatmaps": 4.0, "seg/kd": 1.0} and kd.temperature == 1.0
+    assert plans[0].scene.crowds is False
     assert main(["quickstart", "--set", "labelled_kd_weight=0.5", "--set", "task_weights=[1, 1]", "--set",
                  "people=[2, 4]", "--seed", "3", "--minutes", "20", "--images", "50", "--workers", "0"]) == 0
     changed = plans[1]
@@ -221,8 +224,12 @@ def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_pa
     assert main(["quickstart", "--seeds", "0", "1", "2"]) == 0 and seeds[0][1] == [0, 1, 2]
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: unknown recipe keys pose_kd; known: "):
         main(["quickstart", "--set", "pose_kd=2"])
-    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight \(--pose-kd-weight\) must be"):
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: pose_kd_weight must be finite and >= 0, got -1"):
         main(["quickstart", "--set", "pose_kd_weight=-1"])
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: seg_kd_weight must be finite and >= 0, got nan"):
+        main(["quickstart", "--set", "seg_kd_weight=.nan"])
+    with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: kd_temperature must be finite and > 0, got 0"):
+        main(["quickstart", "--set", "kd_temperature=0"])
     with pytest.raises(SystemExit, match=r"mtl-ehrnet quickstart: minutes \(--minutes\) must be finite and > 0"):
         main(["quickstart", "--minutes", "0"])
     with pytest.raises(SystemExit, match="mtl-ehrnet quickstart: --cache-input-size, --cache-mirrored shape the "
