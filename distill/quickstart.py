@@ -132,7 +132,7 @@ class QuickstartPlan:
                 raise ValueError(f"{key} must be finite and >= 0, got {value}")
         if not (math.isfinite(self.kd_temperature) and self.kd_temperature > 0):
             raise ValueError(f"kd_temperature must be finite and > 0, got {self.kd_temperature}")
-        self.kd_settings  # refuses a negative labelled-KD or seg KD weight and a bad temperature as early
+        self.kd_settings  # refuses a negative labelled-KD weight as early (the checks above name the recipe keys)
         check_init_lr_factor(self.init_lr_factor)
         if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
             raise ValueError(f"minutes (--minutes) must be finite and > 0, got {self.minutes}")
