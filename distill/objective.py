@@ -52,19 +52,18 @@ class KDSettings:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.labelled_kd_weight) and self.labelled_kd_weight >= 0):
-            raise ValueError("labelled_kd_weight (--labelled-kd-weight) must be finite and >= 0, "
-                             f"got {self.labelled_kd_weight}")
+            raise ValueError(f"labelled_kd_weight must be finite and >= 0, got {self.labelled_kd_weight}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature (--temperature) must be finite and > 0, got {self.temperature}")
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
         for task, name in (("pose_heatmaps", self.heatmap_kd), ("pose_tags", self.tag_kd), ("seg", self.seg_kd)):
             check_kd_loss(task, name)
         if self.balancing not in ("fixed", "uncertainty", "dwa"):
             raise ValueError(f"balancing must be one of ('fixed', 'uncertainty', 'dwa'), got {self.balancing!r}")
         for term, weight in self.weights.items():
             if term not in TERM_NAMES:
-                raise ValueError(f"no loss term {term!r} to weight (--loss-weight); terms: {', '.join(TERM_NAMES)}")
+                raise ValueError(f"weights: no loss term {term!r}; terms: {', '.join(TERM_NAMES)}")
             if not (math.isfinite(weight) and weight >= 0):
-                raise ValueError(f"the weight of {term} (--loss-weight) must be finite and >= 0, got {weight}")
+                raise ValueError(f"weights[{term!r}] must be finite and >= 0, got {weight}")
 
 
 class DistillationObjective(nn.Module):

@@ -189,7 +189,7 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
     with pytest.raises(ValueError, match=r"task_weights must be \(pose, seg\) factors"):
         _recipe(task_weights=(1.0,))
     with pytest.raises(
-        ValueError, match=r"labelled_kd_weight \(--labelled-kd-weight\) must be finite and >= 0, got -1"
+        ValueError, match=r"labelled_kd_weight must be finite and >= 0, got -1"
     ):
         _recipe(labelled_kd_weight=-1.0)
     with pytest.raises(ValueError, match=r"init_lr_factor \(--init-lr-factor\) must be finite and > 0, got 0.0"):
