@@ -48,6 +48,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--int8", action="store_true",
                         help="also time the INT8 path (same as adding int8:onnxruntime to --paths)")
     parser.add_argument("--int8-val", metavar="ROOT", help=argparse.SUPPRESS)
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the peak-memory measurement (on a CPU: each path once more, in a fresh process)")
     parser.add_argument("--json", metavar="OUT", help="write the rows as JSON")
     parser.set_defaults(func=run)
 
@@ -73,9 +75,10 @@ def benchmark_models(names: List[str], input_size: Optional[int], runs: int, war
                      device: str, backbones: Optional[List[str]] = None, backends: Sequence[str] = ("torch",),
                      int8: Optional[Dict[str, Any]] = None, paths: Optional[Sequence[Any]] = None,
                      val: Optional[str] = None, val_limit: Optional[int] = None,
-                     calibration: int = 8) -> List[Dict[str, Any]]:
+                     calibration: int = 8, memory: bool = True) -> List[Dict[str, Any]]:
     """One row per model (and per backbone, when given) and deployment path: params, MACs, forward /
-    post-processing latency, FPS, the largest output difference from fp32 eager, and AP / mIoU with ``val``.
+    post-processing latency, FPS, the largest output difference from fp32 eager, peak memory, and AP / mIoU
+    with ``val``.
 
     Args:
         names: registered model names (random weights) or checkpoint files.
@@ -85,9 +88,12 @@ def benchmark_models(names: List[str], input_size: Optional[int], runs: int, war
         val: joint split root (annotations/person_keypoints_val.json over a Cityscapes layout): AP / mIoU per
             path, and INT8 calibrated on its first ``calibration`` images (random inputs without it).
         val_limit: evaluate the first N images only.
+        memory: measure each path's peak memory (:mod:`evaluation.peak_memory`; a fresh process per path
+            on the CPU).
     """
     from evaluation.complexity import complexity
     from evaluation.model_source import load_model_or_name
+    from evaluation.peak_memory import NetworkSource
     from mtl_ehrnet import create_model, list_models
     from mtl_ehrnet.inference.deployment import DeploymentPath, missing_for
     from mtl_ehrnet.inference.runners import build_runner
@@ -125,15 +131,17 @@ def benchmark_models(names: List[str], input_size: Optional[int], runs: int, war
         runners = []
         for path in paths:
             batches = _calibration(size, val, calibration) if path.precision == "int8" else None
-            runners.append((path, build_runner(copy.deepcopy(model), path, size, batches, threads)))
+            runners.append((path, build_runner(copy.deepcopy(model), path, size, batches, threads,
+                                               keep_graph=memory and path.device == "cpu")))
         reports = _interleaved(runners, size, warmup, runs, threads, post)
         for (path, runner), report in zip(runners, reports):
             extra: Dict[str, Any] = {"backend": path.backend, "precision": path.precision, "path": str(path),
                                      "max_abs_diff": _difference(runner, reference, size)}
             if path.backend in ("onnxruntime", "tensorrt"):
                 extra["providers"] = runner.session.providers
-            if path.device == "cuda":
-                extra["peak_memory_mb"] = _cuda_peak_mb(runner, size)
+            if memory:
+                extra["peak_memory_mb"] = _peak_memory_mb(runner, path, NetworkSource(name, backbone), size, threads,
+                                                          post)
             if val:
                 extra["accuracy"] = _accuracy_on(model, path, val, val_limit, calibration, min(size))
                 extra["calibration"] = f"{calibration} images of {val}" if path.precision == "int8" else None
@@ -181,15 +189,23 @@ def _difference(runner: Any, reference: Tuple[Any, Dict[str, Any]], size: Tuple[
     return max(float((got[k].cpu() - v).abs().max() / v.abs().max().clamp(min=1e-12)) for k, v in expected.items())
 
 
-def _cuda_peak_mb(runner: Any, size: Tuple[int, int]) -> float:
-    import torch
+def _peak_memory_mb(runner: Any, path: Any, source: Any, size: Tuple[int, int], threads: Optional[int],
+                    post: Callable[[Dict[str, Any]], Any]) -> Optional[float]:
+    """CUDA's max allocated on a GPU; on a CPU the resident-set growth of a fresh process that loads the
+    network (the exported graph for ONNX Runtime) and runs one inference."""
+    import tempfile
+    from dataclasses import replace
 
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    with torch.inference_mode():
-        runner(torch.randn(1, 3, *size, device="cuda"))
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**20
+    from evaluation.peak_memory import cpu_peak_growth_mb, cuda_peak_mb
+
+    if path.device == "cuda":
+        return cuda_peak_mb(runner, size, post)
+    if getattr(runner, "graph", None) is None:
+        return cpu_peak_growth_mb(source, path, size, threads)
+    with tempfile.TemporaryDirectory(prefix="mtl_ehrnet_memory_") as folder:
+        graph = Path(folder) / "model.onnx"
+        graph.write_bytes(runner.graph)
+        return cpu_peak_growth_mb(replace(source, graph=str(graph)), path, size, threads)
 
 
 def _calibration(size: Tuple[int, int], val: Optional[str], count: int) -> List[Any]:
@@ -228,22 +244,25 @@ def format_rows(rows: List[Dict[str, Any]]) -> str:
         f"device {first['device']}, {first['threads']} threads, batch 1, "
         f"median (p10-p90) of {first['forward']['runs']} runs",
         "| model | tasks | input | params | MACs | path | forward | post-processing | total | FPS | max diff vs fp32 "
-        "| AP | mIoU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| peak memory | AP | mIoU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         f, p = r["forward"], r["postprocess"]
         accuracy = r.get("accuracy") or {}
         metrics = " | ".join("-" if accuracy.get(k) is None else f"{accuracy[k]:.4f}" for k in ("AP", "mIoU"))
+        peak = "-" if r.get("peak_memory_mb") is None else f"{r['peak_memory_mb']:.0f} MiB"
         lines.append(
             f"| {r['model']} | {'+'.join(r['tasks'])} | {r['input_size'][0]}x{r['input_size'][1]} | "
             f"{r['params'] / 1e6:.2f} M | {r['macs'] / 1e9:.2f} G | {r.get('path', r.get('backend'))} | "
             f"{f['median_ms']:.1f} ms ({f['p10_ms']:.1f}-{f['p90_ms']:.1f}) | "
             f"{p['median_ms']:.1f} ms | {r['total_ms']:.1f} ms | {r['fps']:.2f} | {r.get('max_abs_diff', 0):.1e} | "
-            f"{metrics} |"
+            f"{peak} | {metrics} |"
         )
-    notes = [f"{r['model']} {r['path']}: peak CUDA memory {r['peak_memory_mb']:.0f} MiB"
-             for r in rows if "peak_memory_mb" in r]
+    notes = []
+    if any(r.get("peak_memory_mb") is not None for r in rows):
+        notes.append("peak memory: CUDA max allocated on a GPU; on a CPU the resident-set growth of a fresh process "
+                     "that loads the network and runs one inference")
     notes += [f"{r['model']} {r['path']}: calibrated on {r['calibration']}" for r in rows if r.get("calibration")]
     return "\n".join(lines + ([""] + notes if notes else []))
 
@@ -302,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
             if paths is None and args.int8 else None)
     rows = benchmark_models(names, args.input_size, args.runs, args.warmup, args.threads, device, backbones,
                             _backends(args.backend), int8, paths=paths, val=val, val_limit=args.limit,
-                            calibration=args.calibration_images)
+                            calibration=args.calibration_images, memory=args.memory)
     print(format_rows(rows))
     output: Dict[str, Any] = {"machine": {"cpu": machine.cpu, "flags": list(machine.relevant_flags()),
                                           "threads": machine.threads, "cuda": list(machine.cuda)}, "models": rows}

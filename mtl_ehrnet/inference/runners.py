@@ -70,10 +70,12 @@ class OnnxRunner(nn.Module):
         input_size: (H, W), multiples of 32, to export and check at.
         calibration: for INT8, normalised float32 batches (1, 3, H, W) as ``Predictor`` feeds the network.
         threads: ONNX Runtime intra-op threads (default torch's).
+        keep_graph: keep the graph's bytes in ``graph`` (to save it, or to load it in another process).
     """
 
     def __init__(self, model: nn.Module, path: DeploymentPath, input_size: Sequence[int],
-                 calibration: Optional[Sequence[np.ndarray]] = None, threads: Optional[int] = None) -> None:
+                 calibration: Optional[Sequence[np.ndarray]] = None, threads: Optional[int] = None,
+                 keep_graph: bool = False) -> None:
         super().__init__()
         # Imported here: onnx and onnxruntime load only when an ONNX path is built.
         from mtl_ehrnet.inference.onnx_export import export_onnx
@@ -91,15 +93,18 @@ class OnnxRunner(nn.Module):
                 quantized = Path(folder) / "model_int8.onnx"
                 quantize_int8(graph, quantized, calibration)
                 graph = quantized
-            self.session = OnnxModel(graph.read_bytes(), tasks=getattr(model, "tasks", None),
+            data = graph.read_bytes()
+            self.session = OnnxModel(data, tasks=getattr(model, "tasks", None),
                                      config=getattr(model, "config", None), input_size=tuple(input_size),
-                                     threads=threads or torch.get_num_threads(), providers=_providers(path))
+                                     threads=threads or torch.get_num_threads(), providers=providers_for(path))
+        self.graph: Optional[bytes] = data if keep_graph else None
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         return {name: value.float() for name, value in self.session(images).items()}
 
 
-def _providers(path: DeploymentPath) -> list:
+def providers_for(path: DeploymentPath) -> list:
+    """ONNX Runtime's execution providers for ``path``, preferred first."""
     if path.backend == "tensorrt":
         options = {"trt_fp16_enable": path.precision == "fp16", "trt_engine_cache_enable": True}
         return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -107,8 +112,10 @@ def _providers(path: DeploymentPath) -> list:
 
 
 def build_runner(model: nn.Module, path: DeploymentPath, input_size: Sequence[int],
-                 calibration: Optional[Sequence[np.ndarray]] = None, threads: Optional[int] = None) -> nn.Module:
-    """The callable that runs ``model`` on ``path`` (see the module doc for its shapes)."""
+                 calibration: Optional[Sequence[np.ndarray]] = None, threads: Optional[int] = None,
+                 keep_graph: bool = False) -> nn.Module:
+    """The callable that runs ``model`` on ``path`` (see the module doc for its shapes); ``keep_graph``: an
+    ONNX path keeps its graph's bytes in ``runner.graph``."""
     if path.backend in ("torch", "torch.compile"):
         return TorchRunner(model, path)
-    return OnnxRunner(model, path, input_size, calibration, threads)
+    return OnnxRunner(model, path, input_size, calibration, threads, keep_graph)

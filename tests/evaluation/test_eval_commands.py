@@ -49,13 +49,14 @@ def test_evaluate_refuses_a_task_the_model_lacks(synthetic, tmp_path: Path, caps
 def test_benchmark_prints_one_row_per_model(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
     code = main(["benchmark", "--models", "pose_h-4,mtl_h-4", "--input-size", "64", "--runs", "1", "--warmup", "0",
-                 "--threads", "1", "--device", "cpu", "--json", str(out)])
+                 "--threads", "1", "--device", "cpu", "--no-memory", "--json", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| pose_h-4 | pose | 64x64 |" in printed and "| mtl_h-4 | pose+seg | 64x64 |" in printed
     rows = json.loads(out.read_text())["models"]
     assert [r["model"] for r in rows] == ["pose_h-4", "mtl_h-4"]
     assert rows[1]["params"] > rows[0]["params"] > 0 and rows[0]["fps"] > 0 and rows[0]["threads"] == 1
+    assert "peak_memory_mb" not in rows[0] and "peak memory:" not in printed  # --no-memory
     assert main(["benchmark", "--models", "nope"]) == 1
 
 
@@ -67,3 +68,5 @@ def test_benchmark_runs_every_model_on_each_backbone(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())["models"]
     assert [r["model"] for r in rows] == ["mtl_h-4 [efficientnet]", "mtl_h-4 [timm:mobilenetv3_small_100]"]
     assert rows[0]["params"] != rows[1]["params"]
+    # Each trunk's memory is measured on that trunk: at least its fp32 weights.
+    assert all(r["peak_memory_mb"] >= r["params"] * 4 / 2**20 for r in rows)

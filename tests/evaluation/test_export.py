@@ -109,6 +109,9 @@ def test_benchmark_times_torch_and_onnxruntime_in_one_run(tmp_path: Path, capsys
     rows = json.loads(out.read_text())["models"]
     assert [r["backend"] for r in rows] == ["torch", "onnxruntime"] and rows[1]["max_abs_diff"] <= 1e-4
     assert rows[0]["macs"] == rows[1]["macs"] and rows[1]["fps"] > 0
+    # Peak memory of each path, the ONNX one from its exported graph in a fresh process: at least the weights.
+    assert all(r["peak_memory_mb"] >= r["params"] * 4 / 2**20 for r in rows)
+    assert "peak memory: CUDA max allocated on a GPU; on a CPU the resident-set growth" in printed
     assert main(["benchmark", "--models", "seg_h-4", "--backend", "tensorflow"]) == 1
     assert "unknown backend(s) ['tensorflow']" in capsys.readouterr().err
 
