@@ -35,7 +35,7 @@ def upsampled_argmax(logits: torch.Tensor, out_hw: Tuple[int, int], scale: Tuple
         (H, W) int64 class map on the logits' device.
     """
     logits = logits.float()
-    _, h, w = logits.shape
+    classes, h, w = logits.shape
     y0, y1, wy = _axis(out_hw[0], h, scale[0], logits.device)
     x0, x1, wx = _axis(out_hw[1], w, scale[1], logits.device)
     best = logits.argmax(0)
@@ -46,9 +46,12 @@ def upsampled_argmax(logits: torch.Tensor, out_hw: Tuple[int, int], scale: Tuple
     labels = best[y0][:, x0]
     ys, xs = torch.nonzero(~uniform[y0][:, x0], as_tuple=True)
     if ys.numel():
-        a, b, fy, fx = y0[ys], y1[ys], wy[ys], wx[xs]
+        # One row of class scores per logit pixel, so that each corner is one contiguous gather.
+        rows = logits.permute(1, 2, 0).reshape(h * w, classes)
+        a, b = y0[ys] * w, y1[ys] * w
         c, d = x0[xs], x1[xs]
-        top = logits[:, a, c] * (1 - fx) + logits[:, a, d] * fx
-        bottom = logits[:, b, c] * (1 - fx) + logits[:, b, d] * fx
-        labels[ys, xs] = (top * (1 - fy) + bottom * fy).argmax(0)
+        fy, fx = wy[ys, None], wx[xs, None]
+        top = rows[a + c] * (1 - fx) + rows[a + d] * fx
+        bottom = rows[b + c] * (1 - fx) + rows[b + d] * fx
+        labels[ys, xs] = (top * (1 - fy) + bottom * fy).argmax(1)
     return labels

@@ -256,36 +256,38 @@ def _refine_missing(
 ) -> None:
     """Fills missing joints in place with argmax over the map of ``det - round(|tag - mean tag|)``.
 
+    Every joint is searched at once, on its ``_REFINE_SHORTLIST`` strongest pixels; no pixel outside them
+    can score above the weakest of them (``round(distance) >= 0``), so only a person whose best shortlisted
+    score is lower than that needs the whole map.
+
     Args:
         det: (J, H, W); tag: (J, H, W, D); det_cpu: det as numpy; keypoints: (P, J, 3) edited in
             place; mean_tags: (P, D) each person's mean joint tag.
     """
     num_joints, height, width = det.shape
+    person, joint = np.nonzero(keypoints[..., 2] <= 0)
+    if person.size == 0:
+        return
     flat_det = det.view(num_joints, -1)
     flat_tags = tag.view(num_joints, height * width, -1)
     means = torch.as_tensor(mean_tags, dtype=torch.float32, device=det.device)
-    shortlist = min(_REFINE_SHORTLIST, height * width)
-    for joint in range(num_joints):
-        people = np.flatnonzero(keypoints[:, joint, 2] <= 0)
-        if people.size == 0:
-            continue
-        # Exact shortcut: no pixel outside the strongest ``shortlist`` can score above the weakest of
-        # them (round(distance) >= 0), so only people whose best shortlisted score is lower than that
-        # need the whole map.
-        top_val, top_idx = flat_det[joint].topk(shortlist)
-        score = top_val[None] - torch.cdist(means[people], flat_tags[joint, top_idx]).round()
-        best_score, best_at = score.max(dim=1)
-        best = top_idx[best_at]
-        full = (best_score < top_val[-1]).nonzero(as_tuple=True)[0]
-        for chunk in full.split(64):
-            dist = torch.cdist(means[people[chunk.cpu().numpy()]], flat_tags[joint])
-            best[chunk] = (flat_det[joint][None] - dist.round()).argmax(dim=1)
-        best = best.cpu().numpy()
-        ys, xs = best // width, best % width
-        value = det_cpu[joint, ys, xs]
-        dx, dy = _subpixel_offsets(det_cpu, np.full_like(ys, joint), ys, xs, subpixel)
-        fill = value > 0
-        keypoints[people[fill], joint] = np.stack((xs + dx, ys + dy, value), axis=1)[fill]
+    top_val, top_idx = flat_det.topk(min(_REFINE_SHORTLIST, height * width), dim=1)  # (J, S)
+    top_tags = torch.gather(flat_tags, 1, top_idx[..., None].expand(-1, -1, flat_tags.shape[-1]))
+    score = top_val[:, None] - torch.cdist(means[None].expand(num_joints, -1, -1), top_tags).round()  # (J, P, S)
+    best_score, best_at = score.max(dim=2)
+    best = torch.gather(top_idx, 1, best_at)  # (J, P)
+    needs_map = (best_score < top_val[:, -1:]).cpu().numpy()[joint, person]
+    for j in np.unique(joint[needs_map]):
+        people = person[needs_map & (joint == j)]
+        for chunk in np.array_split(people, -(-people.size // 64)):
+            dist = torch.cdist(means[torch.as_tensor(chunk, device=det.device)], flat_tags[j])
+            best[j, torch.as_tensor(chunk, device=det.device)] = (flat_det[j][None] - dist.round()).argmax(dim=1)
+    at = best.cpu().numpy()[joint, person]
+    ys, xs = at // width, at % width
+    value = det_cpu[joint, ys, xs]
+    dx, dy = _subpixel_offsets(det_cpu, joint, ys, xs, subpixel)
+    fill = value > 0
+    keypoints[person[fill], joint[fill]] = np.stack((xs + dx, ys + dy, value), axis=1)[fill]
 
 
 def _non_redundant(keypoints: np.ndarray, min_distance: float) -> np.ndarray:
