@@ -16,13 +16,18 @@ class StageSchedule:
 
 
 def schedule_for_steps(steps: int, full_epoch_steps: int, validations: int = 3) -> StageSchedule:
-    """``steps`` as epochs: whole passes over the data when there are ``validations`` of them or more, else
-    shorter epochs so that the run is still validated ``validations`` times (the last epoch included)."""
+    """``steps`` as equal epochs of at most one pass over the data, at least ``validations`` of them so that the
+    run is validated that often (the last epoch included).
+
+    The run trains ``epochs * steps_per_epoch`` steps: ``steps`` itself when the epochs divide it, else at most
+    ``epochs - 1`` more. The count does not hinge on the data's size, so a generated set one batch larger or
+    smaller (another seed) trains the same steps instead of losing a whole epoch.
+    """
     if steps < 1 or full_epoch_steps < 1 or validations < 1:
         raise ValueError(f"need steps, full_epoch_steps and validations >= 1, got {steps}, {full_epoch_steps}, "
                          f"{validations}")
-    per_epoch = min(full_epoch_steps, max(1, steps // validations))
-    epochs = max(1, steps // per_epoch)
+    epochs = max(validations, -(-steps // full_epoch_steps))
+    per_epoch = -(-steps // epochs)
     return StageSchedule(epochs, per_epoch, max(1, epochs // validations))
 
 

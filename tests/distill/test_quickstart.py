@@ -93,6 +93,15 @@ def test_steps_become_epochs_validated_three_times() -> None:
     assert schedule_for_steps(30, 100) == StageSchedule(3, 10, 1)
     # Many steps: whole epochs, about three validations.
     assert schedule_for_steps(10_000, 100) == StageSchedule(100, 100, 33)
+    # A set one batch larger trains the same steps in shorter epochs, not one epoch fewer.
+    assert schedule_for_steps(1216, 152) == StageSchedule(8, 152, 2)
+    assert schedule_for_steps(1216, 153) == StageSchedule(8, 152, 2)
+    assert schedule_for_steps(2592, 73) == StageSchedule(36, 72, 12)
+    # Epochs that do not divide the steps: rounded up, by less than one step per epoch.
+    assert schedule_for_steps(1000, 153) == StageSchedule(7, 143, 2)
+    for steps, full in ((1216, 151), (2592, 71), (7, 100), (999, 2)):
+        s = schedule_for_steps(steps, full)
+        assert steps <= s.epochs * s.steps_per_epoch < steps + s.epochs and s.steps_per_epoch <= full
 
 
 def test_minutes_scale_every_run_alike_and_never_up() -> None:
