@@ -132,3 +132,20 @@ def measure_latency(
         device=str(device),
         threads=threads if threads is not None else previous_threads,
     )
+
+
+def postprocess_for(model: Any) -> Callable[[Dict[str, Any]], Any]:
+    """What follows the forward pass at inference: grouping of the first image and/or its class map."""
+    from mtl_ehrnet.inference import group_poses
+    from mtl_ehrnet.inference.class_map import upsampled_argmax
+    from mtl_ehrnet.inference.predictor import pose_maps
+
+    def post(outputs: Dict[str, Any]) -> None:
+        if "heatmaps" in outputs:
+            heat, tags = pose_maps(outputs)
+            group_poses(heat[0], tags[0])
+        if "seg" in outputs:
+            seg = outputs["seg"][0]
+            upsampled_argmax(seg, (seg.shape[-2] * 4, seg.shape[-1] * 4), (0.25, 0.25))
+
+    return post

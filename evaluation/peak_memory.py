@@ -75,7 +75,7 @@ def cuda_peak_mb(runner: Callable[[torch.Tensor], Dict[str, torch.Tensor]], size
 def _measure_in_this_process(source: NetworkSource, path: Any, size: Tuple[int, int],
                              threads: Optional[int]) -> Optional[float]:
     """The body of :func:`cpu_peak_growth_mb`, run in the spawned process."""
-    from evaluation.commands.benchmark import postprocess_for
+    from evaluation.latency import postprocess_for
     from evaluation.model_source import load_model_or_name
     from mtl_ehrnet import create_model
     from mtl_ehrnet.inference.runners import build_runner, providers_for

@@ -54,23 +54,6 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.set_defaults(func=run)
 
 
-def postprocess_for(model: Any) -> Callable[[Dict[str, Any]], Any]:
-    """What follows the forward pass at inference: grouping of the first image and/or its class map."""
-    from mtl_ehrnet.inference import group_poses
-    from mtl_ehrnet.inference.class_map import upsampled_argmax
-    from mtl_ehrnet.inference.predictor import pose_maps
-
-    def post(outputs: Dict[str, Any]) -> None:
-        if "heatmaps" in outputs:
-            heat, tags = pose_maps(outputs)
-            group_poses(heat[0], tags[0])
-        if "seg" in outputs:
-            seg = outputs["seg"][0]
-            upsampled_argmax(seg, (seg.shape[-2] * 4, seg.shape[-1] * 4), (0.25, 0.25))
-
-    return post
-
-
 def benchmark_models(names: List[str], input_size: Optional[int], runs: int, warmup: int, threads: Optional[int],
                      device: str, backbones: Optional[List[str]] = None, backends: Sequence[str] = ("torch",),
                      int8: Optional[Dict[str, Any]] = None, paths: Optional[Sequence[Any]] = None,
@@ -92,6 +75,7 @@ def benchmark_models(names: List[str], input_size: Optional[int], runs: int, war
             on the CPU).
     """
     from evaluation.complexity import complexity
+    from evaluation.latency import postprocess_for
     from evaluation.model_source import load_model_or_name
     from evaluation.peak_memory import NetworkSource
     from mtl_ehrnet import create_model, list_models
