@@ -9,7 +9,8 @@ timing taken at start-up; the rules encode what docs/results.md ("Inference path
 * any other CPU: fp32 on ONNX Runtime, or channels-last PyTorch without it.
 
 INT8 needs calibration images and costs accuracy, so ``auto`` takes it only when asked to consider it
-(``calibration=True``), on a CPU with int8 dot products (VNNI) but no fast bf16.
+(``calibration=True``), on a CPU with int8 dot products (VNNI) but no AMX: there it runs ahead of bf16
+autocast too (AVX-512 BF16 without AMX).
 """
 from __future__ import annotations
 
@@ -150,9 +151,11 @@ def _candidates(precision: str, backend: str, device: str, machine: Machine, cal
     if device == "cuda":
         order = [("fp16", "tensorrt"), ("fp16", "torch"), ("bf16", "torch"), ("fp32", "tensorrt"), ("fp32", "torch")]
     else:
-        order = [("bf16", "torch")] if machine.fast_bf16 else []
-        if calibration and machine.vnni and not machine.fast_bf16:
-            order.append(("int8", "onnxruntime"))
+        # With AMX, bf16 matrix tiles beat int8 on ONNX Runtime; with VNNI alone, int8 beats bf16 autocast
+        # (docs/results.md, "Inference paths").
+        int8_first = calibration and machine.vnni and not machine.amx
+        order = [("int8", "onnxruntime")] if int8_first else []
+        order += [("bf16", "torch")] if machine.fast_bf16 else []
         order += [("fp32", "onnxruntime"), ("fp32", "torch")]
     if precision == "auto" and backend == "auto":
         return order

@@ -13,6 +13,7 @@ from mtl_ehrnet.inference.runners import build_runner
 
 PLAIN_CPU = Machine("old CPU", frozenset({"avx2"}), 2)
 VNNI_CPU = Machine("VNNI CPU", frozenset({"avx2", "avx512f", "avx512_vnni"}), 2)
+BF16_VNNI_CPU = Machine("AVX-512 BF16 CPU", frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}), 2)
 AMX_CPU = Machine("AMX CPU", frozenset({"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile",
                                         "amx_int8"}), 2)
 # Largest output difference relative to the output's magnitude, per precision, on a random-weight model.
@@ -29,6 +30,11 @@ def test_auto_follows_the_cpu_flags() -> None:
     assert choose_path("auto", "auto", "cpu", machine=AMX_CPU).name == "bf16:torch"
     assert choose_path("auto", "auto", "cpu", machine=PLAIN_CPU).precision == "fp32"
     assert choose_path("auto", "auto", "cpu", machine=VNNI_CPU, calibration=True).name == "int8:onnxruntime"
+    # AVX-512 BF16 and VNNI without AMX: bf16 unless calibration images allow int8, which runs ahead of it.
+    assert choose_path("auto", "auto", "cpu", machine=BF16_VNNI_CPU).name == "bf16:torch"
+    assert choose_path("auto", "auto", "cpu", machine=BF16_VNNI_CPU, calibration=True).name == "int8:onnxruntime"
+    # With AMX, bf16 stays first even when int8 could be calibrated.
+    assert choose_path("auto", "auto", "cpu", machine=AMX_CPU, calibration=True).name == "bf16:torch"
     # Without VNNI int8 does not pay, so auto never takes it.
     assert choose_path("auto", "auto", "cpu", machine=PLAIN_CPU, calibration=True).precision != "int8"
 
