@@ -84,6 +84,7 @@ def time_predictors(models: Sequence[str], paths: Sequence[Any], images: Sequenc
         for path in paths:
             predictor = Predictor(model, input_size=input_size, precision=path.precision, backend=path.backend,
                                   device=path.device, channels_last=path.channels_last,
+                                  fold_batchnorm=path.fold_batchnorm,
                                   calibration=list(images) if path.precision == "int8" else None)
             timed = _TimedRunner(predictor._network)
             predictor._network = timed

@@ -30,9 +30,9 @@ def _images(args: argparse.Namespace) -> List[np.ndarray]:
 
 
 def _paths(spec: str, device: str) -> list:
-    from mtl_ehrnet.inference.deployment import DeploymentPath, choose_path
+    from mtl_ehrnet.inference.deployment import baseline_path, choose_path
 
-    baseline = DeploymentPath("fp32", "torch", device, channels_last=False)
+    baseline = baseline_path(device)
     chosen = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
         precision, _, backend = item.partition(":")

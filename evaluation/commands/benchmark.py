@@ -219,7 +219,7 @@ def _accuracy_on(model: Any, path: Any, val: str, limit: Optional[int], calibrat
     images = calibration_images(val, calibration) if path.precision == "int8" else None
     return evaluate_joint(copy.deepcopy(model), val, limit=limit, input_size=side, device=path.device,
                           precision=path.precision, backend=path.backend, calibration=images,
-                          channels_last=path.channels_last)
+                          channels_last=path.channels_last, fold_batchnorm=path.fold_batchnorm)
 
 
 def format_rows(rows: List[Dict[str, Any]]) -> str:
@@ -262,7 +262,7 @@ def _backends(values: Sequence[str]) -> List[str]:
 
 def _paths(args: argparse.Namespace, device: str) -> List[Any]:
     """The deployment paths the flags ask for."""
-    from mtl_ehrnet.inference.deployment import DeploymentPath, available_paths, choose_path
+    from mtl_ehrnet.inference.deployment import DeploymentPath, available_paths, baseline_path, choose_path
 
     if args.paths in ("all", "auto"):
         chosen = available_paths(device) if args.paths == "all" else [choose_path("auto", "auto", device)]
@@ -279,8 +279,8 @@ def _paths(args: argparse.Namespace, device: str) -> List[Any]:
     if args.int8 and all(p.precision != "int8" for p in chosen):
         chosen.append(DeploymentPath("int8", "onnxruntime", "cpu"))
     # fp32 eager without channels-last first: the baseline every ratio is read against.
-    return [DeploymentPath("fp32", "torch", device, channels_last=False)] + [
-        p for p in chosen if p != DeploymentPath("fp32", "torch", device, False)]
+    baseline = baseline_path(device)
+    return [baseline] + [p for p in chosen if p != baseline]
 
 
 def run(args: argparse.Namespace) -> int:

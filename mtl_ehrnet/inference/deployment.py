@@ -36,21 +36,33 @@ class DeploymentPath:
         backend: one of :data:`BACKENDS`; ``"tensorrt"`` is ONNX Runtime's TensorRT provider.
         device: ``"cpu"`` or ``"cuda"``.
         channels_last: NHWC tensors on the PyTorch backends.
+        fold_batchnorm: batch norms folded into the convolutions before them on the PyTorch backends
+            (:mod:`mtl_ehrnet.inference.fold_batchnorm`; ONNX Runtime folds them itself).
     """
 
     precision: str
     backend: str
     device: str = "cpu"
     channels_last: bool = True
+    fold_batchnorm: bool = True
 
     def __str__(self) -> str:
-        layout = ", channels-last" if self.channels_last and self.backend.startswith("torch") else ""
+        layout = ""
+        if self.backend.startswith("torch"):
+            layout += ", channels-last" if self.channels_last else ""
+            layout += "" if self.fold_batchnorm else ", batch norm unfolded"
         return f"{self.precision} {self.backend} on {self.device}{layout}"
 
     @property
     def name(self) -> str:
         """``precision:backend``, the form ``--paths`` takes."""
         return f"{self.precision}:{self.backend}"
+
+
+def baseline_path(device: str = "cpu") -> DeploymentPath:
+    """fp32 eager PyTorch as a plain model runs it (NCHW, batch norms apart): the path every speed-up is
+    read against."""
+    return DeploymentPath("fp32", "torch", device, channels_last=False, fold_batchnorm=False)
 
 
 def missing_for(precision: str, backend: str, device: str, machine: Optional[Machine] = None) -> Optional[str]:
@@ -116,7 +128,7 @@ def available_paths(device: str, machine: Optional[Machine] = None) -> List[Depl
 
 def choose_path(precision: str = "auto", backend: str = "auto", device: Union[str, torch.device, None] = None, *,
                 machine: Optional[Machine] = None, calibration: bool = False,
-                channels_last: Optional[bool] = None) -> DeploymentPath:
+                channels_last: Optional[bool] = None, fold_batchnorm: bool = True) -> DeploymentPath:
     """The path to run: ``precision`` and ``backend`` as given, ``"auto"`` filled in from the machine.
 
     Args:
@@ -127,6 +139,8 @@ def choose_path(precision: str = "auto", backend: str = "auto", device: Union[st
         calibration: calibration images are at hand, so ``auto`` may take INT8 (see the module doc).
         channels_last: NHWC on the PyTorch backends (default True: faster on both CPU and GPU for these
             convolutional models, docs/results.md).
+        fold_batchnorm: fold batch norms into convolutions on the PyTorch backends (default True: the same
+            outputs up to float rounding, 10-15 % faster; docs/results.md).
 
     Raises:
         ValueError: the path, or the only paths ``auto`` could fill in, cannot run here; the message names
@@ -137,7 +151,7 @@ def choose_path(precision: str = "auto", backend: str = "auto", device: Union[st
     layout = True if channels_last is None else channels_last
     for p, b in _candidates(precision, backend, device, machine, calibration):
         if missing_for(p, b, device, machine) is None:
-            return DeploymentPath(p, b, device, layout)
+            return DeploymentPath(p, b, device, layout, fold_batchnorm)
     if precision != "auto" and backend != "auto":
         raise ValueError(f"{precision} on {backend} ({device}) needs "
                          f"{missing_for(precision, backend, device, machine)}; this machine: {machine.describe()}")

@@ -10,6 +10,7 @@ map position ``u`` is image position ``(u + 0.5) * t / f - 0.5`` for a resize fa
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -74,6 +75,9 @@ class Predictor:
         backend: ``"torch"``, ``"torch.compile"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"auto"``.
         calibration: uint8 RGB images (H, W, 3) to calibrate INT8 on, preprocessed as inference does.
         channels_last: NHWC tensors on the PyTorch backends; default True (faster for these models).
+        fold_batchnorm: the PyTorch backends run a copy of ``model`` with its batch norms folded into the
+            convolutions (default True: the same outputs up to float rounding, faster); ``model`` itself is
+            left unfolded, so weights loaded into it later reach a new ``Predictor``, not this one.
         half: the same as ``precision="fp16"``.
         compile: the same as ``backend="torch.compile"`` (height and width are dynamic: one compilation
             serves every padded size).
@@ -98,6 +102,7 @@ class Predictor:
         backend: str = "torch",
         calibration: Optional[Sequence[ImageLike]] = None,
         channels_last: Optional[bool] = None,
+        fold_batchnorm: bool = True,
         half: bool = False,
         compile: bool = False,
         mode: str = "fast",
@@ -131,7 +136,7 @@ class Predictor:
         precision = "fp16" if half else precision
         backend = "torch.compile" if compile else backend
         self.path: DeploymentPath = choose_path(precision, backend, self.device, calibration=calibration is not None,
-                                                channels_last=channels_last)
+                                                channels_last=channels_last, fold_batchnorm=fold_batchnorm)
         side = math.ceil(self.input_size / STRIDE) * STRIDE
         batches = None
         if self.path.precision == "int8":
@@ -140,7 +145,10 @@ class Predictor:
                 for im in calibration or ()
             ]
         self.model = model.eval().to(self.device)
-        self._network = build_runner(self.model, self.path, (side, side), batches)
+        folds = (self.path.fold_batchnorm and self.path.backend.startswith("torch")
+                 and any(type(m) is nn.BatchNorm2d for m in self.model.modules()))
+        self._network = build_runner(copy.deepcopy(self.model) if folds else self.model, self.path, (side, side),
+                                     batches)
 
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> Union[Prediction, List[Prediction]]:
         """Predicts poses and class maps.

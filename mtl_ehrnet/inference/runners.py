@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mtl_ehrnet.inference.deployment import DeploymentPath
+from mtl_ehrnet.inference.fold_batchnorm import fold_batch_norms
 
 # What torch.compile hands the captured graphs to; tests swap in "eager" to count compilations quickly.
 COMPILE_BACKEND = "inductor"
@@ -29,13 +30,16 @@ class TorchRunner(nn.Module):
     norm and reductions stay fp32), which keeps bf16 within 0.005 AP / mIoU of fp32 (docs/results.md).
 
     Args:
-        model: returns the dict of the output contract; converted in place (memory format, device).
+        model: returns the dict of the output contract; converted in place (memory format, device, batch norms
+            folded when ``path.fold_batchnorm``).
         path: precision fp32 / bf16 / fp16 on backend torch or torch.compile.
     """
 
     def __init__(self, model: nn.Module, path: DeploymentPath) -> None:
         super().__init__()
         self.model = model.eval().to(path.device)
+        if path.fold_batchnorm:
+            fold_batch_norms(self.model)
         if path.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.path = path

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from evaluation.predictor_latency import format_timings, joint_against_separate, time_predictors
-from mtl_ehrnet.inference.deployment import DeploymentPath
+from mtl_ehrnet.inference.deployment import DeploymentPath, baseline_path
 
-EAGER = DeploymentPath("fp32", "torch", "cpu", channels_last=False)
+EAGER = baseline_path("cpu")
 
 
 def test_every_model_on_every_path_with_the_network_apart() -> None:
@@ -23,7 +23,7 @@ def test_every_model_on_every_path_with_the_network_apart() -> None:
     assert ratios[str(EAGER)] == pytest.approx(
         by["mtl_h-4", str(EAGER)] / (by["pose_h-4", str(EAGER)] + by["seg_h-4", str(EAGER)]))
     printed = format_timings(rows)
-    assert "| mtl_h-4 | fp32 torch on cpu | " in printed and f"joint / (pose + seg), {EAGER}: " in printed
+    assert f"| mtl_h-4 | {EAGER} | " in printed and f"joint / (pose + seg), {EAGER}: " in printed
     # Without a pose-only and a seg-only model there is nothing to set the joint one against.
     assert joint_against_separate(rows[:2]) == {}
     with pytest.raises(ValueError, match="at least one image"):
