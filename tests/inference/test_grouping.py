@@ -122,12 +122,42 @@ def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool) -> None:
     joints, heatmaps, tags = plant(8, size=(96, 96), flip_tags=flip_tags, seed=3)
     heatmaps = (heatmaps * rng.uniform(0, 1, (17, 1, 1)).astype(np.float32)
                 + rng.uniform(0, 0.3, heatmaps.shape).astype(np.float32))
+    monkeypatch.setattr(grouping, "_REFINE_WHOLE_MAPS", 0)
     shortcut = group_poses(heatmaps, tags)
     monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 96 * 96)
+    whole_shortlist = group_poses(heatmaps, tags)
+    monkeypatch.setattr(grouping, "_REFINE_WHOLE_MAPS", 1 << 40)
     whole_map = group_poses(heatmaps, tags)
     assert shortcut[0].shape[0] > 8
-    for a, b in zip(shortcut, whole_map):
+    for a, b, c in zip(shortcut, whole_shortlist, whole_map):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def _reference_peaks(heatmaps: torch.Tensor, k: int, kernel: int, threshold: float) -> list:
+    """Each joint's k strongest max-pool-NMS peaks above ``threshold``, strongest first: the reference's recipe."""
+    pooled = torch.nn.functional.max_pool2d(heatmaps[None], kernel, stride=1, padding=kernel // 2)[0]
+    peaks = (pooled == heatmaps) & (heatmaps > threshold)
+    return [heatmaps[j][peaks[j]].sort(descending=True).values[:k] for j in range(heatmaps.shape[0])]
+
+
+@pytest.mark.parametrize("share_above", [0.04, 0.5])
+def test_peak_search_matches_max_pool_nms_on_sparse_and_dense_maps(rng, share_above: float) -> None:
+    # Maps with a few pixels above the threshold (a trained model's) take the search over those pixels; maps
+    # mostly above it (a random-weight model's) take the pooled search. Both must find max-pool NMS's peaks.
+    heatmaps = torch.as_tensor(rng.uniform(0, 1, (17, 40, 56)), dtype=torch.float32)
+    heatmaps = heatmaps * torch.as_tensor(rng.uniform(0, 1, heatmaps.shape) < share_above)
+    tags = torch.as_tensor(rng.normal(size=(17, 40, 56, 1)), dtype=torch.float32)
+    vals, inds, tag_k = grouping._top_k(heatmaps, tags, 30, 5, 0.1)
+    for joint, expected in enumerate(_reference_peaks(heatmaps, 30, 5, 0.1)):
+        found = expected.numel()
+        torch.testing.assert_close(vals[joint, :found], expected, rtol=0, atol=0)
+        assert bool((vals[joint, found:] == 0).all())
+        torch.testing.assert_close(heatmaps[joint].view(-1)[inds[joint, :found]], expected, rtol=0, atol=0)
+        torch.testing.assert_close(tag_k[joint, :found, 0], tags[joint].view(-1)[inds[joint, :found]])
+    for kernel in (3, 5, 7):
+        pooled = torch.nn.functional.max_pool2d(heatmaps[None], kernel, stride=1, padding=kernel // 2)[0]
+        assert torch.equal(grouping._window_max(heatmaps, kernel), pooled)
 
 
 def test_non_finite_tags_leave_those_joints_unmatched_instead_of_failing() -> None:
