@@ -127,31 +127,15 @@ def group_poses(
 def _top_k(
     det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, threshold: float
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The k strongest NMS peaks above ``threshold`` per joint.
-
-    Only peaks above the detection threshold survive matching, so the max-pool test runs on those
-    pixels alone (a few percent of a real map); a map with many pixels above it falls back to a dense
-    max-pool. Same peaks as max-pool NMS then top-k then thresholding.
+    """The k strongest NMS peaks above ``threshold`` per joint: the peaks of max-pool NMS, then top-k, then
+    thresholding, as the reference finds them.
 
     Returns:
         values (J, k) (0 where a joint has fewer peaks), flat indices (J, k), tags (J, k, D).
     """
     num_joints, height, width = det.shape
-    above = det > threshold
-    num_above = int(above.sum())
-    if num_above * 8 > det.numel():
-        joint, flat = ((_window_max(det, nms_kernel) == det) & above).view(num_joints, -1).nonzero(as_tuple=True)
-    else:
-        joint, y, x = above.nonzero(as_tuple=True)
-        r = nms_kernel // 2
-        padded = F.pad(det, (r, r, r, r), value=float("-inf"))
-        row = width + 2 * r
-        base = joint * padded[0].numel() + y * row + x
-        window = (torch.arange(nms_kernel, device=det.device)[:, None] * row
-                  + torch.arange(nms_kernel, device=det.device)).view(-1)
-        neighbourhood_max = padded.view(-1)[base[:, None] + window[None]].amax(dim=1)
-        peak = neighbourhood_max == det[joint, y, x]
-        joint, flat = joint[peak], (y * width + x)[peak]
+    peaks = (_window_max(det, nms_kernel) == det) & (det > threshold)
+    joint, flat = peaks.view(num_joints, -1).nonzero(as_tuple=True)
     value = det.view(num_joints, -1)[joint, flat]
     # Group by joint, strongest first; the rank within a joint decides who is in the top k.
     by_value = torch.argsort(value, descending=True, stable=True)
@@ -170,15 +154,21 @@ def _top_k(
 
 
 def _window_max(det: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Max over each pixel's ``kernel`` x ``kernel`` window of ``det`` (J, H, W), as ``max_pool2d`` with stride 1.
+    """Max over each pixel's ``kernel`` x ``kernel`` window of ``det`` (J, H, W), as ``max_pool2d`` with stride 1
+    and ``kernel // 2`` padding.
 
-    Pooled as rows then columns (the max is separable) on channels-last maps, which PyTorch's CPU kernel
-    vectorises over the joints: about 3x faster than one square window on (1, J, H, W) at 256 x 256.
+    Taken along rows then columns (the max is separable), each as ``kernel - 1`` element-wise maxima of
+    shifted views: plain vectorised passes, 3x faster on a CPU than ``max_pool2d``'s window loop.
     """
     r = kernel // 2
-    maps = det[None].contiguous(memory_format=torch.channels_last)
-    rows = F.max_pool2d(maps, (1, kernel), stride=1, padding=(0, r))
-    return F.max_pool2d(rows, (kernel, 1), stride=1, padding=(r, 0))[0]
+    out = det
+    for dim, pad in ((2, (r, r, 0, 0)), (1, (0, 0, r, r))):
+        size = out.shape[dim]
+        padded = F.pad(out, pad, value=float("-inf"))
+        out = padded.narrow(dim, 0, size)
+        for shift in range(1, kernel):
+            out = torch.maximum(out, padded.narrow(dim, shift, size))
+    return out
 
 
 def _match(

@@ -143,8 +143,8 @@ def _reference_peaks(heatmaps: torch.Tensor, k: int, kernel: int, threshold: flo
 
 @pytest.mark.parametrize("share_above", [0.04, 0.5])
 def test_peak_search_matches_max_pool_nms_on_sparse_and_dense_maps(rng, share_above: float) -> None:
-    # Maps with a few pixels above the threshold (a trained model's) take the search over those pixels; maps
-    # mostly above it (a random-weight model's) take the pooled search. Both must find max-pool NMS's peaks.
+    # Maps with a few pixels above the threshold (a trained model's) and maps mostly above it (a random-weight
+    # model's): the peaks, their order and their tags must be max-pool NMS's.
     heatmaps = torch.as_tensor(rng.uniform(0, 1, (17, 40, 56)), dtype=torch.float32)
     heatmaps = heatmaps * torch.as_tensor(rng.uniform(0, 1, heatmaps.shape) < share_above)
     tags = torch.as_tensor(rng.normal(size=(17, 40, 56, 1)), dtype=torch.float32)
