@@ -106,7 +106,7 @@ class QuickstartPlan:
     labelled_kd_weight: float = 1.0
     init_lr_factor: float = 1.0
     teacher_flip: bool = False
-    pose_kd_weight: float = 4.0
+    pose_kd_weight: float = 2.0
     seg_kd_weight: float = 1.0
     kd_temperature: float = 1.0
     teacher_cache: bool = False
