@@ -87,7 +87,7 @@ class QuickstartPlan:
     student: str = "mtl_h-4"
     minutes: Optional[float] = None
     batch_size: int = 8
-    workers: int = 1
+    workers: int = 0
     seed: int = 0
     people: Tuple[int, int] = (1, 2)
     min_person_height: float = 0.6

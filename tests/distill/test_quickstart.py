@@ -219,13 +219,13 @@ def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_pa
     assert plans[0] == _recipe()
     assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
     kd = plans[0].kd_settings
-    assert kd.weights == {"pose/kd_heatmaps": 4.0, "seg/kd": 1.0} and kd.temperature == 1.0
+    assert kd.weights == {"pose/kd_heatmaps": 2.0, "seg/kd": 1.0} and kd.temperature == 1.0
     assert plans[0].scene.crowds is False
     assert main(["quickstart", "--set", "labelled_kd_weight=0.5", "--set", "task_weights=[1, 1]", "--set",
-                 "people=[2, 4]", "--seed", "3", "--minutes", "20", "--images", "50", "--workers", "0"]) == 0
+                 "people=[2, 4]", "--seed", "3", "--minutes", "20", "--images", "50", "--workers", "2"]) == 0
     changed = plans[1]
     assert (changed.labelled_kd_weight, changed.task_weights, changed.people) == (0.5, (1.0, 1.0), (2, 4))
-    assert (changed.seed, changed.minutes, changed.images, changed.workers) == (3, 20.0, 50, 0)
+    assert (changed.seed, changed.minutes, changed.images, changed.workers) == (3, 20.0, 50, 2)
     mine = tmp_path / "mine.yaml"
     mine.write_text(quickstart.recipe_path("quickstart").read_text().replace("seg_teacher: seg_h-3",
                                                                              "seg_teacher: seg_h-4"))
