@@ -266,9 +266,8 @@ def _refine_missing(
     """Fills missing joints in place with argmax over the map of ``det - round(|tag - mean tag|)``.
 
     Small maps are searched whole. Otherwise every joint is searched at once, on its ``_REFINE_SHORTLIST``
-    strongest pixels; no pixel outside them
-    can score above the weakest of them (``round(distance) >= 0``), so only a person whose best shortlisted
-    score is lower than that needs the whole map.
+    strongest pixels; no pixel outside them can score above the weakest of them (``round(distance) >= 0``),
+    so only a person whose best shortlisted score is lower than that needs the whole map.
 
     Args:
         det: (J, H, W); tag: (J, H, W, D); det_cpu: det as numpy; keypoints: (P, J, 3) edited in

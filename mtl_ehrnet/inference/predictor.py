@@ -24,6 +24,7 @@ from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, check_flip_index
 from mtl_ehrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mtl_ehrnet.inference.class_map import upsampled_argmax
 from mtl_ehrnet.inference.deployment import DeploymentPath, choose_path
+from mtl_ehrnet.inference.fold_batchnorm import foldable_pairs
 from mtl_ehrnet.inference.grouping import group_poses
 from mtl_ehrnet.inference.reference_grouping import ReferenceGrouping
 from mtl_ehrnet.inference.reference_pipeline import ReferencePipeline, check_reference_scales
@@ -145,8 +146,9 @@ class Predictor:
                 for im in calibration or ()
             ]
         self.model = model.eval().to(self.device)
-        folds = (self.path.fold_batchnorm and self.path.backend.startswith("torch")
-                 and any(type(m) is nn.BatchNorm2d for m in self.model.modules()))
+        # Folding edits the network in place: it gets a copy, and only when there is something to fold (a
+        # wrapped ONNX Runtime session, say, has nothing to fold and cannot be copied).
+        folds = self.path.fold_batchnorm and self.path.backend.startswith("torch") and bool(foldable_pairs(self.model))
         self._network = build_runner(copy.deepcopy(self.model) if folds else self.model, self.path, (side, side),
                                      batches)
 
