@@ -140,7 +140,7 @@ def choose_path(precision: str = "auto", backend: str = "auto", device: Union[st
         channels_last: NHWC on the PyTorch backends (default True: faster on both CPU and GPU for these
             convolutional models, docs/results.md).
         fold_batchnorm: fold batch norms into convolutions on the PyTorch backends (default True: the same
-            outputs up to float rounding, 10-15 % faster; docs/results.md).
+            outputs up to float rounding, one pass less over every activation).
 
     Raises:
         ValueError: the path, or the only paths ``auto`` could fill in, cannot run here; the message names
