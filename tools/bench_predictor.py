@@ -4,10 +4,12 @@ share apart and the joint model's total over the pose-only plus the seg-only mod
 
     python tools/bench_predictor.py --models mtl_h0,pose_h0,seg_h0 --input-size 512 --paths auto
     python tools/bench_predictor.py --models QS/runs/joint_student_kd/student.pt --val QS/data/joint --limit 16
+    python tools/bench_predictor.py --models mtl_h0 --input-size 512 --paths fp32:torch,bf16:torch --unfolded
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -29,14 +31,19 @@ def _images(args: argparse.Namespace) -> List[np.ndarray]:
     return [np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)]
 
 
-def _paths(spec: str, device: str) -> list:
+def _paths(spec: str, device: str, unfolded: bool = False) -> list:
+    """The baseline, then each ``precision:backend`` of ``spec``; with ``unfolded``, each PyTorch path is
+    followed by its twin with the batch norms left unfolded (what folding gains, in one run)."""
     from mtl_ehrnet.inference.deployment import baseline_path, choose_path
 
     baseline = baseline_path(device)
     chosen = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
         precision, _, backend = item.partition(":")
-        chosen.append(choose_path(precision, backend or ("auto" if precision == "auto" else "torch"), device))
+        path = choose_path(precision, backend or ("auto" if precision == "auto" else "torch"), device)
+        chosen.append(path)
+        if unfolded and path.backend.startswith("torch"):
+            chosen.append(replace(path, fold_batchnorm=False))
     return [baseline] + [p for p in dict.fromkeys(chosen) if p != baseline]
 
 
@@ -54,13 +61,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=None, help="torch / ONNX Runtime threads (default unchanged)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--unfolded", action="store_true",
+                        help="also time each PyTorch path with its batch norms unfolded")
     args = parser.parse_args(argv)
     from mtl_ehrnet.inference.machine import this_machine
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {this_machine().describe()}")
-    rows = time_predictors([m.strip() for m in args.models.split(",") if m.strip()], _paths(args.paths, args.device),
+    rows = time_predictors([m.strip() for m in args.models.split(",") if m.strip()], _paths(args.paths, args.device, args.unfolded),
                            _images(args), input_size=args.input_size, runs=args.runs, warmup=args.warmup,
                            threads=args.threads, device=args.device)
     print(format_timings(rows))

@@ -40,3 +40,8 @@ def test_the_tool_puts_fp32_eager_first_and_resolves_auto(capsys) -> None:
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| seg_h-4 |")]
     assert [line.split(" | ")[1] for line in lines] == [str(EAGER), "fp32 torch on cpu, channels-last"]
     assert tool._paths("auto", "cpu")[0] == EAGER and len(tool._paths("auto", "cpu")) == 2
+    # --unfolded puts each PyTorch path's unfolded twin after it; ONNX Runtime folds by itself, so it gets none.
+    paths = tool._paths("fp32:torch,fp32:onnxruntime", "cpu", unfolded=True)
+    assert [(p.precision, p.backend, p.channels_last, p.fold_batchnorm) for p in paths] == [
+        ("fp32", "torch", False, False), ("fp32", "torch", True, True), ("fp32", "torch", True, False),
+        ("fp32", "onnxruntime", True, True)]
