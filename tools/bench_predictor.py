@@ -69,9 +69,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {this_machine().describe()}")
-    rows = time_predictors([m.strip() for m in args.models.split(",") if m.strip()], _paths(args.paths, args.device, args.unfolded),
-                           _images(args), input_size=args.input_size, runs=args.runs, warmup=args.warmup,
-                           threads=args.threads, device=args.device)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    rows = time_predictors(models, _paths(args.paths, args.device, args.unfolded), _images(args),
+                           input_size=args.input_size, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                           device=args.device)
     print(format_timings(rows))
     return 0
 
