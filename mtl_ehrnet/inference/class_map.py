@@ -38,20 +38,23 @@ def upsampled_argmax(logits: torch.Tensor, out_hw: Tuple[int, int], scale: Tuple
     classes, h, w = logits.shape
     y0, y1, wy = _axis(out_hw[0], h, scale[0], logits.device)
     x0, x1, wx = _axis(out_hw[1], w, scale[1], logits.device)
-    best = logits.argmax(0)
+    # Class scores last and contiguous (a copy only for NCHW logits): both the argmax over classes and the
+    # gathers below then read contiguous rows of C scores.
+    scores = logits.permute(1, 2, 0).contiguous()
+    best = scores.argmax(-1)
     down = torch.cat((best[1:], best[-1:]), 0)
     right = torch.cat((best[:, 1:], best[:, -1:]), 1)
     corner = torch.cat((down[:, 1:], down[:, -1:]), 1)
     uniform = (best == down) & (best == right) & (best == corner)
-    labels = best[y0][:, x0]
-    ys, xs = torch.nonzero(~uniform[y0][:, x0], as_tuple=True)
+    # index_select rather than advanced indexing: the same gathers, several times faster on a CPU.
+    labels = best.index_select(0, y0).index_select(1, x0)
+    ys, xs = torch.nonzero(~uniform.index_select(0, y0).index_select(1, x0), as_tuple=True)
     if ys.numel():
-        # One row of class scores per logit pixel, so that each corner is one contiguous gather.
-        rows = logits.permute(1, 2, 0).reshape(h * w, classes)
+        rows = scores.view(h * w, classes)
         a, b = y0[ys] * w, y1[ys] * w
         c, d = x0[xs], x1[xs]
         fy, fx = wy[ys, None], wx[xs, None]
-        top = rows[a + c] * (1 - fx) + rows[a + d] * fx
-        bottom = rows[b + c] * (1 - fx) + rows[b + d] * fx
+        top = rows.index_select(0, a + c) * (1 - fx) + rows.index_select(0, a + d) * fx
+        bottom = rows.index_select(0, b + c) * (1 - fx) + rows.index_select(0, b + d) * fx
         labels[ys, xs] = (top * (1 - fy) + bottom * fy).argmax(1)
     return labels

@@ -18,11 +18,14 @@ def _reference(logits: torch.Tensor, out_hw: tuple, scale: tuple) -> torch.Tenso
     return F.grid_sample(logits[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0].argmax(0)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("in_hw, out_hw", [((24, 32), (96, 128)), ((16, 40), (61, 157)), ((8, 8), (20, 33))])
-def test_equals_upsample_then_argmax(in_hw: tuple, out_hw: tuple) -> None:
+def test_equals_upsample_then_argmax(in_hw: tuple, out_hw: tuple, channels_last: bool) -> None:
     torch.manual_seed(0)
     coarse = torch.randn(1, 7, in_hw[0] // 4 + 1, in_hw[1] // 4 + 1) * 3
     logits = F.interpolate(coarse, size=in_hw, mode="bilinear", align_corners=False)[0]  # regions, as a trained model's
+    if channels_last:  # classes innermost, as a channels-last network returns them
+        logits = logits.permute(1, 2, 0).contiguous().permute(2, 0, 1)
     scale = (in_hw[0] / out_hw[0] * 0.9, in_hw[1] / out_hw[1] * 0.9)  # the padded map is larger than the image
     got = upsampled_argmax(logits, out_hw, scale)
     assert got.dtype == torch.int64 and got.shape == out_hw
