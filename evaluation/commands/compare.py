@@ -23,7 +23,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                    help="latency rounds: one untimed and one timed forward pass of every model per round; "
                    "each row is the median")
     p.add_argument("--threads", type=int, help="CPU threads for the latency measurement")
-    add_path_arguments(p)
+    add_path_arguments(p, tune=False)  # every row on one path, so that their latencies compare
     p.set_defaults(func=run)
 
 

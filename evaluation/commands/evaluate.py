@@ -37,7 +37,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: cuda when available)")
-    add_path_arguments(parser)
+    add_path_arguments(parser, tune=False)  # one path for every metric, named in the output
     parser.add_argument("--results", metavar="OUT", help="also write the COCO results file (official format)")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     parser.set_defaults(func=run)

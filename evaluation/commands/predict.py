@@ -46,7 +46,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from evaluation.commands.path_flags import predictor_options
+    from evaluation.commands.path_flags import predictor_options, tuned_paths_line
     from evaluation.media_prediction import predict_media
     from evaluation.model_source import LoadedModel, describe_source, load_model_or_name
     from mtl_ehrnet.inference import Predictor
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
                             mode="reference" if args.reference_pipeline else "fast", **options)
                   for item in loaded]
     print(f"path: {predictors[0].path} ({this_machine().describe()})")
+    for predictor in predictors:
+        print(tuned_paths_line(predictor), end="")
     try:
         result = predict_media(predictors, source, args.out, batch_size=args.batch_size, draw=not args.no_draw,
                                min_score=args.min_score)

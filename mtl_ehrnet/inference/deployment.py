@@ -1,8 +1,9 @@
 """Deployment paths: a numeric precision and a backend that runs the network, which of them this machine
 supports, and the one ``"auto"`` picks.
 
-``auto`` decides from the machine's capabilities (:mod:`mtl_ehrnet.inference.machine`), never from a
-timing taken at start-up; the rules encode what docs/results.md ("Inference paths") measured:
+``auto`` decides from the machine's capabilities (:mod:`mtl_ehrnet.inference.machine`), not from a timing
+taken at start-up (``Predictor(tune=True)`` times :func:`candidate_paths` instead,
+:mod:`mtl_ehrnet.inference.path_tuning`); the rules encode what docs/results.md ("Inference paths") measured:
 
 * CUDA device: fp16, through TensorRT when ONNX Runtime has its provider, else PyTorch autocast.
 * CPU with AMX or AVX-512 BF16: bf16 autocast on channels-last PyTorch.
@@ -148,16 +149,32 @@ def choose_path(precision: str = "auto", backend: str = "auto", device: Union[st
     """
     machine = machine or this_machine()
     device = torch.device(device).type if device is not None else ("cuda" if machine.cuda else "cpu")
-    layout = True if channels_last is None else channels_last
-    for p, b in _candidates(precision, backend, device, machine, calibration):
-        if missing_for(p, b, device, machine) is None:
-            return DeploymentPath(p, b, device, layout, fold_batchnorm)
+    runnable = candidate_paths(precision, backend, device, machine=machine, calibration=calibration,
+                               channels_last=channels_last, fold_batchnorm=fold_batchnorm)
+    if runnable:
+        return runnable[0]
     if precision != "auto" and backend != "auto":
         raise ValueError(f"{precision} on {backend} ({device}) needs "
                          f"{missing_for(precision, backend, device, machine)}; this machine: {machine.describe()}")
     reasons = "; ".join(f"{p}:{b} needs {missing_for(p, b, device, machine)}"
                         for p, b in _candidates(precision, backend, device, machine, calibration))
     raise ValueError(f"no path for precision {precision}, backend {backend} on {device}: {reasons}")
+
+
+def candidate_paths(precision: str = "auto", backend: str = "auto", device: str = "cpu", *,
+                    machine: Optional[Machine] = None, calibration: bool = False,
+                    channels_last: Optional[bool] = None, fold_batchnorm: bool = True) -> List[DeploymentPath]:
+    """Every path that ``precision`` and ``backend`` (either may be ``"auto"``) allow and that runs on ``device``
+    here, in ``auto``'s order of preference (the first is :func:`choose_path`'s); empty when none runs.
+    Arguments as for :func:`choose_path`, ``device`` a device type."""
+    machine = machine or this_machine()
+    layout = True if channels_last is None else channels_last
+    paths: List[DeploymentPath] = []
+    for p, b in _candidates(precision, backend, device, machine, calibration):
+        path = DeploymentPath(p, b, device, layout, fold_batchnorm)
+        if path not in paths and missing_for(p, b, device, machine) is None:
+            paths.append(path)
+    return paths
 
 
 def _candidates(precision: str, backend: str, device: str, machine: Machine, calibration: bool) -> List[tuple]:

@@ -10,7 +10,6 @@ map position ``u`` is image position ``(u + 0.5) * t / f - 0.5`` for a resize fa
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -23,12 +22,12 @@ from torch import nn
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX, check_flip_index
 from mtl_ehrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mtl_ehrnet.inference.class_map import upsampled_argmax
-from mtl_ehrnet.inference.deployment import DeploymentPath, choose_path
-from mtl_ehrnet.inference.fold_batchnorm import foldable_pairs
+from mtl_ehrnet.inference.deployment import DeploymentPath, candidate_paths, choose_path
 from mtl_ehrnet.inference.grouping import group_poses
+from mtl_ehrnet.inference.path_tuning import fastest_path
 from mtl_ehrnet.inference.reference_grouping import ReferenceGrouping
 from mtl_ehrnet.inference.reference_pipeline import ReferencePipeline, check_reference_scales
-from mtl_ehrnet.inference.runners import build_runner
+from mtl_ehrnet.inference.runners import runner_keeping_model
 
 ImageLike = Union[np.ndarray, "PIL.Image.Image"]  # noqa: F821  (Pillow images are accepted too)
 STRIDE = 32
@@ -79,6 +78,11 @@ class Predictor:
         fold_batchnorm: the PyTorch backends run a copy of ``model`` with its batch norms folded into the
             convolutions (default True: the same outputs up to float rounding, faster); ``model`` itself is
             left unfolded, so weights loaded into it later reach a new ``Predictor``, not this one.
+        tune: with ``precision`` or ``backend`` ``"auto"``, build every path they allow here and keep the one
+            whose forward pass on this model at this input size and ``batch_size`` is fastest
+            (:func:`mtl_ehrnet.inference.path_tuning.fastest_path`; the seconds of each in
+            ``path_seconds``), instead of ranking paths by the CPU's flags alone. It costs building each
+            candidate (an ONNX export, an INT8 calibration) once, up front.
         half: the same as ``precision="fp16"``.
         compile: the same as ``backend="torch.compile"`` (height and width are dynamic: one compilation
             serves every padded size).
@@ -104,6 +108,7 @@ class Predictor:
         calibration: Optional[Sequence[ImageLike]] = None,
         channels_last: Optional[bool] = None,
         fold_batchnorm: bool = True,
+        tune: bool = False,
         half: bool = False,
         compile: bool = False,
         mode: str = "fast",
@@ -138,19 +143,25 @@ class Predictor:
         backend = "torch.compile" if compile else backend
         self.path: DeploymentPath = choose_path(precision, backend, self.device, calibration=calibration is not None,
                                                 channels_last=channels_last, fold_batchnorm=fold_batchnorm)
+        candidates = [self.path]
+        if tune and "auto" in (precision, backend):
+            candidates = candidate_paths(precision, backend, self.path.device, calibration=calibration is not None,
+                                         channels_last=channels_last, fold_batchnorm=fold_batchnorm)
         side = math.ceil(self.input_size / STRIDE) * STRIDE
         batches = None
-        if self.path.precision == "int8":
+        if any(path.precision == "int8" for path in candidates):
             batches = [
                 self._prepare([(_to_tensor(im).to(self.device).float() - self._mean) / self._std], 1.0)[0].cpu().numpy()
                 for im in calibration or ()
             ]
         self.model = model.eval().to(self.device)
-        # Folding edits the network in place: it gets a copy, and only when there is something to fold (a
-        # wrapped ONNX Runtime session, say, has nothing to fold and cannot be copied).
-        folds = self.path.fold_batchnorm and self.path.backend.startswith("torch") and bool(foldable_pairs(self.model))
-        self._network = build_runner(copy.deepcopy(self.model) if folds else self.model, self.path, (side, side),
-                                     batches)
+        #: Seconds of one forward pass per candidate path, when ``tune`` timed them (else empty).
+        self.path_seconds: Dict[str, float] = {}
+        if len(candidates) > 1:
+            tuned = fastest_path(self.model, candidates, (side, side), calibration=batches, batch_size=batch_size)
+            self.path, self._network, self.path_seconds = tuned.path, tuned.runner, tuned.seconds
+            return
+        self._network = runner_keeping_model(self.model, self.path, (side, side), batches)
 
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> Union[Prediction, List[Prediction]]:
         """Predicts poses and class maps.

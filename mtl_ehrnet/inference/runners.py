@@ -7,6 +7,7 @@ Shape: images (B, 3, H, W) float32, H and W multiples of 32 -> dict of the outpu
 from __future__ import annotations
 
 import contextlib
+import copy
 import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from mtl_ehrnet.inference.deployment import DeploymentPath
-from mtl_ehrnet.inference.fold_batchnorm import fold_batch_norms
+from mtl_ehrnet.inference.fold_batchnorm import fold_batch_norms, foldable_pairs
 
 # What torch.compile hands the captured graphs to; tests swap in "eager" to count compilations quickly.
 COMPILE_BACKEND = "inductor"
@@ -123,3 +124,12 @@ def build_runner(model: nn.Module, path: DeploymentPath, input_size: Sequence[in
     if path.backend in ("torch", "torch.compile"):
         return TorchRunner(model, path)
     return OnnxRunner(model, path, input_size, calibration, threads, keep_graph)
+
+
+def runner_keeping_model(model: nn.Module, path: DeploymentPath, input_size: Sequence[int],
+                         calibration: Optional[Sequence[np.ndarray]] = None) -> nn.Module:
+    """:func:`build_runner` that leaves ``model``'s weights as they are: a PyTorch path that folds batch norms
+    gets a copy, and only when there is something to fold (a wrapped ONNX Runtime session, say, has nothing
+    to fold and cannot be copied)."""
+    folds = path.fold_batchnorm and path.backend.startswith("torch") and bool(foldable_pairs(model))
+    return build_runner(copy.deepcopy(model) if folds else model, path, input_size, calibration)
