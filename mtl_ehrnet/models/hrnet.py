@@ -78,16 +78,18 @@ class HighResolutionModule(nn.Module):
             nn.ModuleList(_fuse_path(widths, src, dst, upsample) for src in range(len(widths)))
             for dst in range(outputs)
         )
-        self.relu = nn.ReLU(inplace=True)
+        # One ReLU per output rather than one shared: a module called once per sum keeps each sum + ReLU its own
+        # pattern for graph tools (PT2E quantisers match conv + add + ReLU by module).
+        self.relus = nn.ModuleList(nn.ReLU(inplace=True) for _ in range(outputs))
 
     def forward(self, xs: List[torch.Tensor]) -> List[torch.Tensor]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         fused = []
-        for paths in self.fuse_layers:
+        for paths, relu in zip(self.fuse_layers, self.relus):
             total = paths[0](xs[0])
             for path, x in zip(paths[1:], xs[1:]):
                 total = total + path(x)
-            fused.append(self.relu(total))
+            fused.append(relu(total))
         return fused
 
 
