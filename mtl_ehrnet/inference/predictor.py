@@ -160,8 +160,8 @@ class Predictor:
         if len(candidates) > 1:
             tuned = fastest_path(self.model, candidates, (side, side), calibration=batches, batch_size=batch_size)
             self.path, self._network, self.path_seconds = tuned.path, tuned.runner, tuned.seconds
-            return
-        self._network = runner_keeping_model(self.model, self.path, (side, side), batches)
+        else:
+            self._network = runner_keeping_model(self.model, self.path, (side, side), batches)
 
     def __call__(self, images: Union[ImageLike, Sequence[ImageLike]]) -> Union[Prediction, List[Prediction]]:
         """Predicts poses and class maps.
