@@ -2,10 +2,10 @@
 
 ``auto``'s rules (:mod:`mtl_ehrnet.inference.deployment`) rank paths from the CPU's flags, which holds for
 networks large enough for their arithmetic to dominate. A small network at a small input is another matter:
-there the per-layer cost of eager PyTorch outweighs what bf16 saves, and a graph runtime wins (the
-quick-start student at 128 on an AVX-512 BF16 CPU: ONNX Runtime 12.5 ms, fp32 PyTorch 21.6, bf16 23.7;
-docs/results.md). Timing every candidate on the model itself settles it, at the price of building each
-one (an ONNX export, an INT8 calibration) before the first image.
+there the per-layer cost of eager PyTorch outweighs what bf16 saves, and a graph runtime wins (the quick-start
+student at 128 on an AVX-512 BF16 CPU, docs/results.md "Inference paths"). Timing every candidate on the model
+itself settles it, at the price of building each one (an ONNX export, an INT8 calibration) before the first
+image.
 """
 from __future__ import annotations
 
