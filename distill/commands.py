@@ -104,6 +104,9 @@ def register_quickstart(subparsers: "argparse._SubParsersAction[argparse.Argumen
                    help="run the quick start once per seed (OUT/seed<N>/) and report each row's mean and spread")
     p.add_argument("--images", type=int, help="synthetic images per task set (default: the recipe's)")
     p.add_argument("--workers", type=int, help="data-loading worker processes (default: the recipe's)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="runs trained at once, each in its own process with the recipe's threads (default: as many as "
+                   "this machine's cores hold); the numbers do not depend on it")
     p.set_defaults(func=run_quickstart_command)
 
 
@@ -124,9 +127,11 @@ def run_quickstart_command(args: argparse.Namespace) -> int:
     from distill.quickstart import run_quickstart, run_quickstart_seeds
 
     plan = _plan(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"mtl-ehrnet quickstart: --jobs must be >= 1, got {args.jobs}")
     if args.seeds:
-        paths = run_quickstart_seeds(args.out, plan, args.seeds)
+        paths = run_quickstart_seeds(args.out, plan, args.seeds, args.jobs)
     else:
-        paths = run_quickstart(args.out, plan)
+        paths = run_quickstart(args.out, plan, args.jobs)
     print(f"wrote {paths['markdown']}" + (f" and {paths['plot']}" if "plot" in paths else ""))
     return 0

@@ -11,13 +11,15 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import DataLoader
 
 from distill.objective import KDSettings, task_weight_pair
+from distill.quickstart_runs import default_jobs, result_path, run_needs, schedule_seconds, torch_threads, train_runs
 from distill.quickstart_schedule import StageSchedule, fitting_scale, scaled_steps, schedule_for_steps
 from distill.student import check_init_lr_factor, default_cache_size, train_student
 from distill.teacher_cache import cache_sizes
@@ -76,7 +78,9 @@ class QuickstartPlan:
 
     ``steps`` fixes each run's length in steps of ``batch_size`` images (validated ``validations`` times), so
     that the same recipe and seed give the same numbers on every machine. ``minutes``, when set, scales every
-    run's steps down alike where the timed steps would not fit that wall-clock budget (never up).
+    run's steps down alike where the timed steps would not fit that wall-clock budget (never up). Every run
+    trains with ``threads`` torch threads on any machine, because a run's numbers depend on its thread count;
+    spare cores train independent runs side by side instead (:mod:`distill.quickstart_runs`).
     """
 
     images: int = 800
@@ -115,6 +119,7 @@ class QuickstartPlan:
     cache_blend: bool = False
     steps: Mapping[str, int] = field(default_factory=dict)
     validations: int = 3
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.seg_optimizer not in ("adam", "sgd"):
@@ -138,6 +143,8 @@ class QuickstartPlan:
             raise ValueError(f"minutes (--minutes) must be finite and > 0, got {self.minutes}")
         if self.validations < 1:
             raise ValueError(f"validations must be >= 1, got {self.validations}")
+        if not (isinstance(self.threads, int) and self.threads >= 1):
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
         self._check_cache_options()
         self._check_steps()
         self.scene  # refuses people or heights the generator would refuse, before anything is written
@@ -252,20 +259,38 @@ class QuickstartPlan:
         )
 
 
-def run_quickstart(out: PathLike, plan: Optional[QuickstartPlan] = None) -> Dict[str, Path]:
+def run_quickstart(out: PathLike, plan: Optional[QuickstartPlan] = None, jobs: Optional[int] = None) -> Dict[str, Path]:
     """Runs every step into ``out`` (each step resumes or is skipped when its result exists).
 
     Args:
         plan: the recipe (default: the shipped one, :meth:`QuickstartPlan.from_recipe`).
+        jobs: runs trained at once, each in its own process with the recipe's ``threads`` (default: as many as
+            this machine's cores hold, :func:`distill.quickstart_runs.default_jobs`); the numbers do not
+            depend on it.
     """
     plan = QuickstartPlan.from_recipe() if plan is None else plan
+    jobs = default_jobs(plan.threads) if jobs is None else jobs
+    if jobs < 1:
+        raise ValueError(f"jobs (--jobs) must be >= 1, got {jobs}")
     started = time.monotonic()
     out = Path(out)
     write_tree(out / "config.yaml", plan)  # the whole recipe: --recipe OUT/config.yaml runs it again
     layout = _synthetic_set(out / "data", plan)
-    coco = (layout.coco_annotations("train"), layout.coco_images("train"))
-    coco_val = (layout.coco_annotations("val"), layout.coco_images("val"))
-    schedules = _schedules(out, plan, layout)
+    schedules = _schedules(out, plan, layout, jobs)
+    checkpoints = train_runs(plan, out, schedules, jobs)
+    if plan.pose_teacher_is_separate_student:
+        checkpoints["pose_student_gt"] = checkpoints["pose_teacher"]
+    rows = compare_rows({name: checkpoints[name] for name in RUNS}, layout.joint_root)
+    paths = write_comparison(rows, out / "compare")
+    print(markdown(rows, savings(rows)))
+    print(f"quick start: {(time.monotonic() - started) / 60:.1f} min in this call")
+    return paths
+
+
+def run_settings(name: str, plan: QuickstartPlan, out: Path) -> Tuple[Callable[..., Any], Dict[str, Any]]:
+    """The training function of run ``name`` (:data:`RUNS`) and its arguments but the run's directory, resume
+    flag and schedule: the recipe's data, loss and distillation settings."""
+    layout = SyntheticLayout(out / "data")
     common = dict(
         input_size=plan.input_size,
         batch_size=plan.batch_size,
@@ -275,82 +300,52 @@ def run_quickstart(out: PathLike, plan: Optional[QuickstartPlan] = None) -> Dict
         ema_decay=plan.ema_decay,
         **plan.ground_truth,
     )
-    runs = out / "runs"
-    checkpoints: Dict[str, Path] = {}
-
-    def once(name: str, train, result_file: str) -> Path:  # noqa: ANN001
-        path = runs / name / result_file
-        if not path.is_file():
-            s = schedules[name]
-            print(f"quick start: {name}, {s.epochs * s.steps_per_epoch} steps ({s.epochs} x {s.steps_per_epoch})")
-            resume = (runs / name / "last.pt").is_file()
-            train(runs / name, resume, dict(epochs=s.epochs, steps_per_epoch=s.steps_per_epoch, val_every=s.val_every))
-        checkpoints[name] = path
-        return path
-
-    pose = dict(coco=coco, coco_val=coco_val, **common)
+    pose = dict(coco=(layout.coco_annotations("train"), layout.coco_images("train")),
+                coco_val=(layout.coco_annotations("val"), layout.coco_images("val")), **common)
     seg = dict(cityscapes=layout.cityscapes_root, **common)
     if plan.seg_optimizer == "adam":
         seg.update(optimizer="adam", lr=1e-3, weight_decay=1e-4)
+    if name in ("pose_teacher", "seg_teacher"):
+        task = name.split("_")[0]
+        model = plan.pose_teacher if task == "pose" else plan.seg_teacher
+        return partial(train_teacher, task, model), pose if task == "pose" else seg
+    if name in ("pose_student_gt", "seg_student_gt"):
+        task = name.split("_")[0]
+        return partial(train_teacher, task, plan.separate_student(task)), pose if task == "pose" else seg
     joint = dict(
-        coco=coco,
+        coco=pose["coco"],
         cityscapes=layout.cityscapes_root,
         joint_val=layout.joint_root,
         task_ratios=tuple(plan.task_ratios),
         task_weights=tuple(plan.task_weights),
         **common,
     )
-    once("pose_teacher", lambda d, r, s: train_teacher("pose", plan.pose_teacher, d, resume=r, **pose, **s), "best.pt")
-    once("seg_teacher", lambda d, r, s: train_teacher("seg", plan.seg_teacher, d, resume=r, **seg, **s), "best.pt")
-    if plan.pose_teacher_is_separate_student:
-        checkpoints["pose_student_gt"] = checkpoints["pose_teacher"]
-    else:
-        once(
-            "pose_student_gt",
-            lambda d, r, s: train_teacher("pose", plan.separate_student("pose"), d, resume=r, **pose, **s),
-            "best.pt",
-        )
-    once(
-        "seg_student_gt",
-        lambda d, r, s: train_teacher("seg", plan.separate_student("seg"), d, resume=r, **seg, **s),
-        "best.pt",
-    )
     if plan.student_init == "pose_teacher":
-        joint.update(init_weights=checkpoints["pose_teacher"], init_lr_factor=plan.init_lr_factor)
-    once("joint_student_gt", lambda d, r, s: train_student(plan.student, d, resume=r, **joint, **s), "student.pt")
-    once(
-        "joint_student_kd",
-        lambda d, r, s: train_student(
-            plan.student,
-            d,
-            pose_teacher=checkpoints["pose_teacher"],
-            seg_teacher=checkpoints["seg_teacher"],
+        joint.update(init_weights=result_path(out, "pose_teacher"), init_lr_factor=plan.init_lr_factor)
+    if name == "joint_student_kd":
+        joint.update(
+            pose_teacher=result_path(out, "pose_teacher"),
+            seg_teacher=result_path(out, "seg_teacher"),
             cache=out / "cache" if plan.teacher_cache else None,
             cache_input_size=list(plan.cache_sizes),
             cache_mirrored=plan.cache_mirrored,
             cache_blend=plan.cache_blend,
             settings=plan.kd_settings,
-            resume=r,
-            **joint,
-            **s,
-        ),
-        "student.pt",
-    )
-    rows = compare_rows(checkpoints, layout.joint_root)
-    paths = write_comparison(rows, out / "compare")
-    print(markdown(rows, savings(rows)))
-    print(f"quick start: {(time.monotonic() - started) / 60:.1f} min in this call")
-    return paths
+        )
+    elif name != "joint_student_gt":
+        raise ValueError(f"unknown quick-start run {name!r}; runs: {', '.join(RUNS)}")
+    return partial(train_student, plan.student), joint
 
 
-def run_quickstart_seeds(out: PathLike, plan: QuickstartPlan, seeds: Sequence[int]) -> Dict[str, Path]:
+def run_quickstart_seeds(out: PathLike, plan: QuickstartPlan, seeds: Sequence[int],
+                         jobs: Optional[int] = None) -> Dict[str, Path]:
     """The quick start once per seed, one after another, into ``out/seed<N>/``; then each row's mean and spread
     over the seeds in ``out/compare_seeds.{json,md}``, and whether the distilled joint student beat the
     ground-truth one on each seed."""
     out = Path(out)
     per_seed = {}
     for seed in seeds:
-        paths = run_quickstart(out / f"seed{seed}", replace(plan, seed=seed))
+        paths = run_quickstart(out / f"seed{seed}", replace(plan, seed=seed), jobs)
         per_seed[seed] = json.loads(paths["json"].read_text())
     paths = write_seed_spread(per_seed, out)
     print(paths["markdown"].read_text())
@@ -390,9 +385,10 @@ def _timing_batches(dataset, batch_size: int, workers: int, seed: int) -> Iterat
         yield from loader
 
 
-def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout) -> Dict[str, StageSchedule]:
-    """Each run's schedule from the recipe's steps, scaled to ``plan.minutes`` where they would not fit; written
-    to ``plan.json`` once, so that a resumed quick start keeps the schedules it started with."""
+def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, jobs: int = 1) -> Dict[str, StageSchedule]:
+    """Each run's schedule from the recipe's steps, scaled to ``plan.minutes`` where they would not fit with
+    ``jobs`` runs at once; written to ``plan.json`` once, so that a resumed quick start keeps the schedules it
+    started with."""
     path = out / "plan.json"
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -405,10 +401,12 @@ def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout) -> Dict
     steps = {name: plan.steps[name] for name in plan.runs}
     details: Dict[str, Any] = {"minutes": plan.minutes, "scale": 1.0}
     if plan.minutes is not None:
-        step_seconds, fixed = _timed_steps(plan, data, layout)
-        needed = sum(steps[n] * step_seconds[n] for n in steps) + fixed
-        scale = fitting_scale(steps, step_seconds, BUDGET_RESERVE * plan.minutes * 60 - fixed)
-        details.update(scale=scale, seconds_per_step=step_seconds, projected_minutes=needed / 60)
+        with torch_threads(plan.threads):
+            step_seconds, fixed = _timed_steps(plan, data, layout)
+        wall = partial(schedule_seconds, needs=run_needs(plan), jobs=jobs)
+        needed = wall({n: steps[n] * step_seconds[n] for n in steps}) + fixed
+        scale = fitting_scale(steps, step_seconds, BUDGET_RESERVE * plan.minutes * 60 - fixed, wall)
+        details.update(scale=scale, seconds_per_step=step_seconds, projected_minutes=needed / 60, jobs=jobs)
         if scale < 1:
             steps = scaled_steps(steps, scale, plan.validations)
             print(f"quick start: the recipe's steps need about {needed / 60:.0f} minutes here; every run's steps are "

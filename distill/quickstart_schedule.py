@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,20 @@ def schedule_for_steps(steps: int, full_epoch_steps: int, validations: int = 3) 
     return StageSchedule(epochs, per_epoch, max(1, epochs // validations))
 
 
-def fitting_scale(steps: Mapping[str, int], step_seconds: Mapping[str, float], seconds: float) -> float:
+def fitting_scale(steps: Mapping[str, int], step_seconds: Mapping[str, float], seconds: float,
+                  wall: Optional[Callable[[Mapping[str, float]], float]] = None) -> float:
     """The factor (at most 1) on every run's ``steps`` that fits them, at ``step_seconds`` each, into ``seconds``.
+
+    ``wall`` turns each run's seconds into the wall-clock time of them all (default: their sum, one after
+    another); it must grow in proportion to them, as a schedule of runs side by side does.
 
     Raises:
         ValueError: when no time is left for training.
     """
     if seconds <= 0:
         raise ValueError(f"no time left for training ({seconds:.0f} s): raise --minutes")
-    needed = sum(n * step_seconds[name] for name, n in steps.items())
+    wall = (lambda seconds_each: sum(seconds_each.values())) if wall is None else wall
+    needed = wall({name: n * step_seconds[name] for name, n in steps.items()})
     return min(1.0, seconds / needed) if needed > 0 else 1.0
 
 

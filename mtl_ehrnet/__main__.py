@@ -3,4 +3,5 @@ import sys
 
 from mtl_ehrnet.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a spawned child process imports this module too
+    sys.exit(main())

@@ -211,10 +211,11 @@ def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_pa
     from distill import quickstart
     from mtl_ehrnet.cli import main
 
-    plans, seeds = [], []
-    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, plan: plans.append(plan) or {"markdown": "m"})
+    plans, seeds, jobs_seen = [], [], []
+    monkeypatch.setattr(quickstart, "run_quickstart",
+                        lambda out, plan, jobs: plans.append(plan) or jobs_seen.append(jobs) or {"markdown": "m"})
     monkeypatch.setattr(quickstart, "run_quickstart_seeds",
-                        lambda out, plan, s: seeds.append((plan, s)) or {"markdown": "m"})
+                        lambda out, plan, s, jobs: seeds.append((plan, s)) or {"markdown": "m"})
     assert main(["quickstart"]) == 0
     assert plans[0] == _recipe()
     assert plans[0].ground_truth == {"ae_weight": 0.01, "ae_push": "max", "class_weights": "none", "ohem": None}
@@ -253,7 +254,7 @@ def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_pa
 def test_seeds_report_the_spread_and_the_distillation_margins(tmp_path: Path, monkeypatch) -> None:
     from distill import quickstart
 
-    def fake(out, plan):  # noqa: ANN001, ANN202 - each seed's comparison, as run_quickstart writes it
+    def fake(out, plan, jobs):  # noqa: ANN001, ANN202 - each seed's comparison, as run_quickstart writes it
         seed = plan.seed
         rows = [{"name": "pose_teacher", "ap": 0.3, "miou": None, "steps": 9, "seed": seed},
                 {"name": "seg_teacher", "ap": None, "miou": 0.5, "steps": 9, "seed": seed},
