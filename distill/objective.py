@@ -133,6 +133,12 @@ class DistillationObjective(nn.Module):
         """The balancer's weight per term now (logged beside the terms)."""
         return self.balancer.current(self.term_names())  # type: ignore[operator]
 
+    def prepare(self, batch: Dict[str, torch.Tensor]) -> None:
+        """Called by the training loop with the batch before the student's forward pass: lets the teacher source
+        start its answer (:meth:`distill.teacher_sources.TeacherSource.prepare`)."""
+        if self.source.tasks:
+            self.source.prepare(batch, features=self.hints is not None)
+
     def forward(self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         terms = self.gt(outputs, batch)
         teacher = self.source(batch, features=self.hints is not None) if self.source.tasks else {}

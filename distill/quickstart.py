@@ -331,6 +331,8 @@ def run_settings(name: str, plan: QuickstartPlan, out: Path) -> Tuple[Callable[.
             cache_mirrored=plan.cache_mirrored,
             cache_blend=plan.cache_blend,
             settings=plan.kd_settings,
+            # A run of one thread: the teachers answer in a second thread, on a core the run would leave idle.
+            concurrent_teachers=plan.threads == 1,
         )
     elif name != "joint_student_gt":
         raise ValueError(f"unknown quick-start run {name!r}; runs: {', '.join(RUNS)}")

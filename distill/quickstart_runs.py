@@ -144,7 +144,7 @@ def _train_side_by_side(plan: "QuickstartPlan", out: Path, schedules: Mapping[st
                 announce(f"quick start: {describe(name)}, {plan.threads} thread(s), started beside "
                          f"{len(running) - 1} other run(s); output in {out / 'runs' / name / OUTPUT_LOG}")
             if not running:
-                raise RuntimeError(f"quick start: runs {todo} wait for runs that never finish")  # a needs cycle
+                raise RuntimeError(f"quick start: runs {todo} wait on each other")
             multiprocessing.connection.wait([r.process.sentinel for r in running.values()])
             for name, run in list(running.items()):
                 if run.process.exitcode is None:
@@ -184,7 +184,7 @@ def schedule_seconds(seconds: Mapping[str, float], needs: Mapping[str, Sequence[
             lanes.append((finish[name], name))
             continue
         if not lanes:
-            raise ValueError(f"runs {todo} need runs that are not planned")
+            raise ValueError(f"runs {todo} wait on each other")
         lanes.sort()
         now = lanes.pop(0)[0]
     return max(finish.values(), default=0.0)

@@ -73,6 +73,7 @@ def train_student(
     cache_input_size: Optional[Union[int, Sequence[int]]] = None,
     cache_mirrored: bool = False,
     cache_blend: bool = False,
+    concurrent_teachers: bool = False,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -106,6 +107,9 @@ def train_student(
             samples read (a second teacher pass per image and size).
         cache_blend: with several cache sizes, each sample mixes the two whose scales bracket its own
             (:func:`distill.teacher_cache.bracketing_cache_sizes`) instead of reading the nearest.
+        concurrent_teachers: online teachers run in a worker thread beside the student's forward pass
+            (:class:`distill.teacher_sources.OnlineTeachers`); the same maps, sooner where a core is spare, as in a
+            run of one torch thread on a machine of several.
     """
     check_init_lr_factor(init_lr_factor)
     if settings.hints and cache is not None and (pose_teacher or seg_teacher):
@@ -144,7 +148,8 @@ def train_student(
     if settings.teacher_flip:
         teachers = {task: FlipAveragedTeacher(teacher) for task, teacher in teachers.items()}
     # The teachers answer online on every batch, or once into the cache whose maps each batch then carries.
-    source = CachedTeachers(tuple(teachers)) if cache is not None and teachers else OnlineTeachers(teachers)
+    source = (CachedTeachers(tuple(teachers)) if cache is not None and teachers
+              else OnlineTeachers(teachers, concurrent=concurrent_teachers))
     # Without teachers the same objective weighs and balances the ground-truth terms alone
     # (no hints: they need a teacher).
     loss_fn = DistillationObjective(net.body.out_channels, None, None,

@@ -10,7 +10,9 @@ A source of your own subclasses :class:`TeacherSource` and is passed as ``Distil
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Sequence, Tuple
+import contextlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -32,26 +34,75 @@ class TeacherSource(nn.Module):
 
     tasks: Tuple[str, ...] = ()
 
+    def prepare(self, batch: Dict[str, torch.Tensor], features: bool = False) -> None:
+        """Called with the batch before the student's forward pass; a source may start its answer here."""
+
     def forward(self, batch: Dict[str, torch.Tensor], features: bool = False) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
+_TEACHER_THREAD: Optional[ThreadPoolExecutor] = None
+
+
+def _teacher_thread() -> ThreadPoolExecutor:
+    """One worker thread per process for concurrent teachers (not a module attribute: sources are deep-copied)."""
+    global _TEACHER_THREAD
+    if _TEACHER_THREAD is None:
+        _TEACHER_THREAD = ThreadPoolExecutor(1, thread_name_prefix="teachers")
+    return _TEACHER_THREAD
+
+
+def _autocast_state(device: str) -> Optional[Tuple[str, torch.dtype]]:
+    """(device type, dtype) of the autocast this thread runs under on ``device``, or None."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return (device, torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
+    if device == "cpu":
+        return ("cpu", torch.get_autocast_cpu_dtype()) if torch.is_autocast_cpu_enabled() else None
+    return (device, torch.get_autocast_gpu_dtype()) if torch.is_autocast_enabled() else None
+
+
 class OnlineTeachers(TeacherSource):
     """The frozen teachers run on the student's input every step (``flip``: each answers with the mean of its pass
-    over the image and over its mirror)."""
+    over the image and over its mirror).
 
-    def __init__(self, teachers: Mapping[str, nn.Module], flip: bool = False) -> None:
+    ``concurrent``: the teachers run in a worker thread while the student's forward pass runs (started by
+    :meth:`prepare`), with the same kernels and so the same maps to the bit; it pays where a core is spare beside
+    each torch thread of the run, as in a run of one torch thread on a machine of several cores.
+    """
+
+    def __init__(self, teachers: Mapping[str, nn.Module], flip: bool = False, concurrent: bool = False) -> None:
         super().__init__()
         wrap = FlipAveragedTeacher if flip else (lambda teacher: teacher)
         self.teachers = nn.ModuleDict({task: wrap(teacher) for task, teacher in teachers.items()
                                        if teacher is not None})
         self.tasks = tuple(self.teachers)
+        self.concurrent = concurrent
+        self._pending: Optional[Tuple[torch.Tensor, bool, Future]] = None
+
+    def _answer(self, images: torch.Tensor, features: bool,
+                autocast: Optional[Tuple[str, torch.dtype]] = None) -> Dict[str, torch.Tensor]:
+        merged: Dict[str, torch.Tensor] = {}
+        with torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext():
+            for teacher in self.teachers.values():
+                merged.update(teacher(images, **({"return_features": True} if features else {})))
+        return merged
+
+    def prepare(self, batch: Dict[str, torch.Tensor], features: bool = False) -> None:
+        if not self.concurrent:
+            return
+        images = batch["image"]
+        device = images.device.type
+        # Autocast is per thread: the worker enters the caller's, so the maps are those of a pass in this thread.
+        autocast = _autocast_state(device)
+        self._pending = (images, features, _teacher_thread().submit(self._answer, images, features, autocast))
 
     def forward(self, batch: Dict[str, torch.Tensor], features: bool = False) -> Dict[str, torch.Tensor]:
-        merged: Dict[str, torch.Tensor] = {}
-        for teacher in self.teachers.values():
-            merged.update(teacher(batch["image"], **({"return_features": True} if features else {})))
-        return merged
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is batch["image"] and pending[1] == features:
+            return pending[2].result()
+        if pending is not None:
+            pending[2].result()  # a stale answer (another batch): wait for it, then answer this one here
+        return self._answer(batch["image"], features)
 
 
 class CachedTeachers(TeacherSource):

@@ -169,7 +169,8 @@ def fit(
         model: the network (its parameters are optimised; modules inside ``loss_fn``, such as frozen
             teachers, are not).
         loss_fn: ``(outputs, batch) -> {name: weighted scalar term}``; the loss is the sum. An ``nn.Module``'s
-            parameters with ``requires_grad`` are trained with the model's.
+            parameters with ``requires_grad`` are trained with the model's. Its ``prepare(batch)``, where it has
+            one, is called before the model's forward pass on that batch.
         train_set: map-style dataset of training-sample dicts (see ``mtl_ehrnet.data.sample``).
         config: run settings.
         out_dir: where ``last.pt``, ``best.pt`` and ``log.jsonl`` go.
@@ -265,6 +266,7 @@ def fit(
     guard = NonFiniteGuard(config.max_nonfinite, report_dropped, str(last))
     # Which loss-module parameters got a gradient is agreed on the host (see distributed.absent_gradients).
     host_agreed = ctx.world > 1 and bool(loss_parameters)
+    prepare = getattr(loss_fn, "prepare", None)
     while epoch < config.epochs:
         batches.set_epoch(epoch, skip)
         net.train()
@@ -281,6 +283,8 @@ def fit(
                 batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
                 batch["image"] = batch["image"].contiguous(memory_format=memory_format)
                 with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    if prepare is not None:  # e.g. teachers that start on the batch beside the forward pass
+                        prepare(batch)
                     terms = loss_fn(net(batch["image"], **forward_kwargs), batch)
                 loss = torch.stack([t.float() for t in terms.values()]).sum()
                 optimizer.zero_grad(set_to_none=True)
