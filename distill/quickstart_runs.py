@@ -13,19 +13,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from distill.quickstart_schedule import StageSchedule
 
 if TYPE_CHECKING:
-    from distill.quickstart import QuickstartPlan
+    from distill.quickstart_plan import QuickstartPlan
 
 # Launch order among the runs that are ready: the pose teacher and the distilled student lie on the longest path.
 PRIORITY = ("pose_teacher", "seg_teacher", "joint_student_kd", "joint_student_gt", "pose_student_gt", "seg_student_gt")
 RESULT_FILE = {"joint_student_gt": "student.pt", "joint_student_kd": "student.pt"}  # the others: best.pt
 OUTPUT_LOG = "output.log"  # a run's console output when it trains in its own process
+# (run name, plan, OUT) -> the run's training function and its arguments but the directory, resume and schedule
+# (:func:`distill.quickstart.run_settings`); a module-level function, so that a spawned process can receive it.
+RunSettings = Callable[[str, "QuickstartPlan", Path], Tuple[Callable[..., Any], Dict[str, Any]]]
 
 
 def result_path(out: Path, name: str) -> Path:
@@ -67,12 +70,10 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def train_run(name: str, plan: "QuickstartPlan", out: Path, schedule: StageSchedule) -> Path:
-    """Trains run ``name`` of ``plan`` into ``OUT/runs/<name>/`` for ``schedule``, resuming from its
-    ``last.pt`` where one exists; returns its result checkpoint."""
-    from distill.quickstart import run_settings
-
-    train, kwargs = run_settings(name, plan, out)
+def train_run(name: str, plan: "QuickstartPlan", out: Path, schedule: StageSchedule, settings: RunSettings) -> Path:
+    """Trains run ``name`` of ``plan`` (as ``settings`` sets it up) into ``OUT/runs/<name>/`` for ``schedule``,
+    resuming from its ``last.pt`` where one exists; returns its result checkpoint."""
+    train, kwargs = settings(name, plan, out)
     directory = out / "runs" / name
     with torch_threads(plan.threads):
         train(directory, resume=(directory / "last.pt").is_file(), epochs=schedule.epochs,
@@ -80,7 +81,8 @@ def train_run(name: str, plan: "QuickstartPlan", out: Path, schedule: StageSched
     return result_path(out, name)
 
 
-def _train_in_child(name: str, plan: "QuickstartPlan", out: Path, schedule: StageSchedule) -> None:
+def _train_in_child(name: str, plan: "QuickstartPlan", out: Path, schedule: StageSchedule,
+                    settings: RunSettings) -> None:
     """A child process's body: the run's console output (C libraries' too) goes to its ``output.log``."""
     log = out / "runs" / name / OUTPUT_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,7 @@ def _train_in_child(name: str, plan: "QuickstartPlan", out: Path, schedule: Stag
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
         sys.stdout = sys.stderr = stream
-        train_run(name, plan, out, schedule)
+        train_run(name, plan, out, schedule, settings)
 
 
 @dataclass
@@ -99,8 +101,8 @@ class _Running:
     started: float
 
 
-def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageSchedule], jobs: int = 1,
-               announce: Callable[[str], None] = print) -> Dict[str, Path]:
+def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageSchedule], settings: RunSettings,
+               jobs: int = 1, announce: Callable[[str], None] = print) -> Dict[str, Path]:
     """Trains every run of ``plan`` whose result is missing, up to ``jobs`` at once, each as soon as the runs it
     needs are done; returns every run's result checkpoint.
 
@@ -123,21 +125,23 @@ def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageS
     if jobs == 1:
         for name in todo:  # PRIORITY lists every run after the runs it needs
             announce(f"quick start: {describe(name)}")
-            train_run(name, plan, out, schedules[name])
+            train_run(name, plan, out, schedules[name], settings)
     elif todo:
-        _train_side_by_side(plan, out, schedules, todo, needs, done, jobs, describe, announce)
+        _train_side_by_side(plan, out, schedules, settings, todo, needs, done, jobs, describe, announce)
     return {name: result_path(out, name) for name in order}
 
 
 def _train_side_by_side(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageSchedule],
-                        todo: List[str], needs: Mapping[str, Sequence[str]], done: set, jobs: int,
+                        settings: RunSettings, todo: List[str], needs: Mapping[str, Sequence[str]], done: set,
+                        jobs: int,
                         describe: Callable[[str], str], announce: Callable[[str], None]) -> None:
     context = multiprocessing.get_context("spawn")  # a fork of a process with OpenMP threads can hang
     running: Dict[str, _Running] = {}
     try:
         while todo or running:
             for name in [n for n in todo if set(needs[n]) <= done][: jobs - len(running)]:
-                process = context.Process(target=_train_in_child, args=(name, plan, out, schedules[name]), name=name)
+                process = context.Process(target=_train_in_child, args=(name, plan, out, schedules[name], settings),
+                                              name=name)
                 process.start()
                 running[name] = _Running(process, time.monotonic())
                 todo.remove(name)

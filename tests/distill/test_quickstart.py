@@ -10,6 +10,7 @@ from distill.quickstart import RUNS as quickstart_runs
 from distill.quickstart import QuickstartPlan, run_quickstart
 from distill.quickstart_schedule import StageSchedule, fitting_scale, scaled_steps, schedule_for_steps
 from evaluation.compare import ROW_NAMES
+from mtl_ehrnet.recipes import recipe_path
 
 TINY_STEPS = {run: 3 for run in quickstart_runs}
 
@@ -228,7 +229,7 @@ def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_pa
     assert (changed.labelled_kd_weight, changed.task_weights, changed.people) == (0.5, (1.0, 1.0), (2, 4))
     assert (changed.seed, changed.minutes, changed.images, changed.workers) == (3, 20.0, 50, 2)
     mine = tmp_path / "mine.yaml"
-    mine.write_text(quickstart.recipe_path("quickstart").read_text().replace("seg_teacher: seg_h-3",
+    mine.write_text(recipe_path("quickstart").read_text().replace("seg_teacher: seg_h-3",
                                                                              "seg_teacher: seg_h-4"))
     assert main(["quickstart", "--recipe", str(mine)]) == 0 and plans[2].seg_teacher == "seg_h-4"
     assert main(["quickstart", "--seeds", "0", "1", "2"]) == 0 and seeds[0][1] == [0, 1, 2]

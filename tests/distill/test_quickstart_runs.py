@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill.quickstart import RUNS, QuickstartPlan, run_quickstart
+from distill.quickstart import RUNS, QuickstartPlan, run_quickstart, run_settings
 from distill.quickstart_runs import (
     OUTPUT_LOG,
     result_path,
@@ -73,14 +73,14 @@ def test_runs_side_by_side_equal_runs_alone(tmp_path: Path) -> None:
     alone = tmp_path / "alone"
     shutil.copytree(out / "data", alone / "data")
     schedule = StageSchedule(epochs=1, steps_per_epoch=3, val_every=1)
-    train_run("seg_student_gt", plan, alone, schedule)
+    train_run("seg_student_gt", plan, alone, schedule, run_settings)
     side_by_side = read_checkpoint(out / "runs" / "seg_student_gt" / "last.pt")["model"]
     in_process = read_checkpoint(alone / "runs" / "seg_student_gt" / "last.pt")["model"]
     assert side_by_side.keys() == in_process.keys()
     assert all(torch.equal(side_by_side[k], in_process[k]) for k in side_by_side)
     # Finished runs are not trained again.
     stamp = result_path(out, "joint_student_kd").stat().st_mtime_ns
-    train_runs(plan, out, {name: schedule for name in plan.runs}, jobs=2)
+    train_runs(plan, out, {name: schedule for name in plan.runs}, run_settings, jobs=2)
     assert result_path(out, "joint_student_kd").stat().st_mtime_ns == stamp
 
 
@@ -93,6 +93,6 @@ def test_a_failed_run_names_itself_and_its_log(tmp_path: Path) -> None:
     shutil.rmtree(layout.cityscapes_root / "gtFine")  # the segmentation runs find no labels
     schedule = StageSchedule(epochs=1, steps_per_epoch=3, val_every=1)
     with pytest.raises(RuntimeError, match=r"run seg_teacher failed .*output\.log\) ends:"):
-        train_runs(plan, out, {name: schedule for name in plan.runs}, jobs=2)
+        train_runs(plan, out, {name: schedule for name in plan.runs}, run_settings, jobs=2)
     with pytest.raises(ValueError, match=r"jobs \(--jobs\) must be >= 1, got 0"):
-        train_runs(plan, out, {name: schedule for name in plan.runs}, jobs=0)
+        train_runs(plan, out, {name: schedule for name in plan.runs}, run_settings, jobs=0)

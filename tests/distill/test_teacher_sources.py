@@ -60,6 +60,29 @@ def test_online_teachers_answer_for_their_tasks_only(synth: SyntheticLayout) -> 
     torch.testing.assert_close(source(batch)["seg"], seg_teacher(batch["image"]))
 
 
+def test_concurrent_teachers_answer_in_a_worker_thread_with_the_same_maps(synth: SyntheticLayout) -> None:
+    import threading
+
+    seg_teacher = _SegModel(torch.nn.Conv2d(3, 19, 4, stride=4))
+    threads = []
+    seg_teacher.register_forward_hook(lambda *_: threads.append(threading.current_thread().name))
+    batch, _ = _batch_and_outputs(synth)
+    inline = OnlineTeachers({"seg": seg_teacher})(batch)["seg"]
+    source = OnlineTeachers({"seg": seg_teacher}, concurrent=True)
+    source.prepare(batch)  # started here, before the student's forward pass
+    assert torch.equal(source(batch)["seg"], inline) and threads[-1].startswith("teachers")
+    other = {**batch, "image": batch["image"].flip(-1)}
+    source.prepare(batch)
+    # A batch it was not prepared for is answered in this thread, after the stale answer is done.
+    answer = source(other)["seg"]
+    assert threads[-2].startswith("teachers") and threads[-1] == threading.current_thread().name
+    assert torch.equal(answer, OnlineTeachers({"seg": seg_teacher})(other)["seg"])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the worker runs under the caller's autocast
+        source.prepare(batch)
+        assert source(batch)["seg"].dtype == torch.bfloat16
+    assert OnlineTeachers({"seg": seg_teacher}).prepare(batch) is None  # not concurrent: nothing starts
+
+
 class _SegModel(torch.nn.Module):
     def __init__(self, conv: torch.nn.Module) -> None:
         super().__init__()

@@ -38,6 +38,24 @@ def test_fit_trains_logs_and_checkpoints(pose_set: CocoKeypoints, tmp_path: Path
     assert [r["score"] for r in read_log(tmp_path / "log.jsonl", "val")] == [0.3, 0.5]
 
 
+def test_the_loss_prepares_each_batch_before_the_forward_pass(pose_set: CocoKeypoints, tmp_path: Path) -> None:
+    model = create_model("pose_h-4", input_size=64)
+    base = GroundTruthLoss(model.tasks)
+    events = []
+    model.register_forward_pre_hook(lambda module, args: events.append(("forward", args[0].data_ptr())))
+
+    class Prepared:
+        def prepare(self, batch):  # noqa: ANN001, ANN202
+            events.append(("prepare", batch["image"].data_ptr()))
+
+        def __call__(self, outputs, batch):  # noqa: ANN001, ANN204
+            return base(outputs, batch)
+
+    fit(model, Prepared(), pose_set, _config(), tmp_path)
+    assert [kind for kind, _ in events] == ["prepare", "forward"] * 3
+    assert all(events[i][1] == events[i + 1][1] for i in range(0, 6, 2))  # the very batch the model then gets
+
+
 def test_nonfinite_steps_are_skipped_and_reported(pose_set: CocoKeypoints, tmp_path: Path) -> None:
     model = create_model("pose_h-4", input_size=64)
     base = GroundTruthLoss(model.tasks)
