@@ -8,6 +8,7 @@ and ``scipy.optimize.linear_sum_assignment`` for the matching.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence, Tuple, Union
 
 import numpy as np
@@ -134,8 +135,7 @@ def _top_k(
         values (J, k) (0 where a joint has fewer peaks), flat indices (J, k), tags (J, k, D).
     """
     num_joints, height, width = det.shape
-    peaks = (_window_max(det, nms_kernel) == det) & (det > threshold)
-    joint, flat = peaks.view(num_joints, -1).nonzero(as_tuple=True)
+    joint, flat = _peaks(det, nms_kernel, threshold)
     value = det.view(num_joints, -1)[joint, flat]
     # Group by joint, strongest first; the rank within a joint decides who is in the top k.
     by_value = torch.argsort(value, descending=True, stable=True)
@@ -151,6 +151,31 @@ def _top_k(
     flat_tags = tag.view(num_joints, height * width, tag.shape[-1])
     tag_k = torch.gather(flat_tags, 1, inds[..., None].expand(-1, -1, tag.shape[-1]))
     return vals, inds, tag_k
+
+
+def _peaks(det: torch.Tensor, kernel: int, threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(joint, flat index) of every pixel of ``det`` (J, H, W) above ``threshold`` that is the maximum of its
+    ``kernel`` x ``kernel`` window (max-pool NMS), joint by joint in pixel order.
+
+    A trained model's maps hold few pixels above the threshold: only those are tested, each against its window
+    read at clamped coordinates (a clamped neighbour lies in the same window, so the maximum is the padded
+    one's). Maps mostly above it (an untrained model's) take the whole-map window maximum instead.
+    """
+    num_joints, height, width = det.shape
+    above = det > threshold
+    if int(torch.count_nonzero(above)) * kernel * kernel > det.numel():
+        peaks = (_window_max(det, kernel) == det) & above
+        return peaks.view(num_joints, -1).nonzero(as_tuple=True)
+    joint, flat = above.view(num_joints, -1).nonzero(as_tuple=True)
+    if joint.numel() == 0:
+        return joint, flat
+    r = kernel // 2
+    shift = torch.arange(-r, r + 1, device=det.device)
+    rows = ((flat // width)[:, None] + shift).clamp_(0, height - 1)  # (N, kernel)
+    cols = ((flat % width)[:, None] + shift).clamp_(0, width - 1)
+    window = (joint * (height * width))[:, None, None] + rows[:, :, None] * width + cols[:, None, :]
+    peak = det.reshape(-1)[window.flatten(1)].amax(dim=1) == det.view(num_joints, -1)[joint, flat]
+    return joint[peak], flat[peak]
 
 
 def _window_max(det: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -265,9 +290,10 @@ def _refine_missing(
 ) -> None:
     """Fills missing joints in place with argmax over the map of ``det - round(|tag - mean tag|)``.
 
-    Small maps are searched whole. Otherwise every joint is searched at once, on its ``_REFINE_SHORTLIST``
-    strongest pixels; no pixel outside them can score above the weakest of them (``round(distance) >= 0``),
-    so only a person whose best shortlisted score is lower than that needs the whole map.
+    Small maps are searched whole. Otherwise every missing joint is searched at once, on about
+    ``_REFINE_SHORTLIST`` of its strongest pixels (:func:`_strongest_pixels`); no pixel outside them can score
+    as high as the floor they lie above (``round(distance) >= 0``), so only a person whose best shortlisted
+    score is below it needs the whole map.
 
     Args:
         det: (J, H, W); tag: (J, H, W, D); det_cpu: det as numpy; keypoints: (P, J, 3) edited in
@@ -288,18 +314,57 @@ def _refine_missing(
         _fill(det_cpu, keypoints, person, joint, best.cpu().numpy()[np.searchsorted(joints, joint), person],
               subpixel)
         return
-    top_val, top_idx = flat_det.topk(min(_REFINE_SHORTLIST, height * width), dim=1)  # (J, S)
-    top_tags = torch.gather(flat_tags, 1, top_idx[..., None].expand(-1, -1, flat_tags.shape[-1]))
-    score = top_val[:, None] - _tag_distance(means, top_tags).round()  # (J, P, S)
-    best_score, best_at = score.max(dim=2)
-    best = torch.gather(top_idx, 1, best_at)  # (J, P)
-    needs_map = (best_score < top_val[:, -1:]).cpu().numpy()[joint, person]
+    on = torch.as_tensor(joints, device=det.device)
+    maps = flat_det if joints.size == num_joints else flat_det[on]  # joints.size == J: no copy
+    top_idx, top_val, floor = _strongest_pixels(maps, _REFINE_SHORTLIST)  # (J', S), (J', S), (J', 1)
+    top_tags = flat_tags[on[:, None], top_idx]  # (J', S, D)
+    score = top_val[:, None] - _tag_distance(means, top_tags).round()  # (J', P, S)
+    best_score, best_at = score.max(dim=2)  # the first of equal scores, in pixel order, as a whole-map argmax
+    best = torch.gather(top_idx, 1, best_at)  # (J', P)
+    row = np.searchsorted(joints, joint)
+    needs_map = (best_score < floor).cpu().numpy()[row, person]
     for j in np.unique(joint[needs_map]):
         people = person[needs_map & (joint == j)]
+        at = int(np.searchsorted(joints, j))
         for chunk in np.array_split(people, -(-people.size // 64)):
             dist = _tag_distance(means[torch.as_tensor(chunk, device=det.device)], flat_tags[j])
-            best[j, torch.as_tensor(chunk, device=det.device)] = (flat_det[j][None] - dist.round()).argmax(dim=1)
-    _fill(det_cpu, keypoints, person, joint, best.cpu().numpy()[joint, person], subpixel)
+            best[at, torch.as_tensor(chunk, device=det.device)] = (flat_det[j][None] - dist.round()).argmax(dim=1)
+    _fill(det_cpu, keypoints, person, joint, best.cpu().numpy()[row, person], subpixel)
+
+
+def _strongest_pixels(maps: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """About ``size`` of the strongest pixels of each row of ``maps`` (J, N), in pixel order.
+
+    Returns:
+        indices (J, S) and values (J, S) (-inf where a row has fewer than S), and a floor (J, 1) that every
+        pixel left out lies below, so a score of at least the floor among them is the whole row's best.
+
+    The floor is the value above which a strided sample of the row holds its share of ``size`` pixels:
+    cheaper than ``topk`` on large maps. Where that does not narrow the row (flat or non-finite maps), it is
+    ``topk``'s ``size``-th value, raised to the next float so that ties with it are kept or searched.
+    """
+    rows, n = maps.shape
+    if size >= n:
+        return (torch.arange(n, device=maps.device).expand(rows, n), maps,
+                torch.full((rows, 1), -math.inf, device=maps.device))
+    step = max(1, n // (8 * size))
+    sample = maps[:, ::step]
+    floor = sample.topk(-(-sample.shape[1] * size // n), dim=1).values[:, -1:]
+    keep = maps >= floor
+    counts = torch.count_nonzero(keep, dim=1)
+    if not bool(torch.isfinite(floor).all()) or int(counts.max()) > 4 * size:
+        values, indices = maps.topk(size, dim=1)
+        indices, order = indices.sort(dim=1)
+        last = values[:, -1:]
+        return indices, values.gather(1, order), torch.nextafter(last, torch.full_like(last, math.inf))
+    row, pixel = keep.nonzero(as_tuple=True)
+    rank = torch.arange(row.numel(), device=maps.device) - (torch.cumsum(counts, 0) - counts)[row]
+    width = int(counts.max())
+    indices = torch.zeros((rows, width), dtype=torch.long, device=maps.device)
+    values = torch.full((rows, width), -math.inf, device=maps.device)
+    indices[row, rank] = pixel
+    values[row, rank] = maps[row, pixel]
+    return indices, values, floor
 
 
 def _tag_distance(means: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:

@@ -283,8 +283,9 @@ def pose_maps(
         with the mirrored pass); tags (B', K, H/2, W/2, D), upsampled, D = 2 with a mirrored pass.
     """
     size = outputs["heatmaps"].shape[-2:]
-    heat = (outputs["heatmaps"]
-            + F.interpolate(outputs["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)) / 2
+    # In place on the upsampled map: the same sum and halving as (heatmaps + upsampled) / 2, one map fewer.
+    heat = F.interpolate(outputs["heatmaps_lr"], size=size, mode="bilinear", align_corners=False)
+    heat = heat.add_(outputs["heatmaps"]).div_(2)
     tag = F.interpolate(outputs["tags"], size=size, mode="bilinear", align_corners=False)[..., None]
     if flip_index is not None:
         n = heat.shape[0] // 2

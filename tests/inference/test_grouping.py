@@ -115,23 +115,48 @@ def test_bad_shapes_raise() -> None:
         group_poses(np.zeros((8, 8)), np.zeros((8, 8)))
 
 
-@pytest.mark.parametrize("flip_tags", [False, True])
-def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool) -> None:
+@pytest.mark.parametrize("flip_tags,levels", [(False, 0), (True, 0), (False, 4)])
+def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool, levels: int) -> None:
     # Noisy maps with many weak peaks and people missing joints: the shortlist shortcut must choose
-    # the same pixels as the argmax over the whole map.
+    # the same pixels as the argmax over the whole map. Maps of a few levels tie on most pixels, so the
+    # shortlist cannot be narrowed by a sampled floor and ties decide the pixel (the first, as argmax).
     joints, heatmaps, tags = plant(8, size=(96, 96), flip_tags=flip_tags, seed=3)
     heatmaps = (heatmaps * rng.uniform(0, 1, (17, 1, 1)).astype(np.float32)
                 + rng.uniform(0, 0.3, heatmaps.shape).astype(np.float32))
+    if levels:
+        heatmaps = np.round(heatmaps * levels) / levels
     monkeypatch.setattr(grouping, "_REFINE_WHOLE_MAPS", 0)
     shortcut = group_poses(heatmaps, tags)
+    monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 256)  # a sampled floor: every 4th pixel, then the maps
+    short_shortlist = group_poses(heatmaps, tags)
     monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 96 * 96)
     whole_shortlist = group_poses(heatmaps, tags)
     monkeypatch.setattr(grouping, "_REFINE_WHOLE_MAPS", 1 << 40)
     whole_map = group_poses(heatmaps, tags)
     assert shortcut[0].shape[0] > 8
-    for a, b, c in zip(shortcut, whole_shortlist, whole_map):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
+    for found in (shortcut, short_shortlist, whole_shortlist):
+        for a, b in zip(found, whole_map):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("flat_row", [False, True])
+def test_strongest_pixels_keep_every_pixel_at_or_above_their_floor(rng, flat_row: bool) -> None:
+    maps = torch.as_tensor(rng.uniform(0, 1, (4, 20000)) ** 4, dtype=torch.float32)
+    maps[3] = torch.round(maps[3] * 3) / 3  # a few levels: many ties at the floor
+    if flat_row:  # flat but for 21 pixels: a sampled floor would keep the whole row, so topk decides
+        maps = torch.cat((maps, torch.full((1, 20000), 0.5)))
+        maps[4, ::997] = 0.9
+    indices, values, floor = grouping._strongest_pixels(maps, 512)
+    for row in range(maps.shape[0]):
+        kept = indices[row][values[row] > -np.inf]
+        assert bool((kept[1:] > kept[:-1]).all())  # in pixel order
+        assert torch.equal(values[row][: kept.numel()], maps[row][kept])
+        above = (maps[row] >= floor[row]).nonzero()[:, 0]
+        assert bool(torch.isin(above, kept).all())  # nothing at or above the floor is left out
+        if flat_row:  # topk's 512, the floor just above the 512th (row 3's 512th is its top level, tied)
+            assert kept.numel() == 512 and above.numel() == {3: 0, 4: 21}.get(row, 511)
+        else:  # the sampled floor: what lies at or above it, about 512
+            assert torch.equal(above, kept) and 128 <= kept.numel() <= 4 * 512
 
 
 def _reference_peaks(heatmaps: torch.Tensor, k: int, kernel: int, threshold: float) -> list:
