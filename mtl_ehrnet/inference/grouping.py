@@ -75,8 +75,9 @@ def group_poses(
     Raises:
         ValueError: on mismatched or malformed shapes, or an unknown ``subpixel``.
     """
-    det = torch.as_tensor(heatmaps).float().contiguous()
-    tag = torch.as_tensor(tags).float().to(det.device).contiguous()
+    # Strided views (a padded batch's maps cut to the image) are read where they lie, never copied whole.
+    det = torch.as_tensor(heatmaps).float()
+    tag = torch.as_tensor(tags).float().to(det.device)
     if det.dim() != 3:
         raise ValueError(f"heatmaps must be (J, H, W), got {tuple(det.shape)}")
     if tag.dim() == 3:
@@ -136,7 +137,7 @@ def _top_k(
     """
     num_joints, height, width = det.shape
     joint, flat = _peaks(det, nms_kernel, threshold)
-    value = det.view(num_joints, -1)[joint, flat]
+    value = det[joint, flat // width, flat % width]
     # Group by joint, strongest first; the rank within a joint decides who is in the top k.
     by_value = torch.argsort(value, descending=True, stable=True)
     order = by_value[torch.argsort(joint[by_value], stable=True)]
@@ -148,8 +149,7 @@ def _top_k(
     inds = torch.zeros((num_joints, k), dtype=torch.long, device=det.device)
     vals[joint[keep], rank[keep]] = value[keep]
     inds[joint[keep], rank[keep]] = flat[keep]
-    flat_tags = tag.view(num_joints, height * width, tag.shape[-1])
-    tag_k = torch.gather(flat_tags, 1, inds[..., None].expand(-1, -1, tag.shape[-1]))
+    tag_k = tag[torch.arange(num_joints, device=det.device)[:, None], inds // width, inds % width]  # (J, k, D)
     return vals, inds, tag_k
 
 
@@ -165,17 +165,14 @@ def _peaks(det: torch.Tensor, kernel: int, threshold: float) -> Tuple[torch.Tens
     above = det > threshold
     if int(torch.count_nonzero(above)) * kernel * kernel > det.numel():
         peaks = (_window_max(det, kernel) == det) & above
-        return peaks.view(num_joints, -1).nonzero(as_tuple=True)
-    joint, flat = above.view(num_joints, -1).nonzero(as_tuple=True)
-    if joint.numel() == 0:
-        return joint, flat
+        return peaks.reshape(num_joints, -1).nonzero(as_tuple=True)
+    joint, y, x = above.nonzero(as_tuple=True)
     r = kernel // 2
     shift = torch.arange(-r, r + 1, device=det.device)
-    rows = ((flat // width)[:, None] + shift).clamp_(0, height - 1)  # (N, kernel)
-    cols = ((flat % width)[:, None] + shift).clamp_(0, width - 1)
-    window = (joint * (height * width))[:, None, None] + rows[:, :, None] * width + cols[:, None, :]
-    peak = det.reshape(-1)[window.flatten(1)].amax(dim=1) == det.view(num_joints, -1)[joint, flat]
-    return joint[peak], flat[peak]
+    rows = (y[:, None] + shift).clamp_(0, height - 1)  # (N, kernel)
+    cols = (x[:, None] + shift).clamp_(0, width - 1)
+    peak = det[joint[:, None, None], rows[:, :, None], cols[:, None, :]].amax(dim=(1, 2)) == det[joint, y, x]
+    return joint[peak], (y * width + x)[peak]
 
 
 def _window_max(det: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -303,21 +300,19 @@ def _refine_missing(
     person, joint = np.nonzero(keypoints[..., 2] <= 0)
     if person.size == 0:
         return
-    flat_det = det.view(num_joints, -1)
-    flat_tags = tag.view(num_joints, height * width, -1)
     means = torch.as_tensor(mean_tags, dtype=torch.float32, device=det.device)
     joints = np.unique(joint)
+    on = torch.as_tensor(joints, device=det.device)
     if joints.size * means.shape[0] * height * width <= _REFINE_WHOLE_MAPS:
         # Small maps: every missing joint's whole map at once costs less than ranking a shortlist.
-        on = torch.as_tensor(joints, device=det.device)
-        best = (flat_det[on][:, None] - _tag_distance(means, flat_tags[on]).round()).argmax(dim=2)  # (J', P)
+        maps, tags = det[on].flatten(1), tag[on].flatten(1, 2)
+        best = (maps[:, None] - _tag_distance(means, tags).round()).argmax(dim=2)  # (J', P)
         _fill(det_cpu, keypoints, person, joint, best.cpu().numpy()[np.searchsorted(joints, joint), person],
               subpixel)
         return
-    on = torch.as_tensor(joints, device=det.device)
-    maps = flat_det if joints.size == num_joints else flat_det[on]  # joints.size == J: no copy
+    maps = det if joints.size == num_joints else det[on]  # joints.size == J: no copy
     top_idx, top_val, floor = _strongest_pixels(maps, _REFINE_SHORTLIST)  # (J', S), (J', S), (J', 1)
-    top_tags = flat_tags[on[:, None], top_idx]  # (J', S, D)
+    top_tags = tag[on[:, None], top_idx // width, top_idx % width]  # (J', S, D)
     score = top_val[:, None] - _tag_distance(means, top_tags).round()  # (J', P, S)
     best_score, best_at = score.max(dim=2)  # the first of equal scores, in pixel order, as a whole-map argmax
     best = torch.gather(top_idx, 1, best_at)  # (J', P)
@@ -327,43 +322,44 @@ def _refine_missing(
         people = person[needs_map & (joint == j)]
         at = int(np.searchsorted(joints, j))
         for chunk in np.array_split(people, -(-people.size // 64)):
-            dist = _tag_distance(means[torch.as_tensor(chunk, device=det.device)], flat_tags[j])
-            best[at, torch.as_tensor(chunk, device=det.device)] = (flat_det[j][None] - dist.round()).argmax(dim=1)
+            dist = _tag_distance(means[torch.as_tensor(chunk, device=det.device)], tag[j].flatten(0, 1))
+            best[at, torch.as_tensor(chunk, device=det.device)] = (det[j].flatten()[None] - dist.round()).argmax(dim=1)
     _fill(det_cpu, keypoints, person, joint, best.cpu().numpy()[row, person], subpixel)
 
 
 def _strongest_pixels(maps: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """About ``size`` of the strongest pixels of each row of ``maps`` (J, N), in pixel order.
+    """About ``size`` of the strongest pixels of each map of ``maps`` (J, H, W), in pixel order.
 
     Returns:
-        indices (J, S) and values (J, S) (-inf where a row has fewer than S), and a floor (J, 1) that every
-        pixel left out lies below, so a score of at least the floor among them is the whole row's best.
+        flat indices (J, S) and values (J, S) (-inf where a map has fewer than S), and a floor (J, 1) that
+        every pixel left out lies below, so a score of at least the floor among them is the whole map's best.
 
-    The floor is the value above which a strided sample of the row holds its share of ``size`` pixels:
-    cheaper than ``topk`` on large maps. Where that does not narrow the row (flat or non-finite maps), it is
+    The floor is the value above which a lattice sample of the map holds its share of ``size`` pixels:
+    cheaper than ``topk`` on large maps. Where that does not narrow the map (flat or non-finite maps), it is
     ``topk``'s ``size``-th value, raised to the next float so that ties with it are kept or searched.
     """
-    rows, n = maps.shape
+    rows, height, width = maps.shape
+    n = height * width
     if size >= n:
-        return (torch.arange(n, device=maps.device).expand(rows, n), maps,
+        return (torch.arange(n, device=maps.device).expand(rows, n), maps.flatten(1),
                 torch.full((rows, 1), -math.inf, device=maps.device))
-    step = max(1, n // (8 * size))
-    sample = maps[:, ::step]
+    stride = max(1, math.isqrt(n // (8 * size)))
+    sample = maps[:, ::stride, ::stride].flatten(1)
     floor = sample.topk(-(-sample.shape[1] * size // n), dim=1).values[:, -1:]
-    keep = maps >= floor
-    counts = torch.count_nonzero(keep, dim=1)
+    keep = maps >= floor[..., None]
+    counts = torch.count_nonzero(keep, dim=(1, 2))
     if not bool(torch.isfinite(floor).all()) or int(counts.max()) > 4 * size:
-        values, indices = maps.topk(size, dim=1)
+        values, indices = maps.flatten(1).topk(size, dim=1)
         indices, order = indices.sort(dim=1)
         last = values[:, -1:]
         return indices, values.gather(1, order), torch.nextafter(last, torch.full_like(last, math.inf))
-    row, pixel = keep.nonzero(as_tuple=True)
+    row, y, x = keep.nonzero(as_tuple=True)
     rank = torch.arange(row.numel(), device=maps.device) - (torch.cumsum(counts, 0) - counts)[row]
-    width = int(counts.max())
-    indices = torch.zeros((rows, width), dtype=torch.long, device=maps.device)
-    values = torch.full((rows, width), -math.inf, device=maps.device)
-    indices[row, rank] = pixel
-    values[row, rank] = maps[row, pixel]
+    most = int(counts.max())
+    indices = torch.zeros((rows, most), dtype=torch.long, device=maps.device)
+    values = torch.full((rows, most), -math.inf, device=maps.device)
+    indices[row, rank] = y * width + x
+    values[row, rank] = maps[row, y, x]
     return indices, values, floor
 
 

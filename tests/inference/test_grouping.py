@@ -41,8 +41,15 @@ def test_torch_input_matches_numpy() -> None:
     _, heatmaps, tags = plant(5, flip_tags=True)
     from_numpy = group_poses(heatmaps, tags)
     from_torch = group_poses(torch.from_numpy(heatmaps), torch.from_numpy(tags))
-    for a, b in zip(from_numpy, from_torch):
+    # Views into larger maps (a padded batch's, cut to the image), as the predictor passes them.
+    padded_heat = torch.nn.functional.pad(torch.from_numpy(heatmaps), (0, 9, 0, 5), value=1.0)
+    padded_tags = torch.nn.functional.pad(torch.from_numpy(tags).movedim(-1, 0), (0, 9, 0, 5)).movedim(0, -1)
+    height, width = heatmaps.shape[1:]
+    from_views = group_poses(padded_heat[:, :height, :width], padded_tags[:, :height, :width])
+    assert not padded_heat[:, :height, :width].is_contiguous()
+    for a, b, c in zip(from_numpy, from_torch, from_views):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def test_quarter_pixel_adjust_is_the_reference_step() -> None:
@@ -141,17 +148,19 @@ def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool, levels: in
 
 @pytest.mark.parametrize("flat_row", [False, True])
 def test_strongest_pixels_keep_every_pixel_at_or_above_their_floor(rng, flat_row: bool) -> None:
-    maps = torch.as_tensor(rng.uniform(0, 1, (4, 20000)) ** 4, dtype=torch.float32)
+    maps = torch.as_tensor(rng.uniform(0, 1, (4, 100, 200)) ** 4, dtype=torch.float32)
     maps[3] = torch.round(maps[3] * 3) / 3  # a few levels: many ties at the floor
-    if flat_row:  # flat but for 21 pixels: a sampled floor would keep the whole row, so topk decides
-        maps = torch.cat((maps, torch.full((1, 20000), 0.5)))
-        maps[4, ::997] = 0.9
+    if flat_row:  # flat but for 21 pixels: a sampled floor would keep the whole map, so topk decides
+        maps = torch.cat((maps, torch.full((1, 100, 200), 0.5)))
+        maps[4].view(-1)[::997] = 0.9
+    # A strided view, as a padded batch's maps cut to the image are: read where it lies.
+    maps = torch.nn.functional.pad(maps, (0, 7, 0, 3))[:, :100, :200]
     indices, values, floor = grouping._strongest_pixels(maps, 512)
     for row in range(maps.shape[0]):
         kept = indices[row][values[row] > -np.inf]
         assert bool((kept[1:] > kept[:-1]).all())  # in pixel order
-        assert torch.equal(values[row][: kept.numel()], maps[row][kept])
-        above = (maps[row] >= floor[row]).nonzero()[:, 0]
+        assert torch.equal(values[row][: kept.numel()], maps[row].flatten()[kept])
+        above = (maps[row].flatten() >= floor[row]).nonzero()[:, 0]
         assert bool(torch.isin(above, kept).all())  # nothing at or above the floor is left out
         if flat_row:  # topk's 512, the floor just above the 512th (row 3's 512th is its top level, tied)
             assert kept.numel() == 512 and above.numel() == {3: 0, 4: 21}.get(row, 511)
