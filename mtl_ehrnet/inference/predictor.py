@@ -241,10 +241,14 @@ class Predictor:
             factors.append((size[0] / height, size[1] / width))
         pad_h = math.ceil(max(r.shape[-2] for r in resized) / STRIDE) * STRIDE
         pad_w = math.ceil(max(r.shape[-1] for r in resized) / STRIDE) * STRIDE
-        # Pad with black, as the reference's warp and the data layer's letterbox do.
-        batch = (-self._mean / self._std).expand(len(resized), 3, pad_h, pad_w).clone()
+        # Pad with black, as the reference's warp and the data layer's letterbox do (only the margins are filled).
+        black = -self._mean / self._std
+        batch = torch.empty((len(resized), 3, pad_h, pad_w), device=self.device)
         for i, r in enumerate(resized):
-            batch[i, :, : r.shape[-2], : r.shape[-1]] = r
+            height, width = r.shape[-2:]
+            batch[i, :, :height, :width] = r
+            batch[i, :, height:] = black
+            batch[i, :, :height, width:] = black
         if self.flip:
             # Mirroring the padded tensor keeps every map pixel aligned with its mirror exactly.
             batch = torch.cat((batch, batch.flip(-1)))

@@ -111,3 +111,17 @@ def test_real_multi_task_model_end_to_end() -> None:
     assert result.poses.ndim == 3 and result.poses.shape[1:] == (17, 3)
     assert result.scores.shape == (result.poses.shape[0],)
     assert result.seg.max() < model.config.num_classes
+
+
+def test_a_batch_of_different_sizes_is_padded_with_black_after_each_image() -> None:
+    predictor = Predictor(FakeModel(), input_size=96, batch_size=2)
+    images = [torch.full((3, 60, 80), 200.0), torch.full((3, 90, 60), 50.0)]  # resized to 96x128 and 144x96
+    batch, factors = predictor._prepare(
+        [(im - predictor._mean) / predictor._std for im in images], 1.0)
+    assert batch.shape == (2, 3, 160, 128) and factors == [(1.6, 1.6), (1.6, 1.6)]
+    rgb = batch * predictor._std + predictor._mean
+    torch.testing.assert_close(rgb[0, :, :96, :128], torch.full((3, 96, 128), 200.0))
+    torch.testing.assert_close(rgb[1, :, :144, :96], torch.full((3, 144, 96), 50.0))
+    black = torch.zeros(())
+    for margin in (rgb[0, :, 96:], rgb[1, :, 144:], rgb[1, :, :144, 96:]):
+        assert margin.numel() and torch.allclose(margin, black.expand_as(margin), atol=1e-4)
