@@ -9,7 +9,7 @@ and ``scipy.optimize.linear_sum_assignment`` for the matching.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -91,7 +91,16 @@ def group_poses(
     order = list(joint_order) if sorted(joint_order) == list(range(num_joints)) else list(range(num_joints))
 
     with torch.no_grad():
-        vals, inds, tag_k = _top_k(det, tag, max_people, nms_kernel, detection_threshold)
+        # One pass finds the pixels both searches read: those above the threshold (NMS) and, for refine, those at
+        # or above each map's sampled floor.
+        # (On maps under 8 shortlists the refine search reads whole maps or more than the pass would hold.)
+        floor = _sampled_floor(det, _REFINE_SHORTLIST) if refine and height * width >= 8 * _REFINE_SHORTLIST else None
+        if floor is not None and not bool(torch.isfinite(floor).all()):
+            floor = None
+        low = torch.nextafter(torch.full((num_joints,), detection_threshold, device=det.device),
+                              torch.tensor(math.inf, device=det.device))  # det >= low <=> det > threshold
+        strong = _pixels_at_or_above(det, low if floor is None else torch.minimum(low, floor), det.numel() // 8)
+        vals, inds, tag_k = _top_k(det, tag, max_people, nms_kernel, detection_threshold, strong)
     vals, inds, tag_k = vals.cpu().numpy(), inds.cpu().numpy(), tag_k.cpu().numpy()
 
     members, tag_sum, count = _match(vals, tag_k, order, max_people, detection_threshold, tag_threshold,
@@ -116,7 +125,7 @@ def group_poses(
         keypoints[found, 1] += dy
     if refine:
         with torch.no_grad():
-            _refine_missing(det, tag, det_cpu, keypoints, tag_sum / count[:, None], subpixel)
+            _refine_missing(det, tag, det_cpu, keypoints, tag_sum / count[:, None], subpixel, floor, strong)
 
     order_by_score = np.argsort(-scores, kind="stable")
     keypoints, scores = keypoints[order_by_score], scores[order_by_score]
@@ -126,17 +135,39 @@ def group_poses(
     return keypoints, scores.astype(np.float32)
 
 
+class _Pixels(NamedTuple):
+    """Pixels of maps (J, H, W), joint by joint in pixel order: joint (or row), y, x and value, each (N,)."""
+
+    joint: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    value: torch.Tensor
+
+    def where(self, keep: torch.Tensor) -> "_Pixels":
+        return _Pixels(self.joint[keep], self.y[keep], self.x[keep], self.value[keep])
+
+
+def _pixels_at_or_above(det: torch.Tensor, low: torch.Tensor, most: int) -> Optional[_Pixels]:
+    """Every pixel of ``det`` (J, H, W) at or above its joint's ``low`` (J,), or None where there are more than
+    ``most`` (an untrained model's maps): the searches then scan the maps themselves."""
+    keep = det >= low[:, None, None]
+    if int(torch.count_nonzero(keep)) > most:
+        return None
+    joint, y, x = keep.nonzero(as_tuple=True)
+    return _Pixels(joint, y, x, det[joint, y, x])
+
+
 def _top_k(
-    det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, threshold: float
+    det: torch.Tensor, tag: torch.Tensor, k: int, nms_kernel: int, threshold: float, strong: Optional[_Pixels] = None
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The k strongest NMS peaks above ``threshold`` per joint: the peaks of max-pool NMS, then top-k, then
-    thresholding, as the reference finds them.
+    thresholding, as the reference finds them (``strong``: the pixels above it, when already found).
 
     Returns:
         values (J, k) (0 where a joint has fewer peaks), flat indices (J, k), tags (J, k, D).
     """
     num_joints, height, width = det.shape
-    joint, flat = _peaks(det, nms_kernel, threshold)
+    joint, flat = _peaks(det, nms_kernel, threshold, strong)
     value = det[joint, flat // width, flat % width]
     # Group by joint, strongest first; the rank within a joint decides who is in the top k.
     by_value = torch.argsort(value, descending=True, stable=True)
@@ -153,20 +184,28 @@ def _top_k(
     return vals, inds, tag_k
 
 
-def _peaks(det: torch.Tensor, kernel: int, threshold: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def _peaks(det: torch.Tensor, kernel: int, threshold: float,
+           strong: Optional[_Pixels] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """(joint, flat index) of every pixel of ``det`` (J, H, W) above ``threshold`` that is the maximum of its
     ``kernel`` x ``kernel`` window (max-pool NMS), joint by joint in pixel order.
 
-    A trained model's maps hold few pixels above the threshold: only those are tested, each against its window
-    read at clamped coordinates (a clamped neighbour lies in the same window, so the maximum is the padded
-    one's). Maps mostly above it (an untrained model's) take the whole-map window maximum instead.
+    A trained model's maps hold few pixels above the threshold: only those are tested (picked from ``strong``,
+    a superset, when given), each against its window read at clamped coordinates (a clamped neighbour lies in
+    the same window, so the maximum is the padded one's). Maps mostly above it (an untrained model's) take the
+    whole-map window maximum instead.
     """
     num_joints, height, width = det.shape
-    above = det > threshold
-    if int(torch.count_nonzero(above)) * kernel * kernel > det.numel():
-        peaks = (_window_max(det, kernel) == det) & above
+    if strong is not None:
+        joint, y, x, _ = strong.where(strong.value > threshold)
+        count = joint.numel()
+    else:
+        above = det > threshold
+        count = int(torch.count_nonzero(above))
+    if count * kernel * kernel > det.numel():
+        peaks = (_window_max(det, kernel) == det) & (det > threshold)
         return peaks.reshape(num_joints, -1).nonzero(as_tuple=True)
-    joint, y, x = above.nonzero(as_tuple=True)
+    if strong is None:
+        joint, y, x = above.nonzero(as_tuple=True)
     r = kernel // 2
     shift = torch.arange(-r, r + 1, device=det.device)
     rows = (y[:, None] + shift).clamp_(0, height - 1)  # (N, kernel)
@@ -284,6 +323,8 @@ def _refine_missing(
     keypoints: np.ndarray,
     mean_tags: np.ndarray,
     subpixel: str,
+    floor: Optional[torch.Tensor] = None,
+    strong: Optional[_Pixels] = None,
 ) -> None:
     """Fills missing joints in place with argmax over the map of ``det - round(|tag - mean tag|)``.
 
@@ -294,7 +335,8 @@ def _refine_missing(
 
     Args:
         det: (J, H, W); tag: (J, H, W, D); det_cpu: det as numpy; keypoints: (P, J, 3) edited in
-            place; mean_tags: (P, D) each person's mean joint tag.
+            place; mean_tags: (P, D) each person's mean joint tag; floor: (J,) each map's sampled floor
+            (:func:`_sampled_floor`) and strong: every pixel at or above it, when already found.
     """
     num_joints, height, width = det.shape
     person, joint = np.nonzero(keypoints[..., 2] <= 0)
@@ -311,7 +353,12 @@ def _refine_missing(
               subpixel)
         return
     maps = det if joints.size == num_joints else det[on]  # joints.size == J: no copy
-    top_idx, top_val, floor = _strongest_pixels(maps, _REFINE_SHORTLIST)  # (J', S), (J', S), (J', 1)
+    pixels = None
+    if floor is not None and strong is not None:
+        picked = strong.where(torch.isin(strong.joint, on) & (strong.value >= floor[strong.joint]))
+        pixels = picked._replace(joint=torch.searchsorted(on, picked.joint))  # rows of maps
+    top_idx, top_val, floor = _strongest_pixels(maps, _REFINE_SHORTLIST, None if floor is None else floor[on],
+                                                pixels)  # (J', S), (J', S), (J', 1)
     top_tags = tag[on[:, None], top_idx // width, top_idx % width]  # (J', S, D)
     score = top_val[:, None] - _tag_distance(means, top_tags).round()  # (J', P, S)
     best_score, best_at = score.max(dim=2)  # the first of equal scores, in pixel order, as a whole-map argmax
@@ -327,40 +374,59 @@ def _refine_missing(
     _fill(det_cpu, keypoints, person, joint, best.cpu().numpy()[row, person], subpixel)
 
 
-def _strongest_pixels(maps: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _sampled_floor(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """(J,) the value of each map of ``maps`` (J, H, W) above which a lattice sample of it holds its share of
+    ``size`` pixels: about ``size`` pixels of the map lie at or above it, found without ranking the map."""
+    _, height, width = maps.shape
+    n = height * width
+    stride = max(1, math.isqrt(n // (8 * size)))
+    sample = maps[:, ::stride, ::stride].flatten(1)
+    return sample.topk(-(-sample.shape[1] * size // n), dim=1).values[:, -1]
+
+
+def _strongest_pixels(maps: torch.Tensor, size: int, floor: Optional[torch.Tensor] = None,
+                      pixels: Optional[_Pixels] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """About ``size`` of the strongest pixels of each map of ``maps`` (J, H, W), in pixel order.
+
+    Args:
+        floor: (J,) :func:`_sampled_floor` of the maps, and pixels: every pixel at or above it (its joint the
+            map's row), when already found.
 
     Returns:
         flat indices (J, S) and values (J, S) (-inf where a map has fewer than S), and a floor (J, 1) that
         every pixel left out lies below, so a score of at least the floor among them is the whole map's best.
 
-    The floor is the value above which a lattice sample of the map holds its share of ``size`` pixels:
-    cheaper than ``topk`` on large maps. Where that does not narrow the map (flat or non-finite maps), it is
-    ``topk``'s ``size``-th value, raised to the next float so that ties with it are kept or searched.
+    The floor is the sampled one, cheaper than ``topk`` on large maps. Where that does not narrow the map
+    (flat or non-finite maps), it is ``topk``'s ``size``-th value, raised to the next float so that ties with
+    it are kept or searched.
     """
     rows, height, width = maps.shape
     n = height * width
     if size >= n:
         return (torch.arange(n, device=maps.device).expand(rows, n), maps.flatten(1),
                 torch.full((rows, 1), -math.inf, device=maps.device))
-    stride = max(1, math.isqrt(n // (8 * size)))
-    sample = maps[:, ::stride, ::stride].flatten(1)
-    floor = sample.topk(-(-sample.shape[1] * size // n), dim=1).values[:, -1:]
-    keep = maps >= floor[..., None]
-    counts = torch.count_nonzero(keep, dim=(1, 2))
-    if not bool(torch.isfinite(floor).all()) or int(counts.max()) > 4 * size:
+    if floor is None:
+        floor, pixels = _sampled_floor(maps, size), None
+    if pixels is None and bool(torch.isfinite(floor).all()):
+        keep = maps >= floor[:, None, None]
+        counts = torch.count_nonzero(keep, dim=(1, 2))
+        if int(counts.max()) <= 4 * size:
+            pixels = _Pixels(*keep.nonzero(as_tuple=True), None)
+            pixels = pixels._replace(value=maps[pixels.joint, pixels.y, pixels.x])
+    elif pixels is not None:
+        counts = torch.bincount(pixels.joint, minlength=rows)
+    if pixels is None or int(counts.max()) > 4 * size:
         values, indices = maps.flatten(1).topk(size, dim=1)
         indices, order = indices.sort(dim=1)
         last = values[:, -1:]
         return indices, values.gather(1, order), torch.nextafter(last, torch.full_like(last, math.inf))
-    row, y, x = keep.nonzero(as_tuple=True)
-    rank = torch.arange(row.numel(), device=maps.device) - (torch.cumsum(counts, 0) - counts)[row]
+    rank = torch.arange(pixels.joint.numel(), device=maps.device) - (torch.cumsum(counts, 0) - counts)[pixels.joint]
     most = int(counts.max())
     indices = torch.zeros((rows, most), dtype=torch.long, device=maps.device)
     values = torch.full((rows, most), -math.inf, device=maps.device)
-    indices[row, rank] = y * width + x
-    values[row, rank] = maps[row, y, x]
-    return indices, values, floor
+    indices[pixels.joint, rank] = pixels.y * width + pixels.x
+    values[pixels.joint, rank] = pixels.value
+    return indices, values, floor[:, None]
 
 
 def _tag_distance(means: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
