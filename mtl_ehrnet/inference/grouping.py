@@ -91,15 +91,15 @@ def group_poses(
     order = list(joint_order) if sorted(joint_order) == list(range(num_joints)) else list(range(num_joints))
 
     with torch.no_grad():
-        # One pass finds the pixels both searches read: those above the threshold (NMS) and, for refine, those at
-        # or above each map's sampled floor.
-        # (On maps under 8 shortlists the refine search reads whole maps or more than the pass would hold.)
+        # On maps of at least 8 shortlists, one pass finds the pixels both searches read: those above the threshold
+        # (NMS) and those at or above each map's sampled floor (refine). Smaller maps are refined whole.
         floor = _sampled_floor(det, _REFINE_SHORTLIST) if refine and height * width >= 8 * _REFINE_SHORTLIST else None
-        if floor is not None and not bool(torch.isfinite(floor).all()):
+        strong = None
+        if floor is not None and bool(torch.isfinite(floor).all()):
+            above = torch.nextafter(torch.full_like(floor, detection_threshold), torch.full_like(floor, math.inf))
+            strong = _pixels_at_or_above(det, torch.minimum(above, floor), det.numel() // 8)  # >= above: > threshold
+        else:
             floor = None
-        low = torch.nextafter(torch.full((num_joints,), detection_threshold, device=det.device),
-                              torch.tensor(math.inf, device=det.device))  # det >= low <=> det > threshold
-        strong = _pixels_at_or_above(det, low if floor is None else torch.minimum(low, floor), det.numel() // 8)
         vals, inds, tag_k = _top_k(det, tag, max_people, nms_kernel, detection_threshold, strong)
     vals, inds, tag_k = vals.cpu().numpy(), inds.cpu().numpy(), tag_k.cpu().numpy()
 
