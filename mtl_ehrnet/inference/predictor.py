@@ -204,9 +204,10 @@ class Predictor:
             seg_sum = seg if seg_sum is None else seg_sum + seg
             if tag is not None:
                 tags.append(tag)
+        # One scale (the default) needs neither the mean nor the concatenation: each is a whole-map copy.
         n = len(self.scales)
-        heat = heat_sum / n if heat_sum is not None else None
-        tag = torch.cat(tags, dim=-1) if tags else None
+        heat = heat_sum / n if heat_sum is not None and n > 1 else heat_sum
+        tag = (tags[0] if len(tags) == 1 else torch.cat(tags, dim=-1)) if tags else None
         results = []
         for i, (height, width) in enumerate(sizes):
             fy, fx = base[i]
