@@ -133,8 +133,7 @@ def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageS
 
 def _train_side_by_side(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageSchedule],
                         settings: RunSettings, todo: List[str], needs: Mapping[str, Sequence[str]], done: set,
-                        jobs: int,
-                        describe: Callable[[str], str], announce: Callable[[str], None]) -> None:
+                        jobs: int, describe: Callable[[str], str], announce: Callable[[str], None]) -> None:
     context = multiprocessing.get_context("spawn")  # a fork of a process with OpenMP threads can hang
     running: Dict[str, _Running] = {}
     try:

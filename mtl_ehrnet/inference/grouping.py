@@ -94,12 +94,12 @@ def group_poses(
         # On maps of at least 8 shortlists, one pass finds the pixels both searches read: those above the threshold
         # (NMS) and those at or above each map's sampled floor (refine). Smaller maps are refined whole.
         floor = _sampled_floor(det, _REFINE_SHORTLIST) if refine and height * width >= 8 * _REFINE_SHORTLIST else None
+        if floor is not None and not bool(torch.isfinite(floor).all()):
+            floor = None
         strong = None
-        if floor is not None and bool(torch.isfinite(floor).all()):
+        if floor is not None:
             above = torch.nextafter(torch.full_like(floor, detection_threshold), torch.full_like(floor, math.inf))
             strong = _pixels_at_or_above(det, torch.minimum(above, floor), det.numel() // 8)  # >= above: > threshold
-        else:
-            floor = None
         vals, inds, tag_k = _top_k(det, tag, max_people, nms_kernel, detection_threshold, strong)
     vals, inds, tag_k = vals.cpu().numpy(), inds.cpu().numpy(), tag_k.cpu().numpy()
 
@@ -357,14 +357,14 @@ def _refine_missing(
     if floor is not None and strong is not None:
         picked = strong.where(torch.isin(strong.joint, on) & (strong.value >= floor[strong.joint]))
         pixels = picked._replace(joint=torch.searchsorted(on, picked.joint))  # rows of maps
-    top_idx, top_val, floor = _strongest_pixels(maps, _REFINE_SHORTLIST, None if floor is None else floor[on],
+    top_idx, top_val, bound = _strongest_pixels(maps, _REFINE_SHORTLIST, None if floor is None else floor[on],
                                                 pixels)  # (J', S), (J', S), (J', 1)
     top_tags = tag[on[:, None], top_idx // width, top_idx % width]  # (J', S, D)
     score = top_val[:, None] - _tag_distance(means, top_tags).round()  # (J', P, S)
     best_score, best_at = score.max(dim=2)  # the first of equal scores, in pixel order, as a whole-map argmax
     best = torch.gather(top_idx, 1, best_at)  # (J', P)
     row = np.searchsorted(joints, joint)
-    needs_map = (best_score < floor).cpu().numpy()[row, person]
+    needs_map = (best_score < bound).cpu().numpy()[row, person]
     for j in np.unique(joint[needs_map]):
         people = person[needs_map & (joint == j)]
         at = int(np.searchsorted(joints, j))
@@ -408,14 +408,9 @@ def _strongest_pixels(maps: torch.Tensor, size: int, floor: Optional[torch.Tenso
     if floor is None:
         floor, pixels = _sampled_floor(maps, size), None
     if pixels is None and bool(torch.isfinite(floor).all()):
-        keep = maps >= floor[:, None, None]
-        counts = torch.count_nonzero(keep, dim=(1, 2))
-        if int(counts.max()) <= 4 * size:
-            pixels = _Pixels(*keep.nonzero(as_tuple=True), None)
-            pixels = pixels._replace(value=maps[pixels.joint, pixels.y, pixels.x])
-    elif pixels is not None:
-        counts = torch.bincount(pixels.joint, minlength=rows)
-    if pixels is None or int(counts.max()) > 4 * size:
+        pixels = _pixels_at_or_above(maps, floor, rows * 4 * size)
+    counts = None if pixels is None else torch.bincount(pixels.joint, minlength=rows)
+    if counts is None or int(counts.max()) > 4 * size:
         values, indices = maps.flatten(1).topk(size, dim=1)
         indices, order = indices.sort(dim=1)
         last = values[:, -1:]
