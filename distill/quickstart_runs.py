@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 # Launch order among the runs that are ready: the pose teacher and the distilled student lie on the longest path.
 PRIORITY = ("pose_teacher", "seg_teacher", "joint_student_kd", "joint_student_gt", "pose_student_gt", "seg_student_gt")
 # Runs on the longest path train at normal priority; the others, trained beside them, yield the CPU to them where
-# the cores are oversubscribed (the distilled student's teachers answer in a thread of their own): the joint
-# students' phase ends about 4 % sooner on 2 cores, with the same weights.
+# the cores are oversubscribed (the distilled student's teachers answer in a thread of their own). Priority
+# changes when a run's steps happen, never what they compute.
 CRITICAL_RUNS = ("pose_teacher", "joint_student_kd")
 YIELDING_NICENESS = 19
 RESULT_FILE = {"joint_student_gt": "student.pt", "joint_student_kd": "student.pt"}  # the others: best.pt
