@@ -22,13 +22,13 @@ from distill.quickstart_schedule import StageSchedule
 if TYPE_CHECKING:
     from distill.quickstart_plan import QuickstartPlan
 
-# Launch order among the runs that are ready: the pose teacher and the distilled student lie on the longest path.
-PRIORITY = ("pose_teacher", "seg_teacher", "joint_student_kd", "joint_student_gt", "pose_student_gt", "seg_student_gt")
-# Runs on the longest path train at normal priority; the others, trained beside them, yield the CPU to them where
-# the cores are oversubscribed (the distilled student's teachers answer in a thread of their own). Priority
-# changes when a run's steps happen, never what they compute.
+# The runs on the longest path. They train at normal priority; the others, trained beside them, yield the CPU to
+# them where the cores are oversubscribed (the distilled student's teachers answer in a thread of their own).
+# Priority changes when a run's steps happen, never what they compute.
 CRITICAL_RUNS = ("pose_teacher", "joint_student_kd")
 YIELDING_NICENESS = 19
+# Launch order among the runs that are ready: each of CRITICAL_RUNS before the runs that become ready with it.
+PRIORITY = ("pose_teacher", "seg_teacher", "joint_student_kd", "joint_student_gt", "pose_student_gt", "seg_student_gt")
 RESULT_FILE = {"joint_student_gt": "student.pt", "joint_student_kd": "student.pt"}  # the others: best.pt
 OUTPUT_LOG = "output.log"  # a run's console output when it trains in its own process
 # (run name, plan, OUT) -> the run's training function and its arguments but the directory, resume and schedule
