@@ -6,9 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from distill.answer_store import TeacherAnswers, answer_identity
 from distill.objective import DistillationObjective, KDSettings, task_weight_pair
 from distill.teacher_cache import CachedTeacherDataset, TeacherCache, build_on_ranks, cache_sizes
-from distill.teacher_sources import CachedTeachers, OnlineTeachers
+from distill.teacher_sources import CachedTeachers, OnlineTeachers, RecordedTeachers
 from mtl_ehrnet import create_model
 from mtl_ehrnet.checkpoint import load_matching_weights, load_weights, save_checkpoint, weight_options
 from mtl_ehrnet.data import Cityscapes, CocoKeypoints, MixedTaskDataset, TrainTransform
@@ -47,6 +48,23 @@ def check_init_lr_factor(value: float) -> float:
     return value
 
 
+def student_run_config(epochs: int, run: Optional[RunConfig], changes: Dict[str, Any]) -> RunConfig:
+    """A student's run settings: ``run``, or the thesis's pose recipe for ``epochs`` with ``changes``, monitoring
+    the joint ``score``."""
+    if run is not None and changes:
+        raise ValueError(f"give the run's settings either as run= or as RunConfig changes, not both: {sorted(changes)}")
+    return run or pose_recipe(epochs, monitor="score", **changes)
+
+
+def student_sets(coco: Tuple[PathLike, PathLike], cityscapes: PathLike, size: Tuple[int, int],
+                 augmentation: Optional[Dict[str, Any]]) -> Tuple[TrainTransform, CocoKeypoints, Cityscapes]:
+    """A joint student's augmentation and its two training sets: the pose images of ``coco`` (annotation json,
+    image dir) that show people, and the ``cityscapes`` train split, both augmented to ``size``."""
+    augment = TrainTransform(size, **(augmentation or {}))
+    return (augment, CocoKeypoints(coco[1], coco[0], augment, skip_empty=True),
+            Cityscapes(cityscapes, "train", augment))
+
+
 def train_student(
     student: str,
     out: PathLike,
@@ -74,6 +92,7 @@ def train_student(
     cache_mirrored: bool = False,
     cache_blend: bool = False,
     concurrent_teachers: bool = False,
+    recorded_answers: Optional[PathLike] = None,
     **changes: Any,
 ) -> FitResult:
     """Trains a multi-task student on COCO-format pose images and Cityscapes-format segmentation images.
@@ -110,6 +129,9 @@ def train_student(
         concurrent_teachers: online teachers run in a worker thread beside the student's forward pass
             (:class:`distill.teacher_sources.OnlineTeachers`); the same maps, sooner where a core is spare, as in a
             run of one torch thread on a machine of several.
+        recorded_answers: a directory of teacher answers recorded ahead for this run's batches
+            (:func:`distill.record_answers.record_teacher_answers`): the teachers it holds are read from it, the
+            same maps to the bit, and the others run online.
     """
     check_init_lr_factor(init_lr_factor)
     if settings.hints and cache is not None and (pose_teacher or seg_teacher):
@@ -117,9 +139,10 @@ def train_student(
                          "hold: they need online teachers; drop the cache (--cache) or the hints")
     if cache_blend and cache is None:
         raise ValueError("cache_blend (--cache-blend) mixes two cached sizes per sample: give --cache DIR")
-    if run is not None and changes:
-        raise ValueError(f"give the run's settings either as run= or as RunConfig changes, not both: {sorted(changes)}")
-    config = run or pose_recipe(epochs, monitor="score", **changes)
+    if recorded_answers is not None and cache is not None:
+        raise ValueError("recorded teacher answers (recorded_answers) and a teacher cache (--cache) are two sources of "
+                         "the teachers' maps: give one")
+    config = student_run_config(epochs, run, changes)
     # Before the cache build, which the ranks share, each on its own device; fit keeps this group.
     context = distributed.setup(config.device)
     seed_everything(config.seed)
@@ -138,9 +161,7 @@ def train_student(
                          "loads; give --init-weights")
     size = net.input_size
     sizes = cache_sizes(cache_input_size or default_cache_size(size), blend=cache_blend) if cache is not None else ()
-    augment = TrainTransform(size, **(augmentation or {}))
-    pose_set = CocoKeypoints(coco[1], coco[0], augment, skip_empty=True)
-    seg_set = Cityscapes(cityscapes, "train", augment)
+    augment, pose_set, seg_set = student_sets(coco, cityscapes, size, augmentation)
     gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights,
                            ohem=ohem, cityscapes=cityscapes)
     teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher))
@@ -150,6 +171,12 @@ def train_student(
     # The teachers answer online on every batch, or once into the cache whose maps each batch then carries.
     source = (CachedTeachers(tuple(teachers)) if cache is not None and teachers
               else OnlineTeachers(teachers, concurrent=concurrent_teachers))
+    if recorded_answers is not None:
+        paths = {task: path for task, path in (("pose", pose_teacher), ("seg", seg_teacher)) if path is not None}
+        answers = TeacherAnswers.open(recorded_answers)
+        answers.check(answer_identity({task: paths[task] for task in answers.tasks if task in paths}, config,
+                                      context.device, settings.teacher_flip, concurrent_teachers))
+        source = RecordedTeachers(teachers, answers, concurrent=concurrent_teachers)
     # Without teachers the same objective weighs and balances the ground-truth terms alone
     # (no hints: they need a teacher).
     loss_fn = DistillationObjective(net.body.out_channels, None, None,
@@ -172,6 +199,9 @@ def train_student(
                         ae_push=ae_push, class_weights=class_weights, ohem=ohem)
     validate = joint_validator(joint_val) if joint_val else None
     result = fit(net, loss_fn, MixedTaskDataset([pose_set, seg_set]), config, out, validate=validate, resume=resume)
+    if isinstance(source, RecordedTeachers):
+        print(f"teacher answers: {source.read} of {source.asked} batches' {', '.join(source.answers.tasks)} maps read "
+              f"from {source.answers.root}, the rest answered online")
     final = result.best_checkpoint or result.last_checkpoint
     load_weights(net, final)
     save_checkpoint(Path(out) / "student.pt", net.cpu())

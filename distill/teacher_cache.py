@@ -190,7 +190,7 @@ class TeacherCache:
         recorded = dict((self._stored() or {}).get(DATASETS) or {})
         recorded.update(fingerprints or {})
         manifest = {**self.identity, DATASETS: recorded}
-        _write_atomically(self.manifest, lambda handle: handle.write(json.dumps(manifest, indent=2).encode()))
+        write_atomically(self.manifest, lambda handle: handle.write(json.dumps(manifest, indent=2).encode()))
 
     def path(self, tag: str, index: int, size: Optional[int] = None, mirrored: bool = False) -> Path:
         """Where entry ``index`` of ``tag`` lies; ``size`` picks one of several letterbox sizes, ``mirrored``
@@ -247,7 +247,7 @@ class TeacherCache:
                 outputs.update(teacher(images))
             for row, ((index, mirrored), (_, affine)) in enumerate(zip(chunk, samples)):
                 entry = encode_entry({k: v[row] for k, v in outputs.items()}, affine, self.tag_kd)
-                _write_atomically(self.path(tag, index, size, mirrored), lambda handle: torch.save(pack(entry), handle))
+                write_atomically(self.path(tag, index, size, mirrored), lambda handle: torch.save(pack(entry), handle))
         return len(todo)
 
     @torch.inference_mode()
@@ -306,7 +306,7 @@ def _device_of(modules: Iterable[nn.Module]) -> torch.device:
     return torch.device("cpu")
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Writes ``path`` through a temporary file of its own in the same folder, renamed into place: readers
     never see half a file, and processes writing the same path never share a temporary name."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

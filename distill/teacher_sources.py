@@ -3,6 +3,8 @@ already in the frame of the batch's augmented samples, so the objective only com
 
 - :class:`OnlineTeachers` runs the frozen teachers on the student's input (flip-averaged ones included:
   ``OnlineTeachers(teachers, flip=True)``, see :class:`teachers.flip_average.FlipAveragedTeacher`);
+- :class:`RecordedTeachers` reads what a teacher answered to each of the run's batches, recorded ahead of the run
+  (:mod:`distill.answer_store`), and runs the others online;
 - :class:`CachedTeachers` replays the entries a :class:`distill.teacher_cache.CachedTeacherDataset` put in the batch
   through each sample's augmentation (:func:`distill.replay.replay_cached`).
 
@@ -17,6 +19,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from distill.answer_store import TeacherAnswers
 from distill.replay import replay_cached
 from distill.teacher_cache import cached_outputs
 from mtl_ehrnet.data.skeleton import COCO_FLIP_INDEX
@@ -79,12 +82,14 @@ class OnlineTeachers(TeacherSource):
         self.concurrent = concurrent
         self._pending: Optional[Tuple[torch.Tensor, bool, Future]] = None
 
-    def _answer(self, images: torch.Tensor, features: bool,
-                autocast: Optional[Tuple[str, torch.dtype]] = None) -> Dict[str, torch.Tensor]:
+    def _answer(self, images: torch.Tensor, features: bool, autocast: Optional[Tuple[str, torch.dtype]] = None,
+                skip: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
+        """The teachers' maps for ``images``, but those of the tasks in ``skip``."""
         merged: Dict[str, torch.Tensor] = {}
         with torch.autocast(autocast[0], dtype=autocast[1]) if autocast else contextlib.nullcontext():
-            for teacher in self.teachers.values():
-                merged.update(teacher(images, **({"return_features": True} if features else {})))
+            for task, teacher in self.teachers.items():
+                if task not in skip:
+                    merged.update(teacher(images, **({"return_features": True} if features else {})))
         return merged
 
     def prepare(self, batch: Dict[str, torch.Tensor], features: bool = False) -> None:
@@ -103,6 +108,34 @@ class OnlineTeachers(TeacherSource):
         if pending is not None:
             pending[2].result()  # a stale answer (another batch): wait for it, then answer this one here
         return self._answer(batch["image"], features)
+
+
+class RecordedTeachers(OnlineTeachers):
+    """Online teachers, but for the tasks whose answers to this run's batches were recorded ahead of it
+    (:mod:`distill.answer_store`): those are read instead, the same maps to the bit; a batch the recording lacks,
+    or a pass that needs the teachers' features, is answered online.
+
+    ``read`` and ``asked`` count the batches answered from the recording and all batches.
+    """
+
+    def __init__(self, teachers: Mapping[str, nn.Module], answers: TeacherAnswers, flip: bool = False,
+                 concurrent: bool = False) -> None:
+        super().__init__(teachers, flip, concurrent)
+        unknown = sorted(set(answers.tasks) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"the answers in {answers.root} are for {unknown}, which has no teacher here: "
+                             f"teachers {list(self.tasks)}")
+        self.answers = answers
+        self.read = self.asked = 0
+
+    def _answer(self, images: torch.Tensor, features: bool, autocast: Optional[Tuple[str, torch.dtype]] = None,
+                skip: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
+        self.asked += 1
+        recorded = None if features else self.answers.find(images)
+        if recorded is None:
+            return super()._answer(images, features, autocast, skip)
+        self.read += 1
+        return {**super()._answer(images, features, autocast, (*skip, *self.answers.tasks)), **recorded}
 
 
 class CachedTeachers(TeacherSource):

@@ -110,6 +110,11 @@ def _epoch_batches(
     return _ResumedBatches(mix, skip, stop)
 
 
+def epoch_steps(train_set: Dataset, config: RunConfig, rank: int = 0, world: int = 1) -> int:
+    """The steps of each epoch of a run of ``config`` on ``train_set`` (on each of ``world`` processes)."""
+    return len(_epoch_batches(train_set, config, 0, rank, world, skip=0))
+
+
 def train_loader(
     data: Dataset, batches: Sampler[List[Tuple[int, int]]], config: RunConfig, device: torch.device
 ) -> DataLoader:
@@ -126,6 +131,35 @@ def train_loader(
         persistent_workers=config.workers > 0,
         generator=torch.Generator().manual_seed(config.seed),
     )
+
+
+def run_loader(train_set: Dataset, config: RunConfig, device: torch.device, rank: int = 0,
+               world: int = 1) -> Tuple[EpochBatches, DataLoader]:
+    """The batches a run trains on: the sampler that moves from epoch to epoch (``set_epoch(epoch, skip)``) and the
+    one loader over ``train_set`` (augmentation seeded per (epoch, sample), see :class:`SeededDataset`)."""
+    batches = EpochBatches(lambda epoch, skip: _epoch_batches(train_set, config, epoch, rank, world, skip))
+    return batches, train_loader(SeededDataset(train_set, config.seed), batches, config, device)
+
+
+def step_batch(batch: Dict[str, torch.Tensor], device: torch.device,
+              memory_format: torch.memory_format) -> Dict[str, torch.Tensor]:
+    """A loader's batch as a step sees it: on ``device``, the images (B, 3, H, W) in ``memory_format``."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    batch["image"] = batch["image"].contiguous(memory_format=memory_format)
+    return batch
+
+
+def training_batches(train_set: Dataset, config: RunConfig,
+                     device: torch.device = torch.device("cpu")) -> Iterator[Tuple[int, int, Dict[str, torch.Tensor]]]:
+    """``(epoch, step in epoch, batch)`` of every step that :func:`fit` takes with ``config`` in one process, each
+    batch as the step's loss sees it (on ``device``, images in the run's memory format): for work that must see a
+    run's exact batches ahead of it, such as recording its teachers' answers."""
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    batches, loader = run_loader(train_set, config, device)
+    for epoch in range(config.epochs):
+        batches.set_epoch(epoch)
+        for step, batch in enumerate(loader):
+            yield epoch, step, step_batch(batch, device, memory_format)
 
 
 def autocast_dtype(config: RunConfig, device: torch.device) -> Optional[torch.dtype]:
@@ -198,7 +232,7 @@ def fit(
     net: nn.Module = model
     if ctx.world > 1:
         net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    steps_per_epoch = len(_epoch_batches(train_set, config, 0, ctx.rank, ctx.world, skip=0))
+    steps_per_epoch = epoch_steps(train_set, config, ctx.rank, ctx.world)
     # A loss module may train parameters of its own (hint adapters, learned loss weights); frozen
     # teachers inside it have requires_grad=False and stay out.
     named = list(model.named_parameters())
@@ -254,8 +288,7 @@ def fit(
                 loss_state=loss_fn.training_state_dict() if hasattr(loss_fn, "training_state_dict") else {},
             )
 
-    batches = EpochBatches(lambda epoch_, skip_: _epoch_batches(train_set, config, epoch_, ctx.rank, ctx.world, skip_))
-    loader = train_loader(SeededDataset(train_set, config.seed), batches, config, ctx.device)
+    batches, loader = run_loader(train_set, config, ctx.device, ctx.rank, ctx.world)
     running = RunningTerms()
 
     def report_dropped(step_in_epoch: int, values: Dict[str, float]) -> None:
@@ -280,8 +313,7 @@ def fit(
         )
         with _cudnn_autotuned(ctx.device):
             for step_in_epoch, batch in enumerate(loader, start=skip):
-                batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
-                batch["image"] = batch["image"].contiguous(memory_format=memory_format)
+                batch = step_batch(batch, ctx.device, memory_format)
                 with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     if prepare is not None:  # e.g. teachers that start on the batch beside the forward pass
                         prepare(batch)

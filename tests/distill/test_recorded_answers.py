@@ -1,0 +1,108 @@
+"""Teacher answers recorded ahead of a distillation run: keyed by the batch's images, refused for another run's
+settings, read in place of that teacher's pass and answered online where missing. (That a distilled student trained
+on recorded answers equals one trained with its teachers online, to the bit, is asserted by the quick start's
+side-by-side test.)"""
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill.answer_store import MANIFEST, TeacherAnswers, answer_identity, batch_key
+from distill.quickstart import QuickstartPlan
+from distill.quickstart_runs import ANSWERS_RUN, records_answers, run_needs
+from distill.student import train_student
+from distill.teacher_sources import RecordedTeachers
+from mtl_ehrnet.training import RunConfig
+
+
+def _identity(tmp_path: Path, **changes) -> dict:
+    teacher = tmp_path / "seg.pt"
+    teacher.write_bytes(b"weights")
+    identity = answer_identity({"seg": teacher}, RunConfig(), torch.device("cpu"), flip=False, concurrent=True)
+    return {**identity, **changes}
+
+
+def test_a_batch_is_keyed_by_its_values_in_any_memory_format() -> None:
+    images = torch.rand(2, 3, 8, 8)
+    key = batch_key(images)
+    assert batch_key(images.contiguous(memory_format=torch.channels_last)) == key
+    changed = images.clone()
+    changed[1, 2, 7, 7] += 1e-6
+    assert batch_key(changed) != key
+    assert batch_key(images[:1]) != key
+
+
+def test_answers_come_back_as_recorded_and_only_to_their_own_run(tmp_path: Path) -> None:
+    identity = _identity(tmp_path)
+    store = TeacherAnswers(tmp_path / "answers", identity)
+    store.start()
+    images = torch.rand(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    seg = torch.rand(2, 19, 2, 2).contiguous(memory_format=torch.channels_last)
+    store.write(images, {"seg": seg})
+    with pytest.raises(FileNotFoundError, match="no complete recording"):
+        TeacherAnswers.open(tmp_path / "answers")
+    store.finish(batches=1)
+    opened = TeacherAnswers.open(tmp_path / "answers")
+    assert opened.tasks == ("seg",)
+    found = opened.find(images)
+    assert torch.equal(found["seg"], seg) and found["seg"].stride() == seg.stride()
+    assert opened.find(torch.rand(2, 3, 8, 8)) is None
+    opened.check(identity)
+    with pytest.raises(ValueError, match=r"threads: recorded \d+, this run 99.*"
+                                         r"memory_format: recorded 'channels_last', this run 'contiguous'"):
+        opened.check({**identity, "threads": 99, "memory_format": "contiguous"})
+
+
+def test_a_resumed_recording_keeps_only_its_own_batches(tmp_path: Path) -> None:
+    identity = _identity(tmp_path)
+    images = torch.rand(2, 3, 8, 8)
+    first = TeacherAnswers(tmp_path / "answers", identity)
+    first.start()
+    first.write(images, {"seg": torch.rand(2, 19, 2, 2)})
+    TeacherAnswers(tmp_path / "answers", identity).start(resume=True)
+    assert first.has(images)
+    TeacherAnswers(tmp_path / "answers", {**identity, "teacher_flip": True}).start(resume=True)
+    assert not first.has(images)
+    first.start()
+    first.write(images, {"seg": torch.rand(2, 19, 2, 2)})
+    first.finish(batches=1)
+    first.start(resume=False)
+    assert not first.has(images) and not (tmp_path / "answers" / MANIFEST).exists()
+
+
+def test_recorded_teachers_read_what_was_recorded_and_run_the_rest(tmp_path: Path, pooled_image) -> None:
+    store = TeacherAnswers(tmp_path / "answers", _identity(tmp_path))
+    store.start()
+    recorded_images, other_images = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    sentinel = torch.full((2, 19, 4, 4), 7.0)
+    store.write(recorded_images, {"seg": sentinel})
+    store.finish(batches=1)
+    online = pooled_image(recorded_images)
+    source = RecordedTeachers({"pose": pooled_image, "seg": pooled_image}, TeacherAnswers.open(store.root),
+                              concurrent=True)
+    batch = {"image": recorded_images}
+    source.prepare(batch)
+    answer = source(batch)
+    assert torch.equal(answer["seg"], sentinel)  # read, not computed
+    assert torch.equal(answer["heatmaps"], online["heatmaps"])  # the pose teacher ran
+    assert torch.equal(source({"image": other_images})["seg"], pooled_image(other_images)["seg"])  # not recorded
+    assert torch.equal(source(batch, features=True)["seg"], online["seg"])  # features need the pass
+    assert (source.read, source.asked) == (1, 3)
+    with pytest.raises(ValueError, match=r"are for \['seg'\], which has no teacher here"):
+        RecordedTeachers({"pose": pooled_image}, TeacherAnswers.open(store.root))
+
+
+def test_recorded_answers_and_a_cache_are_refused_together(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="recorded teacher answers .* and a teacher cache"):
+        train_student("mtl_h-4", tmp_path, coco=(tmp_path / "a.json", tmp_path), cityscapes=tmp_path,
+                      cache=tmp_path / "cache", recorded_answers=tmp_path / "answers")
+
+
+def test_the_quick_start_records_where_runs_train_side_by_side() -> None:
+    plan = QuickstartPlan.from_recipe()
+    assert records_answers(plan, jobs=2) and not records_answers(plan, jobs=1)
+    assert not records_answers(QuickstartPlan.from_recipe(teacher_cache=True), jobs=2)
+    needs = run_needs(plan, record=True)
+    assert needs[ANSWERS_RUN] == ("seg_teacher",)
+    assert ANSWERS_RUN in needs["joint_student_kd"]
+    assert ANSWERS_RUN not in run_needs(plan)
