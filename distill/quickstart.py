@@ -18,8 +18,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from distill.quickstart_plan import RUNS, PathLike, QuickstartPlan
-from distill.quickstart_runs import default_jobs, result_path, run_needs, schedule_seconds, torch_threads, train_runs
+from distill.quickstart_runs import (
+    ANSWERS_RUN,
+    default_jobs,
+    result_path,
+    run_needs,
+    schedule_seconds,
+    torch_threads,
+    train_runs,
+)
 from distill.quickstart_schedule import StageSchedule, fitting_scale, scaled_steps, schedule_for_steps
+from distill.record_answers import record_teacher_answers
 from distill.student import train_student
 from evaluation.compare import compare_rows, markdown, savings, write_comparison, write_seed_spread
 from mtl_ehrnet import create_model
@@ -78,8 +87,9 @@ def run_quickstart(out: PathLike, plan: Optional[QuickstartPlan] = None, jobs: O
 
 
 def run_settings(name: str, plan: QuickstartPlan, out: Path) -> Tuple[Callable[..., Any], Dict[str, Any]]:
-    """The training function of run ``name`` (:data:`RUNS`) and its arguments but the run's directory, resume
-    flag and schedule: the recipe's data, loss and distillation settings."""
+    """The training function of run ``name`` (:data:`RUNS`, or :data:`distill.quickstart_runs.ANSWERS_RUN`) and its
+    arguments but the run's directory, resume flag and schedule: the recipe's data, loss and distillation settings.
+    The distilled student reads the segmentation teacher's recorded answers where they were recorded."""
     layout = SyntheticLayout(out / "data")
     common = dict(
         input_size=plan.input_size,
@@ -110,9 +120,17 @@ def run_settings(name: str, plan: QuickstartPlan, out: Path) -> Tuple[Callable[.
         task_weights=tuple(plan.task_weights),
         **common,
     )
+    # A run of one thread: the teachers answer in a second thread, on a core the run would leave idle.
+    concurrent = plan.threads == 1
+    if name == ANSWERS_RUN:
+        recorded = {key: joint[key] for key in ("coco", "cityscapes", "input_size", "augmentation", "batch_size",
+                                                  "workers", "seed", "ema_decay", "task_ratios")}
+        return (partial(record_teacher_answers, {"seg": result_path(out, "seg_teacher")}, plan.student),
+                dict(teacher_flip=plan.teacher_flip, concurrent_teachers=concurrent, **recorded))
     if plan.student_init == "pose_teacher":
         joint.update(init_weights=result_path(out, "pose_teacher"), init_lr_factor=plan.init_lr_factor)
     if name == "joint_student_kd":
+        answers = result_path(out, ANSWERS_RUN)
         joint.update(
             pose_teacher=result_path(out, "pose_teacher"),
             seg_teacher=result_path(out, "seg_teacher"),
@@ -121,8 +139,8 @@ def run_settings(name: str, plan: QuickstartPlan, out: Path) -> Tuple[Callable[.
             cache_mirrored=plan.cache_mirrored,
             cache_blend=plan.cache_blend,
             settings=plan.kd_settings,
-            # A run of one thread: the teachers answer in a second thread, on a core the run would leave idle.
-            concurrent_teachers=plan.threads == 1,
+            concurrent_teachers=concurrent,
+            recorded_answers=answers.parent if answers.is_file() else None,
         )
     elif name != "joint_student_gt":
         raise ValueError(f"unknown quick-start run {name!r}; runs: {', '.join(RUNS)}")

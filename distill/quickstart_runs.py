@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, 
 
 import torch
 
+from distill.answer_store import MANIFEST, RECORDING
 from distill.quickstart_schedule import StageSchedule
 
 if TYPE_CHECKING:
@@ -27,9 +29,14 @@ if TYPE_CHECKING:
 # Priority changes when a run's steps happen, never what they compute.
 CRITICAL_RUNS = ("pose_teacher", "joint_student_kd")
 YIELDING_NICENESS = 19
+# The segmentation teacher's answers to the distilled student's batches, recorded while the pose teacher still trains
+# (a core is idle then), so that the distilled student runs only its pose teacher (:mod:`distill.answer_store`).
+ANSWERS_RUN = "seg_teacher_answers"
 # Launch order among the runs that are ready: each of CRITICAL_RUNS before the runs that become ready with it.
-PRIORITY = ("pose_teacher", "seg_teacher", "joint_student_kd", "joint_student_gt", "pose_student_gt", "seg_student_gt")
-RESULT_FILE = {"joint_student_gt": "student.pt", "joint_student_kd": "student.pt"}  # the others: best.pt
+PRIORITY = ("pose_teacher", "seg_teacher", ANSWERS_RUN, "joint_student_kd", "joint_student_gt", "pose_student_gt",
+            "seg_student_gt")
+# The file a finished run leaves (the others: best.pt).
+RESULT_FILE = {"joint_student_gt": "student.pt", "joint_student_kd": "student.pt", ANSWERS_RUN: MANIFEST}
 OUTPUT_LOG = "output.log"  # a run's console output when it trains in its own process
 # (run name, plan, OUT) -> the run's training function and its arguments but the directory, resume and schedule
 # (:func:`distill.quickstart.run_settings`); a module-level function, so that a spawned process can receive it.
@@ -41,13 +48,24 @@ def result_path(out: Path, name: str) -> Path:
     return out / "runs" / name / RESULT_FILE.get(name, "best.pt")
 
 
-def run_needs(plan: "QuickstartPlan") -> Dict[str, Tuple[str, ...]]:
+def records_answers(plan: "QuickstartPlan", jobs: int) -> bool:
+    """Whether the quick start records the segmentation teacher's answers ahead of the distilled student
+    (:data:`ANSWERS_RUN`): where runs train side by side (``jobs`` > 1), so that a core is free for it, and the
+    distilled student would run its teachers online (no teacher cache)."""
+    return jobs > 1 and not plan.teacher_cache
+
+
+def run_needs(plan: "QuickstartPlan", record: bool = False) -> Dict[str, Tuple[str, ...]]:
     """The runs each run of ``plan`` reads: the joint students start from the pose teacher (``student_init``),
-    and the distilled one learns from both teachers."""
+    and the distilled one learns from both teachers (and, where ``record``, from :data:`ANSWERS_RUN`, which reads
+    the segmentation teacher)."""
     init = ("pose_teacher",) if plan.student_init == "pose_teacher" else ()
     needs: Dict[str, Tuple[str, ...]] = {name: () for name in plan.runs}
     needs["joint_student_gt"] = init
     needs["joint_student_kd"] = tuple(dict.fromkeys(init + ("pose_teacher", "seg_teacher")))
+    if record:
+        needs[ANSWERS_RUN] = ("seg_teacher",)
+        needs["joint_student_kd"] += (ANSWERS_RUN,)
     return needs
 
 
@@ -77,11 +95,13 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 def train_run(name: str, plan: "QuickstartPlan", out: Path, schedule: StageSchedule, settings: RunSettings) -> Path:
     """Trains run ``name`` of ``plan`` (as ``settings`` sets it up) into ``OUT/runs/<name>/`` for ``schedule``,
-    resuming from its ``last.pt`` where one exists; returns its result checkpoint."""
+    resuming from what an interrupted one left (its ``last.pt``, or a recording in progress); returns its result
+    file."""
     train, kwargs = settings(name, plan, out)
     directory = out / "runs" / name
+    resume = any((directory / left).is_file() for left in ("last.pt", RECORDING))
     with torch_threads(plan.threads):
-        train(directory, resume=(directory / "last.pt").is_file(), epochs=schedule.epochs,
+        train(directory, resume=resume, epochs=schedule.epochs,
               steps_per_epoch=schedule.steps_per_epoch, val_every=schedule.val_every, **kwargs)
     return result_path(out, name)
 
@@ -112,7 +132,9 @@ class _Running:
 def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageSchedule], settings: RunSettings,
                jobs: int = 1, announce: Callable[[str], None] = print) -> Dict[str, Path]:
     """Trains every run of ``plan`` whose result is missing, up to ``jobs`` at once, each as soon as the runs it
-    needs are done; returns every run's result checkpoint.
+    needs are done; returns every run's result checkpoint. With more than one job, the segmentation teacher's
+    answers to the distilled student's batches are recorded beside the pose teacher (:func:`records_answers`) and
+    removed once that student is trained.
 
     With ``jobs`` 1 the runs train one after another in this process. With more, each trains in a process of
     its own (spawned, its console output in ``OUT/runs/<name>/output.log``); when one fails, the others are
@@ -121,14 +143,19 @@ def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageS
     """
     if jobs < 1:
         raise ValueError(f"jobs (--jobs) must be >= 1, got {jobs}")
-    needs = run_needs(plan)
-    order = [name for name in PRIORITY if name in plan.runs]
+    record = records_answers(plan, jobs)
+    needs = run_needs(plan, record)
+    schedules = {**schedules, ANSWERS_RUN: schedules["joint_student_kd"]} if record else schedules
+    order = [name for name in PRIORITY if name in needs]
     done = {name for name in order if result_path(out, name).is_file()}
+    if result_path(out, "joint_student_kd").is_file():
+        done.add(ANSWERS_RUN)  # read by nothing that is left to train
     todo = [name for name in order if name not in done]
 
     def describe(name: str) -> str:
         s = schedules[name]
-        return f"{name}, {s.epochs * s.steps_per_epoch} steps ({s.epochs} x {s.steps_per_epoch})"
+        steps = f"{s.epochs * s.steps_per_epoch} steps ({s.epochs} x {s.steps_per_epoch})"
+        return f"{name}, the batches of joint_student_kd's {steps}" if name == ANSWERS_RUN else f"{name}, {steps}"
 
     if jobs == 1:
         for name in todo:  # PRIORITY lists every run after the runs it needs
@@ -136,7 +163,10 @@ def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageS
             train_run(name, plan, out, schedules[name], settings)
     elif todo:
         _train_side_by_side(plan, out, schedules, settings, todo, needs, done, jobs, describe, announce)
-    return {name: result_path(out, name) for name in order}
+    if record:
+        # The recorded answers served the distilled student alone: they leave with its run (0.6 MB a step).
+        shutil.rmtree(out / "runs" / ANSWERS_RUN, ignore_errors=True)
+    return {name: result_path(out, name) for name in order if name != ANSWERS_RUN}
 
 
 def _train_side_by_side(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageSchedule],

@@ -8,6 +8,7 @@ import torch
 
 from distill.quickstart import RUNS, QuickstartPlan, run_quickstart, run_settings
 from distill.quickstart_runs import (
+    ANSWERS_RUN,
     OUTPUT_LOG,
     result_path,
     run_needs,
@@ -70,16 +71,25 @@ def test_runs_side_by_side_equal_runs_alone(tmp_path: Path) -> None:
     assert all(result_path(out, name).is_file() for name in plan.runs)
     # Each process's console output; runs off the longest path yield the CPU to those on it.
     assert "trains at niceness" in (out / "runs" / "seg_student_gt" / OUTPUT_LOG).read_text()
-    assert "trains at niceness" not in (out / "runs" / "joint_student_kd" / OUTPUT_LOG).read_text()
-    # The same run again in this process, alone: the same weights to the bit.
+    kd_log = (out / "runs" / "joint_student_kd" / OUTPUT_LOG).read_text()
+    assert "trains at niceness" not in kd_log
+    # The distilled student read the segmentation teacher's answers recorded beside the pose teacher, which are
+    # gone once it is trained.
+    assert "teacher answers: 3 of 3 batches' seg maps read from" in kd_log
+    assert not (out / "runs" / ANSWERS_RUN).exists()
+    # The same runs again in this process, alone (the distilled student with its teachers online): the same
+    # weights to the bit.
     alone = tmp_path / "alone"
     shutil.copytree(out / "data", alone / "data")
+    for teacher in ("pose_teacher", "seg_teacher"):
+        shutil.copytree(out / "runs" / teacher, alone / "runs" / teacher)
     schedule = StageSchedule(epochs=1, steps_per_epoch=3, val_every=1)
-    train_run("seg_student_gt", plan, alone, schedule, run_settings)
-    side_by_side = read_checkpoint(out / "runs" / "seg_student_gt" / "last.pt")["model"]
-    in_process = read_checkpoint(alone / "runs" / "seg_student_gt" / "last.pt")["model"]
-    assert side_by_side.keys() == in_process.keys()
-    assert all(torch.equal(side_by_side[k], in_process[k]) for k in side_by_side)
+    for name in ("seg_student_gt", "joint_student_kd"):
+        train_run(name, plan, alone, schedule, run_settings)
+        side_by_side = read_checkpoint(out / "runs" / name / "last.pt")["model"]
+        in_process = read_checkpoint(alone / "runs" / name / "last.pt")["model"]
+        assert side_by_side.keys() == in_process.keys()
+        assert all(torch.equal(side_by_side[k], in_process[k]) for k in side_by_side), name
     # Finished runs are not trained again.
     stamp = result_path(out, "joint_student_kd").stat().st_mtime_ns
     train_runs(plan, out, {name: schedule for name in plan.runs}, run_settings, jobs=2)
