@@ -92,14 +92,22 @@ class OnlineTeachers(TeacherSource):
                     merged.update(teacher(images, **({"return_features": True} if features else {})))
         return merged
 
+    def _answer_with_threads(self, threads: int, images: torch.Tensor, features: bool,
+                             autocast: Optional[Tuple[str, torch.dtype]]) -> Dict[str, torch.Tensor]:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return self._answer(images, features, autocast)
+
     def prepare(self, batch: Dict[str, torch.Tensor], features: bool = False) -> None:
         if not self.concurrent:
             return
         images = batch["image"]
         device = images.device.type
-        # Autocast is per thread: the worker enters the caller's, so the maps are those of a pass in this thread.
-        autocast = _autocast_state(device)
-        self._pending = (images, features, _teacher_thread().submit(self._answer, images, features, autocast))
+        # Autocast and the torch thread count are per thread (a thread keeps the count it had at its first parallel
+        # kernel): the worker takes the caller's, so the maps are those of a pass in this thread.
+        autocast, threads = _autocast_state(device), torch.get_num_threads()
+        self._pending = (images, features,
+                         _teacher_thread().submit(self._answer_with_threads, threads, images, features, autocast))
 
     def forward(self, batch: Dict[str, torch.Tensor], features: bool = False) -> Dict[str, torch.Tensor]:
         pending, self._pending = self._pending, None

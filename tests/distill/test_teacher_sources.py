@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from distill.objective import DistillationObjective, KDSettings
+from distill.quickstart_runs import torch_threads
 from distill.seg_kd import pixel_kl
 from distill.teacher_sources import CachedTeachers, OnlineTeachers, TeacherSource
 from mtl_ehrnet.data import Cityscapes, SyntheticLayout, TrainTransform
@@ -81,6 +82,15 @@ def test_concurrent_teachers_answer_in_a_worker_thread_with_the_same_maps(synth:
         source.prepare(batch)
         assert source(batch)["seg"].dtype == torch.bfloat16
     assert OnlineTeachers({"seg": seg_teacher}).prepare(batch) is None  # not concurrent: nothing starts
+    # The worker runs with the caller's torch threads, whatever it had when it first ran a kernel: a run's
+    # numbers depend on its thread count.
+    counts = []
+    seg_teacher.register_forward_hook(lambda *_: counts.append(torch.get_num_threads()))
+    for wanted in (2, 1):
+        with torch_threads(wanted):
+            source.prepare(batch)
+            source(batch)
+        assert threads[-1].startswith("teachers") and counts[-1] == wanted
 
 
 class _SegModel(torch.nn.Module):
