@@ -163,8 +163,8 @@ def train_runs(plan: "QuickstartPlan", out: Path, schedules: Mapping[str, StageS
             train_run(name, plan, out, schedules[name], settings)
     elif todo:
         _train_side_by_side(plan, out, schedules, settings, todo, needs, done, jobs, describe, announce)
-    if record:
-        # The recorded answers served the distilled student alone: they leave with its run (0.6 MB a step).
+    if result_path(out, "joint_student_kd").is_file():
+        # The recorded answers served the distilled student alone: they leave once it is trained (0.6 MB a step).
         shutil.rmtree(out / "runs" / ANSWERS_RUN, ignore_errors=True)
     return {name: result_path(out, name) for name in order if name != ANSWERS_RUN}
 
