@@ -45,8 +45,7 @@ def record_teacher_answers(
     process must have the torch threads the run will have: the batches are the run's to the bit
     (:func:`mtl_ehrnet.training.engine.training_batches`), and so are the answers. Batches already recorded for
     the same teachers and settings by an interrupted call are kept (``resume``; ``False`` records every batch
-    again). Returns the
-    recording's manifest. Run it on one process (not under ``torchrun``).
+    again). Returns the recording's manifest. Run it on one process (not under ``torchrun``).
 
     Args:
         teachers: {task: teacher checkpoint} of the teachers to record (``pose``, ``seg``).
@@ -84,4 +83,3 @@ def record_teacher_answers(
     print(f"teacher answers: {recorded} of {steps} batches' {', '.join(answers.tasks)} maps recorded in "
           f"{time.perf_counter() - started:.0f} s into {out}")
     return manifest
-
