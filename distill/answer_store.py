@@ -105,14 +105,15 @@ class TeacherAnswers:
         answer = torch.load(path, map_location="cpu", weights_only=True)
         return {name: value.to(images.device) for name, value in answer.items()}
 
-    def has(self, images: torch.Tensor) -> bool:
-        return self.path(batch_key(images)).is_file()
+    def stored(self, key: str) -> bool:
+        """Whether the batch of :func:`batch_key` ``key`` has its answer stored."""
+        return self.path(key).is_file()
 
-    def write(self, images: torch.Tensor, answer: Mapping[str, torch.Tensor]) -> None:
-        """Stores ``answer`` ({output name: (B, ...) map}) for the batch of ``images``, atomically."""
+    def write(self, key: str, answer: Mapping[str, torch.Tensor]) -> None:
+        """Stores ``answer`` ({output name: (B, ...) map}) for the batch of :func:`batch_key` ``key``, atomically."""
         self.root.mkdir(parents=True, exist_ok=True)
         cpu = {name: value.detach().cpu() for name, value in answer.items()}
-        write_atomically(self.path(batch_key(images)), lambda stream: torch.save(cpu, stream))
+        write_atomically(self.path(key), lambda stream: torch.save(cpu, stream))
 
     def start(self, resume: bool = True) -> None:
         """Begins a recording, or resumes one: the batches an interrupted recording for this identity stored are kept
