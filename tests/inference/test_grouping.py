@@ -136,8 +136,8 @@ def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool, levels: in
     shortlists = []
     spied = grouping._strongest_pixels
     monkeypatch.setattr(grouping, "_strongest_pixels",
-                        lambda maps, size, floor=None, pixels=None: shortlists.append(pixels is not None)
-                        or spied(maps, size, floor, pixels))
+                        lambda maps, size, floor=None, pixels=None, rows=None: shortlists.append(pixels is not None)
+                        or spied(maps, size, floor, pixels, rows))
     monkeypatch.setattr(grouping, "_REFINE_WHOLE_MAPS", 0)
     shortcut = group_poses(heatmaps, tags)
     monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 128)  # a floor sampled on every 3rd row and column
@@ -182,14 +182,42 @@ def _reference_peaks(heatmaps: torch.Tensor, k: int, kernel: int, threshold: flo
     return [heatmaps[j][peaks[j]].sort(descending=True).values[:k] for j in range(heatmaps.shape[0])]
 
 
+def _laid_out(maps: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values (J, H, W) as they reach grouping: contiguous (ONNX Runtime's), a channels-last batch's
+    maps cut to the image (PyTorch's), or with columns before rows in memory."""
+    if layout == "channels_last_cut":
+        padded = torch.nn.functional.pad(maps, (0, 5, 0, 3))
+        return padded.permute(1, 2, 0).contiguous().permute(2, 0, 1)[:, : maps.shape[1], : maps.shape[2]]
+    if layout == "columns_first":
+        return maps.transpose(1, 2).contiguous().transpose(1, 2)
+    return maps
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_cut", "columns_first"])
+def test_pixels_at_or_above_lists_them_as_nonzero_does(rng, layout: str) -> None:
+    maps = torch.as_tensor(rng.uniform(0, 1, (17, 30, 44)) ** 6, dtype=torch.float32)
+    maps[2, 5:9, 7] = 0.75  # ties with joint 2's bound
+    low = torch.as_tensor(rng.uniform(0.3, 0.9, 17), dtype=torch.float32)
+    low[2] = 0.75
+    expected = (maps >= low[:, None, None]).nonzero(as_tuple=True)
+    laid_out = _laid_out(maps, layout)
+    found = grouping._pixels_at_or_above(laid_out, low, maps.numel())
+    for column, want in zip(found, expected):
+        assert torch.equal(column, want)
+    assert torch.equal(found.value, maps[expected])
+    assert grouping._pixels_at_or_above(laid_out, low, expected[0].numel() - 1) is None
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_cut", "columns_first"])
 @pytest.mark.parametrize("share_above", [0.04, 0.5])
-def test_peak_search_matches_max_pool_nms_on_sparse_and_dense_maps(rng, share_above: float) -> None:
+def test_peak_search_matches_max_pool_nms_on_sparse_and_dense_maps(rng, share_above: float, layout: str) -> None:
     # Maps with a few pixels above the threshold (a trained model's) and maps mostly above it (a random-weight
-    # model's): the peaks, their order and their tags must be max-pool NMS's.
+    # model's), however they lie in memory: the peaks, their order and their tags must be max-pool NMS's.
     heatmaps = torch.as_tensor(rng.uniform(0, 1, (17, 40, 56)), dtype=torch.float32)
     heatmaps = heatmaps * torch.as_tensor(rng.uniform(0, 1, heatmaps.shape) < share_above)
+    heatmaps[3, 10:12, 20:22] = 0.95  # a plateau: each of its pixels is its window's maximum
     tags = torch.as_tensor(rng.normal(size=(17, 40, 56, 1)), dtype=torch.float32)
-    vals, inds, tag_k = grouping._top_k(heatmaps, tags, 30, 5, 0.1)
+    vals, inds, tag_k = grouping._top_k(_laid_out(heatmaps, layout), tags, 30, 5, 0.1)
     for joint, expected in enumerate(_reference_peaks(heatmaps, 30, 5, 0.1)):
         found = expected.numel()
         torch.testing.assert_close(vals[joint, :found], expected, rtol=0, atol=0)
@@ -211,3 +239,11 @@ def test_non_finite_tags_leave_those_joints_unmatched_instead_of_failing() -> No
     keypoints, scores = group_poses(heatmaps, tags)
     assert np.isfinite(scores).all() and keypoints.shape[1] == 17
     assert keypoints.shape[0] >= 2  # the people are still found from their other joints
+
+
+def test_maps_that_require_grad_are_grouped_as_their_values() -> None:
+    """A training step's outputs can be grouped directly, without the caller detaching them."""
+    joints, heatmaps, tags = plant(3, seed=4)
+    heat, tag = torch.as_tensor(heatmaps).requires_grad_(), torch.as_tensor(tags).requires_grad_()
+    for a, b in zip(group_poses(heat, tag), group_poses(heatmaps, tags)):
+        np.testing.assert_array_equal(a, b)
