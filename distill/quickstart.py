@@ -21,6 +21,7 @@ from distill.quickstart_plan import RUNS, PathLike, QuickstartPlan
 from distill.quickstart_runs import (
     ANSWERS_RUN,
     default_jobs,
+    records_answers,
     result_path,
     run_needs,
     schedule_seconds,
@@ -49,10 +50,12 @@ from teachers.train import train as train_teacher
 
 # Estimates for --minutes, which times one step of each model before training: a run's wall time (its
 # validations, loader start-up, logging and checkpoints) against its timed steps; a distillation step against a
-# ground-truth joint step (the teachers' passes, or the cache's reads, and the KD terms); one image's
-# validation (forward + grouping) against its share of a training step.
+# ground-truth joint step (the teachers' passes, or the cache's reads, and the KD terms; "recorded": the pose
+# teacher's pass alone, in a thread of its own, the segmentation teacher's answers read from ANSWERS_RUN, measured
+# 0.93-0.96x beside the ground-truth student on 2 cores); one image's validation (forward + grouping), or one
+# batch's recorded teacher answer, against its share of a training step.
 REAL_STEP_FACTOR = 1.1
-KD_STEP_FACTOR = {"online": 1.75, "cached": 1.25}
+KD_STEP_FACTOR = {"online": 1.75, "cached": 1.25, "recorded": 1.1}
 INFERENCE_FACTOR = 0.5
 BUDGET_RESERVE = 0.95  # fraction of --minutes planned for; the rest absorbs a busier machine
 TIMED_STEPS = 5  # per model, in rounds over the models (a load on the machine lasting a round is dropped)
@@ -211,11 +214,14 @@ def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, jobs: i
     steps = {name: plan.steps[name] for name in plan.runs}
     details: Dict[str, Any] = {"minutes": plan.minutes, "scale": 1.0}
     if plan.minutes is not None:
+        record = records_answers(plan, jobs) and "joint_student_kd" in steps
         with torch_threads(plan.threads):
-            step_seconds, fixed = _timed_steps(plan, data, layout)
-        wall = partial(schedule_seconds, needs=run_needs(plan), jobs=jobs)
-        needed = wall({n: steps[n] * step_seconds[n] for n in steps}) + fixed
-        scale = fitting_scale(steps, step_seconds, BUDGET_RESERVE * plan.minutes * 60 - fixed, wall)
+            step_seconds, fixed = _timed_steps(plan, data, layout, record)
+        # The recording is planned as a run of its own: one teacher answer per batch of the distilled student.
+        planned = {**steps, ANSWERS_RUN: steps["joint_student_kd"]} if record else steps
+        wall = partial(schedule_seconds, needs=run_needs(plan, record), jobs=jobs)
+        needed = wall({n: planned[n] * step_seconds[n] for n in planned}) + fixed
+        scale = fitting_scale(planned, step_seconds, BUDGET_RESERVE * plan.minutes * 60 - fixed, wall)
         details.update(scale=scale, seconds_per_step=step_seconds, projected_minutes=needed / 60, jobs=jobs)
         if scale < 1:
             steps = scaled_steps(steps, scale, plan.validations)
@@ -232,10 +238,11 @@ def _schedules(out: Path, plan: QuickstartPlan, layout: SyntheticLayout, jobs: i
     return schedules
 
 
-def _timed_steps(plan: QuickstartPlan, data: Mapping[str, Any],
-                 layout: SyntheticLayout) -> Tuple[Dict[str, float], float]:
+def _timed_steps(plan: QuickstartPlan, data: Mapping[str, Any], layout: SyntheticLayout,
+                 record: bool = False) -> Tuple[Dict[str, float], float]:
     """Seconds per step of each run on this machine (a real loader's batches, :data:`REAL_STEP_FACTOR`), and the
-    seconds of the fixed work: the teacher cache and the final comparison."""
+    seconds of the fixed work: the teacher cache and the final comparison. With ``record``, the distilled student
+    reads the segmentation teacher's answers from :data:`ANSWERS_RUN`, whose seconds per batch are included."""
     b = plan.batch_size
     models = {
         "pose_teacher": ("pose", build_teacher("pose", plan.pose_teacher, plan.input_size)),
@@ -257,7 +264,10 @@ def _timed_steps(plan: QuickstartPlan, data: Mapping[str, Any],
         steps=TIMED_STEPS,
     )
     step = {name: REAL_STEP_FACTOR * seconds for name, seconds in step.items()}
-    step["joint_student_kd"] = KD_STEP_FACTOR["cached" if plan.teacher_cache else "online"] * step["joint_student_gt"]
+    teachers = "cached" if plan.teacher_cache else "recorded" if record else "online"
+    step["joint_student_kd"] = KD_STEP_FACTOR[teachers] * step["joint_student_gt"]
+    if record:
+        step[ANSWERS_RUN] = INFERENCE_FACTOR * step["seg_teacher"]
     per_image = {name: INFERENCE_FACTOR * s / b for name, s in step.items()}
     joint_images = len(CocoKeypoints(layout.coco_images("val"), layout.coco_annotations("val")))
     fixed = (

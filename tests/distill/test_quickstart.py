@@ -4,10 +4,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from distill.quickstart import RUNS as quickstart_runs
 from distill.quickstart import QuickstartPlan, run_quickstart
+from distill.quickstart_runs import ANSWERS_RUN
 from distill.quickstart_schedule import StageSchedule, fitting_scale, scaled_steps, schedule_for_steps
 from evaluation.compare import ROW_NAMES
 from mtl_ehrnet.recipes import recipe_path
@@ -112,7 +114,6 @@ def test_minutes_scale_every_run_alike_and_never_up() -> None:
     assert fitting_scale(steps, seconds, 4000) == 1.0
     assert scaled_steps(steps, 0.5, validations=3) == {"a": 100, "b": 50}
     assert scaled_steps(steps, 0.001, validations=3) == {"a": 3, "b": 3}
-    import pytest
 
     with pytest.raises(ValueError, match="--minutes"):
         fitting_scale(steps, seconds, -5)
@@ -145,6 +146,17 @@ def test_minutes_scale_the_recipe_and_a_resumed_run_keeps_its_steps(tmp_path: Pa
     assert set(first) == set(plan.runs) and all(s.epochs >= 1 for s in first.values())
     again = quickstart._schedules(tmp_path, QuickstartPlan.from_recipe(), layout)
     assert again == first  # a resumed run keeps its schedules
+    # Side by side, the segmentation teacher's answers are recorded on the core the pose teacher leaves: planned
+    # as a run of their own (half a teacher step a batch), and the distilled student's step costs less.
+    two = quickstart._schedules(tmp_path / "two", plan, layout, jobs=2)
+    recorded = json.loads((tmp_path / "two" / "plan.json").read_text())
+    monkeypatch.setattr(quickstart, "records_answers", lambda plan, jobs: False)
+    quickstart._schedules(tmp_path / "online", plan, layout, jobs=2)
+    online = json.loads((tmp_path / "online" / "plan.json").read_text())
+    assert recorded["seconds_per_step"][ANSWERS_RUN] == pytest.approx(0.5 * 1.1)
+    assert recorded["seconds_per_step"]["joint_student_kd"] < online["seconds_per_step"]["joint_student_kd"]
+    assert recorded["projected_minutes"] < online["projected_minutes"] < saved["projected_minutes"]
+    assert set(two) == set(plan.runs)  # the recording takes the distilled student's batches, no schedule of its own
     # Without --minutes nothing is timed: the recipe's steps, on any machine.
     timed.clear()
     fixed = quickstart._schedules(tmp_path / "fixed", replace(plan, minutes=None), layout)
@@ -152,7 +164,6 @@ def test_minutes_scale_the_recipe_and_a_resumed_run_keeps_its_steps(tmp_path: Pa
 
 
 def test_the_shipped_recipe_names_every_run_and_refuses_unknown_keys(tmp_path: Path) -> None:
-    import pytest
 
     plan = _recipe()
     assert set(plan.steps) == set(quickstart_runs) and plan.minutes is None
@@ -173,7 +184,6 @@ def test_the_shipped_recipe_names_every_run_and_refuses_unknown_keys(tmp_path: P
 
 
 def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
-    import pytest
 
     with pytest.raises(ValueError, match="seg_optimizer must be adam or sgd"):
         _recipe(seg_optimizer="lamb")
@@ -207,7 +217,6 @@ def test_quickstart_plan_refuses_an_unknown_optimizer() -> None:
 
 
 def test_quickstart_command_reads_the_recipe_and_its_changes(monkeypatch, tmp_path: Path) -> None:
-    import pytest
 
     from distill import quickstart
     from mtl_ehrnet.cli import main
@@ -279,7 +288,6 @@ def test_seeds_report_the_spread_and_the_distillation_margins(tmp_path: Path, mo
 
 
 def test_step_timer_batches_go_round_a_set_smaller_than_its_rounds() -> None:
-    import pytest
 
     from distill.quickstart import _timing_batches
 
