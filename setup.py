@@ -56,6 +56,7 @@ setup(
             "compare=evaluation.commands.compare:register",
             "recipes=mtl_ehrnet.recipes.commands:register",
             "quickstart=distill.commands:register_quickstart",
+            "record-answers=distill.commands:register_record_answers",
         ],
         # Checkpoint kinds other than EfficientHRNet, built by the package that owns them (checkpoint.load_model).
         "mtl_ehrnet.model_kinds": [

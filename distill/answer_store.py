@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -30,6 +31,7 @@ from mtl_ehrnet.training.engine import autocast_dtype
 PathLike = Union[str, Path]
 MANIFEST = "answers.json"  # written when a recording is complete
 RECORDING = "recording.json"  # what a recording in progress is for: a resumed one keeps its batches only if it matches
+ANSWER_FILE = re.compile(r"[0-9a-f]{40}\.pt")  # one batch's answer, named by its batch_key
 
 
 def batch_key(images: torch.Tensor) -> str:
@@ -124,7 +126,8 @@ class TeacherAnswers:
         if not resume or previous != self.identity:
             (self.root / MANIFEST).unlink(missing_ok=True)
             for stale in self.root.glob("*.pt"):
-                stale.unlink()
+                if ANSWER_FILE.fullmatch(stale.name):  # never another file of a shared directory (a checkpoint)
+                    stale.unlink()
             recording.write_text(json.dumps(self.identity, indent=2))
 
     def finish(self, batches: int) -> Path:

@@ -31,6 +31,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "OUT/config.yaml (every setting; --config OUT/config.yaml trains the same run again). Settings: the "
         "config's defaults, then --config, then the flags typed here; docs/distillation.md lists every key.",
     )
+    add_run_flags(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="continue OUT/last.pt where it stopped")
+    p.set_defaults(func=run)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that describe a distillation run (all but its output), shared by ``distill`` and
+    ``record-answers``."""
     add_config_flags(p, "--set kd.temperature=2 --set run.workers=4")
     p.add_argument("--student", help="multi-task model, e.g. mtl_h-4")
     p.add_argument("--pose-teacher", metavar="CKPT", help="pose teacher checkpoint (train-teacher pose)")
@@ -40,13 +49,27 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     p.add_argument("--joint-val", metavar="ROOT",
                    help="split labelled for both tasks (synth's joint/), validated each epoch")
     p.add_argument("--cache", metavar="DIR", help="teacher-output cache: the teachers run once per image")
-    p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, help="default 300")
     p.add_argument("--batch-size", type=int, help="images per step per process")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--resume", action="store_true", help="continue OUT/last.pt where it stopped")
-    p.set_defaults(func=run)
+
+
+def register_record_answers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = subparsers.add_parser(
+        "record-answers",
+        help="record teachers' answers to a distillation run's batches ahead of the run",
+        description="Walks the batches the distill run described by the same flags (or --config) will train on and "
+        "stores each answer of the teachers --tasks names into OUT, without training. The run, given the same "
+        "settings, torch threads and --set teachers.recorded_answers=OUT, reads them instead of running those "
+        "teachers: the same maps to the bit, while another core or machine did the teachers' work. Re-running "
+        "continues an interrupted recording.",
+    )
+    add_run_flags(p)
+    p.add_argument("--out", required=True, help="the recording's directory")
+    p.add_argument("--tasks", default=None, metavar="LIST",
+                   help="teachers to record, comma-separated: pose, seg (default: every teacher given)")
+    p.set_defaults(func=record_answers)
 
 
 def distill_config(args: argparse.Namespace):  # noqa: ANN201 - a DistillConfig
@@ -75,9 +98,36 @@ def run(args: argparse.Namespace) -> int:
         cache_blend=config.teachers.cache_blend, settings=config.kd, resume=args.resume,
         augmentation=config.data.augmentation.options(), ae_weight=config.loss.ae_weight,
         ae_push=config.loss.ae_push, class_weights=config.loss.class_weights, ohem=config.loss.ohem,
-        run=config.run_config(),
+        run=config.run_config(), recorded_answers=config.teachers.recorded_answers,
+        concurrent_teachers=config.teachers.concurrent,
     )
     print(f"student: {result.out_dir / 'student.pt'} (settings: {path})")
+    return 0
+
+
+def record_answers(args: argparse.Namespace) -> int:
+    """Records the answers of the teachers ``--tasks`` names (default every one given) to the batches of the run
+    the flags describe, into ``--out``."""
+    from distill.record_answers import record_teacher_answers
+
+    config = distill_config(args)
+    given = {task: path for task, path in (("pose", config.teachers.pose), ("seg", config.teachers.seg)) if path}
+    tasks = list(given) if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks or any(t not in ("pose", "seg") for t in tasks):
+        raise ValueError(f"--tasks takes pose and/or seg, got {args.tasks!r}" if args.tasks is not None
+                         else "no teacher to record: give --pose-teacher and/or --seg-teacher")
+    missing = [t for t in tasks if t not in given]
+    if missing:
+        raise ValueError(f"no {missing[0]} teacher to record: give --{missing[0]}-teacher CKPT")
+    if config.teachers.cache is not None or config.teachers.recorded_answers is not None:
+        raise ValueError("this run reads its teachers from a cache or a recording already (teachers.cache, "
+                         "teachers.recorded_answers): nothing to record")
+    record_teacher_answers(
+        {task: given[task] for task in tasks}, config.student, args.out, coco=config.data.coco,
+        cityscapes=config.data.cityscapes, input_size=config.data.input_size,
+        augmentation=config.data.augmentation.options(), teacher_flip=config.kd.teacher_flip,
+        concurrent_teachers=config.teachers.concurrent, run=config.run_config(),
+    )
     return 0
 
 

@@ -31,7 +31,9 @@ class Data:
 @dataclass(frozen=True)
 class Teachers:
     """The frozen teachers' checkpoints, and the cache of their outputs (``cache``: its directory; None runs
-    them online on every batch)."""
+    them online on every batch). ``recorded_answers``: a directory of answers recorded ahead for this run's
+    batches (``mtl-ehrnet distill ... --record-answers DIR``), read instead of running those teachers;
+    ``concurrent``: online teachers run in a worker thread beside the student's forward pass."""
 
     pose: Optional[str] = None
     seg: Optional[str] = None
@@ -39,6 +41,13 @@ class Teachers:
     cache_input_size: Optional[Tuple[int, ...]] = None
     cache_mirrored: bool = False
     cache_blend: bool = False
+    recorded_answers: Optional[str] = None
+    concurrent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cache is not None and self.recorded_answers is not None:
+            raise ValueError("teachers.cache and teachers.recorded_answers are two sources of the teachers' maps: "
+                             "give one")
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,45 @@ def test_the_quick_start_records_where_runs_train_side_by_side() -> None:
     assert needs[ANSWERS_RUN] == ("seg_teacher",)
     assert ANSWERS_RUN in needs["joint_student_kd"]
     assert ANSWERS_RUN not in run_needs(plan)
+
+
+def test_starting_a_recording_removes_stale_answers_only(tmp_path: Path) -> None:
+    """A recording directory that is also a run's leaves the run's checkpoints alone."""
+    root = tmp_path / "shared"
+    store = TeacherAnswers(root, _identity(tmp_path))
+    store.start()
+    store.write(batch_key(torch.zeros(1, 3, 8, 8)), {"seg": torch.zeros(1, 19, 2, 2)})
+    (root / "last.pt").write_bytes(b"a run's checkpoint")
+    TeacherAnswers(root, _identity(tmp_path, threads=99)).start()  # another run's recording: starts afresh
+    assert sorted(p.name for p in root.glob("*.pt")) == ["last.pt"]
+
+
+def test_record_answers_then_distill_reads_every_batch(synth, tmp_path: Path, capsys) -> None:
+    """``record-answers`` walks a distill run's batches without training, recording the teachers ``--tasks`` names;
+    ``distill`` with the same flags and ``teachers.recorded_answers`` reads every batch's segmentation maps; misuses
+    are refused with what to give instead."""
+    from mtl_ehrnet import create_model
+    from mtl_ehrnet.checkpoint import save_checkpoint
+    from mtl_ehrnet.cli import main
+
+    torch.manual_seed(1)
+    seg = save_checkpoint(tmp_path / "seg.pt", create_model("seg_h-4"))
+    pose = save_checkpoint(tmp_path / "pose.pt", create_model("pose_h-4"))
+    flags = ["--student", "mtl_h-4", "--coco", str(synth.coco_annotations("train")), str(synth.coco_images("train")),
+             "--cityscapes", str(synth.cityscapes_root), "--pose-teacher", str(pose), "--seg-teacher", str(seg),
+             "--epochs", "1", "--batch-size", "4", "--set", "data.input_size=64", "--set", "run.workers=0"]
+    answers = tmp_path / "answers"
+    assert main(["record-answers", *flags, "--tasks", "seg", "--out", str(answers)]) == 0
+    recorded = len(list(answers.glob("*.pt")))
+    assert recorded >= 2 and (answers / MANIFEST).is_file()
+    assert main(["distill", *flags, "--set", f"teachers.recorded_answers={answers}", "--out", str(tmp_path / "o")]) == 0
+    assert f"teacher answers: {recorded} of {recorded} batches' seg maps read" in capsys.readouterr().out
+    assert (tmp_path / "o" / "student.pt").is_file()
+    no_seg = flags[: flags.index("--seg-teacher")] + flags[flags.index("--seg-teacher") + 2 :]
+    assert main(["record-answers", *no_seg, "--tasks", "seg", "--out", str(answers)]) == 1
+    assert main(["record-answers", *flags, "--tasks", "depth", "--out", str(answers)]) == 1
+    assert main(["record-answers", *flags, "--cache", "c", "--out", str(answers)]) == 1
+    assert main(["distill", *flags, "--set", f"teachers.recorded_answers={answers}", "--cache", "c", "--out", "o"]) == 1
+    err = capsys.readouterr().err
+    assert "no seg teacher to record: give --seg-teacher CKPT" in err and "--tasks takes pose and/or seg" in err
+    assert "nothing to record" in err and "two sources of the teachers' maps" in err
