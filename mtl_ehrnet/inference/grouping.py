@@ -175,7 +175,7 @@ def _scan_in_memory_order(
     (the predictor's are channels-last views, whose joint-major comparison strides across every pixel), and
     numpy's ``flatnonzero`` is several times faster than ``torch.nonzero``.
     """
-    axes = tuple(int(a) for a in np.argsort([-s for s in det.strides], kind="stable"))
+    axes = _memory_order(det.strides)
     maps = det.transpose(axes)
     bound = low.reshape([-1 if a == 0 else 1 for a in axes])
     if axes[0] != 0 and maps.size:
@@ -185,10 +185,21 @@ def _scan_in_memory_order(
     keep = maps >= bound
     if np.count_nonzero(keep) > most:
         return None
+    return _listed(keep, axes, det.shape)
+
+
+def _memory_order(strides: Sequence[int]) -> Tuple[int, ...]:
+    """The axes of maps (J, H, W) from the outermost in memory to the innermost (ties in their own order)."""
+    return tuple(sorted(range(len(strides)), key=lambda axis: -strides[axis]))
+
+
+def _listed(keep: np.ndarray, axes: Tuple[int, ...], shape: Sequence[int]) -> Tuple[np.ndarray, ...]:
+    """(joint, y, x) (N,) int64 of the true pixels of ``keep``, a mask of maps of ``shape`` (J, H, W) transposed to
+    ``axes``, joint by joint in pixel order as ``nonzero`` lists them."""
     coords = np.unravel_index(np.flatnonzero(keep), keep.shape)
     joint, y, x = (coords[axes.index(d)] for d in range(3))
     if axes != (0, 1, 2):
-        num_joints, height, width = det.shape
+        num_joints, height, width = shape
         if axes.index(1) < axes.index(2) and num_joints <= np.iinfo(np.int16).max:
             key = joint.astype(np.int16)  # rows before columns: each joint's pixels are in order already
         else:
@@ -196,6 +207,15 @@ def _scan_in_memory_order(
         order = np.argsort(key, kind="stable")
         joint, y, x = joint[order], y[order], x[order]
     return joint, y, x
+
+
+def _nonzero(mask: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """``mask.nonzero(as_tuple=True)`` of a mask of maps (J, H, W); on a CPU listed by numpy in memory order,
+    several times faster."""
+    if mask.device.type != "cpu":
+        return mask.nonzero(as_tuple=True)
+    axes = _memory_order(mask.stride())
+    return tuple(torch.from_numpy(c) for c in _listed(mask.permute(axes).contiguous().numpy(), axes, mask.shape))
 
 
 def _top_k(
@@ -244,8 +264,8 @@ def _peaks(det: torch.Tensor, kernel: int, threshold: float,
         bound = torch.full((num_joints,), threshold, device=det.device)
         above = _pixels_at_or_above(det, torch.nextafter(bound, torch.full_like(bound, math.inf)), most)
     if above is None:
-        peaks = (_window_max(det, kernel) == det) & (det > threshold)
-        return peaks.reshape(num_joints, -1).nonzero(as_tuple=True)
+        joint, y, x = _nonzero((_window_max(det, kernel) == det) & (det > threshold))
+        return joint, y * width + x
     joint, y, x, value = above
     # Offsets into the maps' memory, read by one flat gather each: several times faster than 3-d indexing.
     span = 1 + sum((n - 1) * s for n, s in zip(det.shape, det.stride())) if det.numel() else 0
@@ -271,17 +291,20 @@ def _window_max(det: torch.Tensor, kernel: int) -> torch.Tensor:
     and ``kernel // 2`` padding.
 
     Taken along rows then columns (the max is separable), each as ``kernel - 1`` element-wise maxima of
-    shifted views: plain vectorised passes, 3x faster on a CPU than ``max_pool2d``'s window loop.
+    shifted views: plain vectorised passes, 3x faster on a CPU than ``max_pool2d``'s window loop; and on the
+    maps in the order they lie in memory (channels-last maps: joints innermost), 3x faster again.
     """
     r = kernel // 2
-    out = det
-    for dim, pad in ((2, (r, r, 0, 0)), (1, (0, 0, r, r))):
+    axes = _memory_order(det.stride())
+    out = det.permute(axes)
+    for axis in (2, 1):
+        dim = axes.index(axis)
         size = out.shape[dim]
-        padded = F.pad(out, pad, value=float("-inf"))
+        padded = F.pad(out, [0, 0] * (2 - dim) + [r, r], value=float("-inf"))  # F.pad lists the last dim first
         out = padded.narrow(dim, 0, size)
         for shift in range(1, kernel):
             out = torch.maximum(out, padded.narrow(dim, shift, size))
-    return out
+    return out.permute([axes.index(d) for d in range(3)])
 
 
 def _match(
