@@ -141,6 +141,7 @@ def test_refine_shortlist_is_exact(monkeypatch, rng, flip_tags: bool, levels: in
     monkeypatch.setattr(grouping, "_REFINE_WHOLE_MAPS", 0)
     shortcut = group_poses(heatmaps, tags)
     monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 128)  # a floor sampled on every 3rd row and column
+    monkeypatch.setattr(grouping, "_WHOLE_MAP_CHUNK", 2 * 96 * 96)  # whole maps searched two people at a time
     short_shortlist = group_poses(heatmaps, tags)
     assert shortlists == [noisy < 1] * 2  # found in the NMS pass where few pixels are strong
     monkeypatch.setattr(grouping, "_REFINE_SHORTLIST", 96 * 96)
