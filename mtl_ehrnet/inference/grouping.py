@@ -8,6 +8,7 @@ and ``scipy.optimize.linear_sum_assignment`` for the matching.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -485,7 +486,8 @@ def _strongest_pixels(maps: torch.Tensor, size: int, floor: Optional[torch.Tenso
     (flat or non-finite maps), it is ``topk``'s ``size``-th value, raised to the next float so that ties with
     it are kept or searched.
     """
-    def searched() -> torch.Tensor:
+    @functools.lru_cache(maxsize=None)
+    def searched() -> torch.Tensor:  # the maps searched, copied out at most once
         return maps if rows is None else maps[rows]
 
     count = maps.shape[0] if rows is None else rows.numel()
