@@ -32,7 +32,7 @@ class Data:
 class Teachers:
     """The frozen teachers' checkpoints, and the cache of their outputs (``cache``: its directory; None runs
     them online on every batch). ``recorded_answers``: a directory of answers recorded ahead for this run's
-    batches (``mtl-ehrnet distill ... --record-answers DIR``), read instead of running those teachers;
+    batches (``mtl-ehrnet record-answers``), read instead of running those teachers;
     ``concurrent``: online teachers run in a worker thread beside the student's forward pass."""
 
     pose: Optional[str] = None

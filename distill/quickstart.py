@@ -51,8 +51,9 @@ from teachers.train import train as train_teacher
 # Estimates for --minutes, which times one step of each model before training: a run's wall time (its
 # validations, loader start-up, logging and checkpoints) against its timed steps; a distillation step against a
 # ground-truth joint step (the teachers' passes, or the cache's reads, and the KD terms; "recorded": the pose
-# teacher's pass alone, in a thread of its own, the segmentation teacher's answers read from ANSWERS_RUN, measured
-# 0.93-0.96x beside the ground-truth student on 2 cores); one image's validation (forward + grouping), or one
+# teacher's pass alone, in a thread of its own, the segmentation teacher's answers read from ANSWERS_RUN: measured
+# 0.93-0.96x beside the ground-truth student on 2 cores, whose CPU the thread shares; 1.1 where it has none to
+# share); one image's validation (forward + grouping), or one
 # batch's recorded teacher answer, against its share of a training step.
 REAL_STEP_FACTOR = 1.1
 KD_STEP_FACTOR = {"online": 1.75, "cached": 1.25, "recorded": 1.1}
