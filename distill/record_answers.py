@@ -9,14 +9,12 @@ import torch
 from tqdm import tqdm
 
 from distill.answer_store import TeacherAnswers, answer_identity, batch_key
-from distill.student import student_run_config, student_sets
+from distill.student import student_run_config, student_sets, student_teachers
 from distill.teacher_sources import OnlineTeachers
 from mtl_ehrnet import create_model
 from mtl_ehrnet.data import MixedTaskDataset
 from mtl_ehrnet.training import RunConfig, distributed
-from mtl_ehrnet.training.engine import autocast_dtype, epoch_steps, training_batches
-from teachers.flip_average import FlipAveragedTeacher
-from teachers.frozen import load_teacher
+from mtl_ehrnet.training.engine import autocast_dtype, epoch_steps, run_memory_format, training_batches
 
 PathLike = Union[str, Path]
 
@@ -57,13 +55,10 @@ def record_teacher_answers(
                          f"{context.world}")
     size = create_model(student, **({"input_size": input_size} if input_size else {})).input_size
     _, pose_set, seg_set = student_sets(coco, cityscapes, size, augmentation)
-    models = {task: load_teacher(path) for task, path in teachers.items()}
-    if teacher_flip:
-        models = {task: FlipAveragedTeacher(model) for task, model in models.items()}
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    # The teachers as the run's objective holds them: on its device, in its memory format, in a thread of their
-    # own where the run's are.
-    source = OnlineTeachers(models, concurrent=concurrent_teachers).to(context.device, memory_format=memory_format)
+    # The teachers as the run's objective holds them: built alike, on its device, in its memory format, in a thread
+    # of their own where the run's are.
+    source = OnlineTeachers(student_teachers(teachers, teacher_flip), concurrent=concurrent_teachers)
+    source.to(context.device, memory_format=run_memory_format(config))
     answers = TeacherAnswers(out, answer_identity(teachers, config, context.device, teacher_flip, concurrent_teachers))
     answers.start(resume)
     amp = autocast_dtype(config, context.device)

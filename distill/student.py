@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+from torch import nn
 
 from distill.answer_store import TeacherAnswers, answer_identity
 from distill.objective import DistillationObjective, KDSettings, task_weight_pair
@@ -63,6 +65,14 @@ def student_sets(coco: Tuple[PathLike, PathLike], cityscapes: PathLike, size: Tu
     augment = TrainTransform(size, **(augmentation or {}))
     return (augment, CocoKeypoints(coco[1], coco[0], augment, skip_empty=True),
             Cityscapes(cityscapes, "train", augment))
+
+
+def student_teachers(paths: Mapping[str, PathLike], flip: bool) -> Dict[str, nn.Module]:
+    """{task: frozen teacher} from {task: checkpoint}, flip-averaged where ``flip``
+    (:class:`teachers.flip_average.FlipAveragedTeacher`): as a distillation run and the recording of its teachers'
+    answers both build them."""
+    teachers = {task: load_teacher(path) for task, path in paths.items()}
+    return {task: FlipAveragedTeacher(teacher) for task, teacher in teachers.items()} if flip else teachers
 
 
 def train_student(
@@ -164,10 +174,8 @@ def train_student(
     augment, pose_set, seg_set = student_sets(coco, cityscapes, size, augmentation)
     gt = ground_truth_loss(("pose", "seg"), ae_weight=ae_weight, ae_push=ae_push, class_weights=class_weights,
                            ohem=ohem, cityscapes=cityscapes)
-    teachers = {task: load_teacher(path) for task, path in (("pose", pose_teacher), ("seg", seg_teacher))
-                if path is not None}
-    if settings.teacher_flip:
-        teachers = {task: FlipAveragedTeacher(teacher) for task, teacher in teachers.items()}
+    teachers = student_teachers({task: path for task, path in (("pose", pose_teacher), ("seg", seg_teacher))
+                                 if path is not None}, settings.teacher_flip)
     # The teachers answer online on every batch, or once into the cache whose maps each batch then carries.
     source = (CachedTeachers(tuple(teachers)) if cache is not None and teachers
               else OnlineTeachers(teachers, concurrent=concurrent_teachers))

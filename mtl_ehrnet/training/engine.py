@@ -154,12 +154,17 @@ def training_batches(train_set: Dataset, config: RunConfig,
     """``(epoch, step in epoch, batch)`` of every step that :func:`fit` takes with ``config`` in one process, each
     batch as the step's loss sees it (on ``device``, images in the run's memory format): for work that must see a
     run's exact batches ahead of it, such as recording its teachers' answers."""
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = run_memory_format(config)
     batches, loader = run_loader(train_set, config, device)
     for epoch in range(config.epochs):
         batches.set_epoch(epoch)
         for step, batch in enumerate(loader):
             yield epoch, step, step_batch(batch, device, memory_format)
+
+
+def run_memory_format(config: RunConfig) -> torch.memory_format:
+    """The memory format a run of ``config`` keeps its model, images and online teachers in."""
+    return torch.channels_last if config.channels_last else torch.contiguous_format
 
 
 def autocast_dtype(config: RunConfig, device: torch.device) -> Optional[torch.dtype]:
@@ -223,7 +228,7 @@ def fit(
     out_dir = Path(out_dir)
     last, best = out_dir / "last.pt", out_dir / "best.pt"
     amp_dtype = autocast_dtype(config, ctx.device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    memory_format = run_memory_format(config)
     model = distributed.sync_batchnorm(model, config.sync_bn, ctx)
     model.to(ctx.device, memory_format=memory_format)
     if isinstance(loss_fn, nn.Module):
